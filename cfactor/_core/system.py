@@ -1,0 +1,311 @@
+"""``ActorSystem``: spawns actors, finds them by name, and owns their supervision root."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+from cfactor._core.actor import Actor
+from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
+from cfactor._core.clock import LoopClock, make_random
+from cfactor._core.supervision import Restart, Supervision, parse_restart
+from cfactor.errors import (
+    ActorNotFound,
+    ActorStartFailed,
+    ConfigError,
+    NameTaken,
+    SystemClosed,
+)
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Coroutine
+    from types import TracebackType
+
+    from cfactor._core.ref import ActorRef
+    from cfactor.abc import Clock
+
+log = logging.getLogger("cfactor.system")
+
+DEFAULT_MAILBOX_CAPACITY = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStatistics:
+    """A snapshot of one actor system.
+
+    Attributes:
+        actors: Live actors (not yet stopped).
+        dead_letters: Messages that reached no actor (told to a stopped actor, or left
+            in its mailbox when it stopped).
+        restarts: Actor restarts done by supervisors.
+        escalations: Times a supervisor exceeded its restart intensity and gave up.
+    """
+
+    actors: int
+    dead_letters: int
+    restarts: int
+    escalations: int
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class ActorSystem:
+    """A set of actors sharing one event loop, one clock and one supervision root.
+
+    Use it as ``async with cf.ActorSystem() as system:``. It keeps no global state:
+    two systems in one process are independent. The embedded default needs no server
+    and no network.
+
+    Args:
+        mailbox_capacity: Default mailbox bound for spawned actors.
+        supervision: How the root supervises top-level actors.
+        ask_timeout_s: Default timeout of ``ask``.
+        stop_timeout_s: How long a stopping actor's current message may still run
+            before it is cancelled.
+        throughput: Messages an actor handles before it yields to the loop (fairness).
+        clock: The time source (the running loop's clock by default).
+        seed: Seeds the system's one random source, for reproducible runs.
+
+    Raises:
+        ConfigError: A setting out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
+        supervision: Supervision | None = None,
+        ask_timeout_s: float = 30.0,
+        stop_timeout_s: float = 5.0,
+        throughput: int = 300,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.mailbox_capacity = _check_positive_int("mailbox_capacity", mailbox_capacity)
+        self.ask_timeout_s = _check_seconds("ask_timeout_s", ask_timeout_s)
+        self.stop_timeout_s = _check_seconds("stop_timeout_s", stop_timeout_s)
+        self.throughput = _check_positive_int("throughput", throughput)
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self.random: random.Random = make_random(seed)
+        #: Where this system listens for other members; empty when embedded.
+        self.address = ""
+        self._root = RootSupervisor(self, supervision or Supervision())
+        self._names: dict[str, ActorCell] = {}
+        self._next_uid = 1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._dead_letters = 0
+        self._dead_letters_logged = 0
+        self._dead_letter_log_at = float("-inf")
+        self._restarts = 0
+        self._escalations = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Bind the system to the running event loop. ``async with`` calls this.
+
+        Raises:
+            SystemClosed: The system was closed already (systems are not reusable).
+        """
+        if self._closed:
+            raise SystemClosed("this actor system was closed; create a new one")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            raise SystemClosed("the actor system is not started; use 'async with ActorSystem()'")
+        return loop
+
+    async def aclose(self) -> None:
+        """Stop every actor (children first, newest first) and wait for them. Idempotent."""
+        if self._closed or self._loop is None:
+            self._closed = True
+            return
+        self._closed = True
+        root = self._root
+        root.closing = True
+        await root.stop_children()
+        while self._background:
+            await asyncio.wait(list(self._background))
+        self._flush_dead_letter_log()
+
+    # -- actors ---------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        cls: type[Actor],
+        *args: Any,
+        name: str | None = None,
+        mailbox_capacity: int | None = None,
+        supervision: Supervision | None = None,
+        restart: Restart | str = Restart.PERMANENT,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Start an actor and return its ref.
+
+        Called from inside an actor (its ``receive`` or ``on_start``), the new actor is
+        that actor's child; otherwise it sits under the system's root supervisor.
+
+        Args:
+            cls: An ``Actor`` subclass; ``cls(*args, **kwargs)`` builds each instance.
+            name: A name unique in this system (``system.ref(name)`` finds it);
+                generated if omitted. Names starting with ``$`` are reserved.
+            mailbox_capacity: This actor's mailbox bound (the system default if None).
+            supervision: How this actor supervises the children it spawns.
+            restart: When its supervisor restarts it: ``permanent``, ``transient`` or
+                ``temporary``.
+            *args: Positional arguments for the constructor.
+            **kwargs: Keyword arguments for the constructor.
+
+        Raises:
+            ConfigError: ``cls`` is not an Actor subclass, or an option is out of range.
+            NameTaken: A live actor already has that name.
+            ActorStartFailed: The constructor or ``on_start`` raised (it is the cause).
+            SystemClosed: The system is not running.
+        """
+        if self._closed or self._loop is None:
+            raise SystemClosed("the actor system is not running; use 'async with ActorSystem()'")
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise ConfigError(f"spawn needs an Actor subclass, got {cls!r}")
+        if cls.receive is Actor.receive:
+            raise ConfigError(f"{cls.__qualname__} does not define 'async def receive'")
+        capacity = (
+            self.mailbox_capacity
+            if mailbox_capacity is None
+            else _check_positive_int("mailbox_capacity", mailbox_capacity)
+        )
+        restart_type = restart if type(restart) is Restart else parse_restart(restart)
+        uid = self._next_uid
+        if name is None:
+            name = f"${uid}"
+        elif not isinstance(name, str) or not name or name.startswith("$"):
+            raise ConfigError(f"actor names are non-empty strings not starting with '$': {name!r}")
+        names = self._names
+        if name in names:
+            raise NameTaken(f"an actor named {name!r} is already running")
+        self._next_uid = uid + 1
+        parent = current_cell.get()
+        if parent is None or parent.system is not self or not parent.is_supervising():
+            parent_sup: RootSupervisor | ActorCell = self._root
+        else:
+            parent_sup = parent
+        cell = ActorCell(
+            self,
+            parent_sup,
+            cls,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            uid=uid,
+            capacity=capacity,
+            restart=restart_type,
+            supervision=supervision or self._root.supervision,
+        )
+        names[name] = cell
+        parent_sup.add_child(cell)
+        error = await cell.start_instance()
+        if error is not None:
+            await cell.terminate()
+            raise ActorStartFailed(
+                f"actor {name!r} ({cls.__qualname__}) failed to start: {error!r}"
+            ) from error
+        return cell.ref
+
+    def ref(self, name: str) -> ActorRef:
+        """The ref of the live actor called ``name``.
+
+        Raises:
+            ActorNotFound: No live actor has that name.
+        """
+        cell = self._names.get(name)
+        if cell is None:
+            raise ActorNotFound(f"no actor named {name!r}")
+        return cell.ref
+
+    def statistics(self) -> SystemStatistics:
+        return SystemStatistics(
+            actors=len(self._names),
+            dead_letters=self._dead_letters,
+            restarts=self._restarts,
+            escalations=self._escalations,
+        )
+
+    # -- services for cells ---------------------------------------------------------------
+
+    def unregister(self, cell: ActorCell) -> None:
+        if self._names.get(cell.name) is cell:
+            del self._names[cell.name]
+
+    def spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run runtime housekeeping (supervision, slow stops) as a tracked task."""
+        task = self.loop.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("cfactor internal task failed: %r", exc, exc_info=exc)
+
+    def count_restart(self) -> None:
+        self._restarts += 1
+
+    def count_escalation(self) -> None:
+        self._escalations += 1
+
+    def dead_letter(self, target: str, message: Any, reason: str) -> None:
+        """Count a message that reached no actor; log at debug level, at most once a second."""
+        self._dead_letters += 1
+        now = self.clock.now()
+        if now - self._dead_letter_log_at >= 1.0:
+            unlogged = self._dead_letters - self._dead_letters_logged
+            self._dead_letters_logged = self._dead_letters
+            self._dead_letter_log_at = now
+            log.debug(
+                "dead letter to %r (%s): %.200r (%d since the last report, %d in all)",
+                target,
+                reason,
+                message,
+                unlogged,
+                self._dead_letters,
+            )
+
+    def _flush_dead_letter_log(self) -> None:
+        unlogged = self._dead_letters - self._dead_letters_logged
+        if unlogged:
+            self._dead_letters_logged = self._dead_letters
+            log.debug("%d dead letters not yet reported (%d in all)", unlogged, self._dead_letters)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._loop else "new")
+        return f"<ActorSystem {state} actors={len(self._names)} address={self.address!r}>"

@@ -1,0 +1,165 @@
+"""The one error hierarchy of cfactor.
+
+Errors are grouped by what the caller can do about them:
+
+- ``DeliveryError``: the message may not have arrived (``MailboxFull``), or its
+  outcome is unknown (``AskTimeout``, ``NodeUnreachable``). Retry or give up.
+- ``ActorError``: the target is not there (``ActorNotFound``, ``ActorStopped``) or
+  its handler raised (``RemoteActorError``, with the handler's traceback text).
+- ``ProtocolError``: bytes from a peer (or a message to a peer) broke the wire rules.
+  A member never crashes on one; it counts and drops the frame.
+- ``MembershipError``: the cluster's membership store cannot be reached.
+- ``SupervisionError``: a supervisor gave up under its restart intensity.
+- ``ConfigError``: a bad argument or setting (also a ``ValueError``).
+
+"Closed" means you closed it; "broken" means someone else did.
+"""
+
+from __future__ import annotations
+
+
+class CfactorError(Exception):
+    """Base class of every error cfactor raises on purpose."""
+
+
+# -- delivery ---------------------------------------------------------------------------
+
+
+class DeliveryError(CfactorError):
+    """A message could not be delivered, or its outcome is unknown."""
+
+
+class MailboxFull(DeliveryError):
+    """The target's bounded mailbox has no room; the message was not enqueued."""
+
+
+class AskTimeout(DeliveryError, TimeoutError):
+    """No reply came within the ask's timeout. The message may still be processed."""
+
+
+class NodeUnreachable(DeliveryError):
+    """The member that hosts the target is gone or cannot be reached."""
+
+
+# -- actors -----------------------------------------------------------------------------
+
+
+class ActorError(CfactorError):
+    """The target actor is missing, stopped, or its handler failed."""
+
+
+class ActorNotFound(ActorError, LookupError):
+    """No actor is registered under that name."""
+
+
+class ActorStopped(ActorError):
+    """The actor stopped before it could answer (or was already stopped)."""
+
+
+class NameTaken(ActorError, ValueError):
+    """Another live actor in this system already has that name."""
+
+
+class ActorStartFailed(ActorError):
+    """The actor's constructor or ``on_start`` raised; the actor was not started."""
+
+
+class RemoteActorError(ActorError):
+    """The actor's handler raised while answering an ask.
+
+    Attributes:
+        type_name: The qualified name of the exception type the handler raised.
+        message: ``str()`` of that exception.
+        traceback: The handler's formatted traceback, as text.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+    def __reduce__(self) -> tuple[type[RemoteActorError], tuple[str, str, str]]:
+        return (type(self), (self.type_name, self.message, self.traceback))
+
+
+# -- wire protocol ----------------------------------------------------------------------
+
+
+class ProtocolError(CfactorError, ValueError):
+    """Bytes broke the wire rules. Raised by the codec; never crashes a member."""
+
+
+class UnsupportedVersion(ProtocolError):
+    """The frame's version byte is not one this codec speaks."""
+
+
+class FrameTooLarge(ProtocolError):
+    """The frame is larger than the configured maximum frame size."""
+
+
+class MalformedFrame(ProtocolError):
+    """The frame is not a well-formed envelope (bad msgpack, wrong shape or types)."""
+
+
+class MessageNotSerializable(ProtocolError, TypeError):
+    """A message holds a value the wire cannot carry (no pickle, ever)."""
+
+
+# -- membership and supervision ---------------------------------------------------------
+
+
+class MembershipError(CfactorError):
+    """The membership store (etcd, or memory) failed."""
+
+
+class MembershipUnavailable(MembershipError):
+    """The membership store cannot be reached right now; placement fails fast."""
+
+
+class SupervisionError(CfactorError):
+    """A supervisor exceeded its restart intensity and gave up.
+
+    Attributes:
+        child: The name of the child whose failure exceeded the intensity.
+    """
+
+    def __init__(self, message: str, child: str = "") -> None:
+        super().__init__(message)
+        self.child = child
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+class ConfigError(CfactorError, ValueError):
+    """A bad argument or setting."""
+
+
+class SystemClosed(CfactorError, RuntimeError):
+    """The actor system is not running (not entered yet, or closed by you)."""
+
+
+__all__ = [
+    "ActorError",
+    "ActorNotFound",
+    "ActorStartFailed",
+    "ActorStopped",
+    "AskTimeout",
+    "CfactorError",
+    "ConfigError",
+    "DeliveryError",
+    "FrameTooLarge",
+    "MailboxFull",
+    "MalformedFrame",
+    "MembershipError",
+    "MembershipUnavailable",
+    "MessageNotSerializable",
+    "NameTaken",
+    "NodeUnreachable",
+    "ProtocolError",
+    "RemoteActorError",
+    "SupervisionError",
+    "SystemClosed",
+    "UnsupportedVersion",
+]
