@@ -1,0 +1,814 @@
+"""The wire codec: envelopes to frames and back, with msgpack.
+
+Sans-IO: bytes in, values out. No sockets, no clocks, and never pickle. The codec
+trusts nothing it decodes: whatever the bytes, :meth:`MsgpackCodec.decode` either
+returns an :class:`~cfactor.abc.Envelope` or raises a
+:class:`~cfactor.errors.ProtocolError` subclass.
+
+A frame (version 1) is one version byte followed by one msgpack array::
+
+    0x01 | [kind, target, sender, correlation_id, deadline, payload]
+
+``sender`` is nil or ``[address, name, uid]``; ``deadline`` is nil or a float. The
+payload is any msgpack value plus three ext types:
+
+- ``1`` tuple: its items as a msgpack array (lists stay lists, tuples stay tuples);
+- ``2`` actor ref: ``[address, name, uid]``;
+- ``3`` message: ``[registered name, {init field: value}]`` of a registered dataclass.
+
+The full description, and the reasons behind it, are in ``docs/wire.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, overload
+
+import msgpack
+
+from cfactor.abc import Envelope, Kind, RefAddress
+from cfactor.errors import (
+    ConfigError,
+    FrameTooLarge,
+    MalformedFrame,
+    MessageNotSerializable,
+    ProtocolError,
+    UnsupportedVersion,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+VERSION: Final = 1
+"""The version byte this codec writes and the only one it reads."""
+
+DEFAULT_MAX_FRAME_SIZE: Final = 4 * 1024 * 1024
+DEFAULT_MAX_DEPTH: Final = 32
+
+# Every ext level costs one msgpack unpack context (about 40 KiB of C stack, for its
+# 1024-entry container stack) plus a few Python frames, so the depth a peer may make
+# us recurse to is capped well below what a thread's stack can hold.
+_MAX_DEPTH_LIMIT: Final = 64
+
+EXT_TUPLE: Final = 1
+EXT_REF: Final = 2
+EXT_MESSAGE: Final = 3
+
+_PREFIX: Final = bytes([VERSION])
+_EXT_CODES: Final = frozenset({EXT_TUPLE, EXT_REF, EXT_MESSAGE})
+# ExtType and RefAddress are namedtuples whose Python-level __new__ costs more than
+# packing a small tuple; ours hold checked values, so they are built as the plain
+# tuples they are (the packer checks ``type(o) is ExtType``).
+_ExtType: Final = msgpack.ExtType
+_new_tuple: Final = tuple.__new__
+_unpackb: Final = msgpack.unpackb
+_KINDS: Final[dict[int, Kind]] = {int(kind): kind for kind in Kind}
+_WIRE_KINDS: Final[dict[Kind, int]] = {kind: int(kind) for kind in Kind}
+
+# A received frame longer than this is read through a memoryview rather than copied
+# (to drop its version byte, or out of a caller's view).
+_COPY_LIMIT: Final = 4096
+# After a frame bigger than this its packer is replaced (see ``_check_big``).
+_RETAIN_LIMIT: Final = 256 * 1024
+_PACKER_BUF_SIZE: Final = 64 * 1024
+
+# msgpack turns ext type -1 into ``msgpack.Timestamp`` inside the C unpacker, without
+# calling our ext hook, and packs a Timestamp without calling ``default``. Either way
+# the bytes then hold the type byte 0xff right after a fixext4/fixext8 header or a
+# length of 4, 8 or 12. A memchr for 0xff clears most frames; a small frame that has
+# one is cleared by this pattern. A large one is checked value by value instead: re
+# scans at about 3 ns per byte, slower than the checks themselves.
+_TIMESTAMP_HINT: Final = re.compile(rb"[\x04\x08\x0c\xd6\xd7]\xff")
+_HINT_LIMIT: Final = 1024
+_Timestamp: Final = msgpack.Timestamp
+_CONTAINERS: Final = frozenset({list, tuple, dict})
+
+# Builtins that the packer (with strict types) only takes exactly: a subclass such as
+# an IntEnum or a NamedTuple would arrive as its base type, so it is refused instead.
+_NATIVE_TYPES: Final = (int, float, str, bytes, bytearray, list, dict, tuple)
+
+_C = TypeVar("_C", bound=type[Any])
+
+
+# -- message registry -------------------------------------------------------------------
+
+
+class _MessageType(NamedTuple):
+    name: str
+    fields: tuple[str, ...]
+
+
+class MessageRegistry:
+    """The dataclasses that may cross the wire, by name.
+
+    Both members must register a class under the same name: the name, not the
+    Python import path, is what travels, so a class can move between modules without
+    breaking a running cluster if it keeps its name.
+    """
+
+    __slots__ = ("_by_class", "_by_name")
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, type[Any]] = {}
+        self._by_class: dict[type[Any], _MessageType] = {}
+
+    def register(self, cls: _C, *, name: str | None = None) -> _C:
+        """Register a dataclass under ``name``.
+
+        Args:
+            cls: The dataclass. Its ``init`` fields are what travels; it is rebuilt
+                on the receiving side with ``cls(**fields)``.
+            name: The wire name; defaults to ``f"{cls.__module__}.{cls.__qualname__}"``.
+
+        Returns:
+            ``cls`` itself, so this works as a class decorator.
+
+        Raises:
+            TypeError: ``cls`` is not a dataclass, or ``name`` is not a string.
+            ValueError: ``name`` is empty, another class is registered under it, or
+                ``cls`` is already registered under another name.
+        """
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(
+                f"only dataclasses can be registered as messages, not {cls!r} "
+                "(put @cfactor.wire.message above @dataclass)"
+            )
+        if name is None:
+            name = f"{cls.__module__}.{cls.__qualname__}"
+        elif not isinstance(name, str):
+            raise TypeError(f"a message name must be a str, not {type(name).__name__}")
+        elif not name:
+            raise ValueError("a message name must not be empty")
+        existing = self._by_name.get(name)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"message name {name!r} is already registered for {existing!r}")
+        known = self._by_class.get(cls)
+        if known is not None and known.name != name:
+            raise ValueError(f"{cls!r} is already registered as {known.name!r}")
+        fields = tuple(field.name for field in dataclasses.fields(cls) if field.init)
+        self._by_name[name] = cls
+        self._by_class[cls] = _MessageType(name, fields)
+        return cls
+
+    def lookup(self, name: str) -> type[Any] | None:
+        """Return the class registered under ``name``, or ``None``."""
+        return self._by_name.get(name)
+
+    def name_of(self, cls: type[Any]) -> str | None:
+        """Return the name ``cls`` is registered under, or ``None``."""
+        known = self._by_class.get(cls)
+        return None if known is None else known.name
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __repr__(self) -> str:
+        return f"<MessageRegistry messages={len(self._by_name)}>"
+
+
+default_registry: Final = MessageRegistry()
+"""The registry ``@message`` and ``MsgpackCodec()`` use unless given another."""
+
+
+@overload
+def message(cls: _C, /) -> _C: ...
+
+
+@overload
+def message(
+    *, name: str | None = None, registry: MessageRegistry | None = None
+) -> Callable[[_C], _C]: ...
+
+
+def message(
+    cls: _C | None = None,
+    /,
+    *,
+    name: str | None = None,
+    registry: MessageRegistry | None = None,
+) -> _C | Callable[[_C], _C]:
+    """Class decorator: let a dataclass travel as a message.
+
+    Use as ``@message`` or ``@message(name="shop.Order")``, above ``@dataclass``::
+
+        @cfactor.wire.message
+        @dataclass(frozen=True)
+        class Add:
+            amount: int
+
+    Args:
+        cls: The dataclass, when used without arguments.
+        name: The wire name; defaults to ``f"{cls.__module__}.{cls.__qualname__}"``.
+        registry: Where to register; defaults to :data:`default_registry`.
+
+    Returns:
+        The class itself, or a decorator when called with keyword arguments only.
+
+    Raises:
+        TypeError: The class is not a dataclass.
+        ValueError: The name is taken by another class (see
+            :meth:`MessageRegistry.register`).
+    """
+    target = default_registry if registry is None else registry
+    if cls is None:
+
+        def decorate(cls: _C, /) -> _C:
+            return target.register(cls, name=name)
+
+        return decorate
+    return target.register(cls, name=name)
+
+
+# -- codec ------------------------------------------------------------------------------
+
+
+class MsgpackCodec:
+    """The codec: :class:`~cfactor.abc.Envelope` to frame and back.
+
+    ``decode`` keeps no state and may be called from any thread. ``encode`` reuses
+    its msgpack packers between calls, so one codec must not encode from two
+    threads at once (the event loop's thread is the expected caller).
+
+    Args:
+        max_frame_size: The largest frame, in bytes, either way.
+        make_ref: Turns a decoded actor ref's address into a ref (the actor system
+            passes its own factory). Without it, refs decode to their
+            :class:`~cfactor.abc.RefAddress`.
+        registry: The registered message dataclasses; defaults to
+            :data:`default_registry`.
+        max_depth: How deeply tuples, refs and messages may nest inside each other.
+            Nested lists and dicts are bounded separately (by msgpack, at 1024).
+
+    Raises:
+        ConfigError: ``max_frame_size`` is not a positive int, or ``max_depth`` is
+            not an int between 0 and 64.
+    """
+
+    __slots__ = (
+        "_big",
+        "_checked_hooks",
+        "_classes",
+        "_hook",
+        "_hook",
+        "_hooks",
+        "_level",
+        "_make_ref",
+        "_max_depth",
+        "_max_frame_size",
+        "_names",
+        "_packers",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        make_ref: Callable[[RefAddress], Any] | None = None,
+        registry: MessageRegistry | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        if type(max_frame_size) is not int or max_frame_size < 1:
+            raise ConfigError(f"max_frame_size must be a positive int, not {max_frame_size!r}")
+        if type(max_depth) is not int or not 0 <= max_depth <= _MAX_DEPTH_LIMIT:
+            raise ConfigError(
+                f"max_depth must be an int from 0 to {_MAX_DEPTH_LIMIT}, not {max_depth!r}"
+            )
+        self._max_frame_size = max_frame_size
+        self._max_depth = max_depth
+        # One comparison on the hot path covers both reasons to look closer.
+        self._big = min(max_frame_size, _RETAIN_LIMIT + 1)
+        self._make_ref = make_ref
+        registry = default_registry if registry is None else registry
+        # The registry's own dicts, so classes registered after this codec was made
+        # (at import time of a later module) are still known to it.
+        self._classes = registry._by_class
+        self._names = registry._by_name
+        # msgpack's Packer is not reentrant: packing a tuple's items from inside
+        # ``default`` needs a second packer, a message inside that tuple a third, and
+        # so on. ``_packers[level]`` is the one for ext nesting ``level``.
+        self._packers: list[Any] = []
+        self._level = 0
+        # One ext hook per nesting depth (plain and Timestamp-checking), so decoding
+        # needs no mutable depth counter: the hook itself knows how deep it is.
+        self._hooks = [
+            functools.partial(self._decode_ext, depth + 1) for depth in range(max_depth + 1)
+        ]
+        self._checked_hooks = [
+            functools.partial(self._decode_ext_checked, depth + 1) for depth in range(max_depth + 1)
+        ]
+        self._hook = self._hooks[0]
+
+    @property
+    def max_frame_size(self) -> int:
+        """The largest frame, in bytes, this codec writes or reads."""
+        return self._max_frame_size
+
+    @property
+    def max_depth(self) -> int:
+        """How deeply tuples, refs and messages may nest inside each other."""
+        return self._max_depth
+
+    def __repr__(self) -> str:
+        return (
+            f"<MsgpackCodec version={VERSION} max_frame_size={self._max_frame_size} "
+            f"max_depth={self._max_depth}>"
+        )
+
+    # -- encode ---------------------------------------------------------------------------
+
+    def encode(self, envelope: Envelope) -> bytes:
+        """Turn an envelope into one frame.
+
+        Args:
+            envelope: The envelope; its payload may hold msgpack's native values,
+                tuples, actor refs and registered dataclasses, nested freely.
+
+        Returns:
+            The frame: the version byte and the msgpack-encoded envelope.
+
+        Raises:
+            MessageNotSerializable: The payload holds a value the wire cannot carry
+                (a set, an unregistered class, an int beyond 64 bits, nesting too
+                deep), or an envelope field has the wrong type.
+            FrameTooLarge: The frame would exceed ``max_frame_size``.
+        """
+        kind = envelope.kind
+        cid = envelope.correlation_id
+        deadline = envelope.deadline
+        sender = envelope.sender
+        if (
+            type(kind) is not Kind
+            or type(envelope.target) is not str
+            or type(cid) is not int
+            or cid < 0
+            or (deadline is not None and (type(deadline) is not float or math.isnan(deadline)))
+        ):
+            deadline = _check_header(envelope)
+        data = self._encode_value(
+            [
+                _WIRE_KINDS[kind],
+                envelope.target,
+                None if sender is None else _ref_fields(sender),
+                cid,
+                deadline,
+                envelope.payload,
+            ]
+        )
+        return _PREFIX + data
+
+    def encode_payload(self, value: Any) -> bytes:
+        """Encode one value by the payload rules, without envelope or version byte.
+
+        Args:
+            value: Anything an envelope's payload may hold.
+
+        Returns:
+            The msgpack bytes; :meth:`decode_payload` reads them back.
+
+        Raises:
+            MessageNotSerializable: The value holds something the wire cannot carry.
+            FrameTooLarge: The bytes would exceed ``max_frame_size``.
+        """
+        return self._encode_value(value)
+
+    def _encode_value(self, value: Any) -> bytes:
+        try:
+            data = self._pack(value)
+        except ProtocolError:
+            raise
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            # msgpack reports cycles and lists nested over 1024 deep as
+            # "recursion limit exceeded", a ValueError.
+            raise MessageNotSerializable(f"cannot encode the message: {exc}") from exc
+        if 255 in data and _may_hold_timestamp(data) and self._holds_timestamp(value):
+            raise MessageNotSerializable(
+                "cannot send a msgpack Timestamp over the wire; send a float or int"
+            )
+        return data
+
+    def _pack(self, value: Any) -> bytes:
+        # ``_level`` is how many packers are busy further up the stack: this call
+        # takes the next one. There are at most max_depth + 1 of them, so running
+        # off the end of the list is how too deep a nesting shows up.
+        level = self._level
+        try:
+            packer = self._packers[level]
+        except IndexError:
+            packer = self._add_packer(level)
+        self._level = level + 1
+        try:
+            data: bytes = packer.pack(value)
+        except Exception:
+            # The failed pack may have grown the buffer before failing; start afresh
+            # so a rejected message does not pin that memory.
+            self._packers[level] = self._new_packer()
+            raise
+        finally:
+            self._level = level
+        if len(data) >= self._big:
+            self._check_big(level, len(data))
+        return data
+
+    def _add_packer(self, level: int) -> Any:
+        if level > self._max_depth:
+            raise MessageNotSerializable(
+                "the message nests tuples, refs or messages more than "
+                f"max_depth={self._max_depth} levels deep"
+            )
+        packer = self._new_packer()
+        self._packers.append(packer)
+        return packer
+
+    def _check_big(self, level: int, size: int) -> None:
+        # A packer keeps the largest buffer it ever grew to; replace it after a large
+        # message so that one does not pin its size for good.
+        if size > _RETAIN_LIMIT:
+            self._packers[level] = self._new_packer()
+        # ``>=``: the version byte (or an enclosing ext header) adds at least one more.
+        if size >= self._max_frame_size:
+            raise FrameTooLarge(
+                f"the message encodes to more than max_frame_size={self._max_frame_size} bytes"
+            )
+
+    def _new_packer(self) -> Any:
+        # strict_types: only exact builtins are packed natively, so tuples (and
+        # subclasses such as enums) reach ``_default`` instead of turning into lists.
+        return msgpack.Packer(
+            default=self._default,
+            strict_types=True,
+            use_bin_type=True,
+            datetime=False,
+            buf_size=_PACKER_BUF_SIZE,
+        )
+
+    def _default(self, value: Any) -> msgpack.ExtType:
+        cls = type(value)
+        if cls is tuple:
+            return _new_tuple(_ExtType, (EXT_TUPLE, self._pack(list(value))))
+        known = self._classes.get(cls)
+        if known is not None:
+            fields = {field: getattr(value, field) for field in known.fields}
+            return _new_tuple(_ExtType, (EXT_MESSAGE, self._pack([known.name, fields])))
+        if cls is RefAddress:
+            return _new_tuple(_ExtType, (EXT_REF, self._pack(_ref_fields(value))))
+        get_address = getattr(cls, "__cfactor_address__", None)
+        if get_address is not None:
+            return _new_tuple(_ExtType, (EXT_REF, self._pack(_ref_fields(get_address(value)))))
+        raise MessageNotSerializable(_unsupported(value))
+
+    def _holds_timestamp(self, value: Any) -> bool:
+        # Only reached when the bytes hold 0xff. Walks with an explicit stack (the
+        # value may nest as deep as msgpack allows) and looks at the types of a
+        # container's items in C, descending only into the items that contain more.
+        classes = self._classes
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            cls = type(item)
+            if cls is list or cls is tuple:
+                items = item
+            elif cls is dict:
+                items = [*item, *item.values()]
+            elif cls is _Timestamp:
+                return True
+            else:
+                known = classes.get(cls)
+                if known is None:
+                    continue
+                items = [getattr(item, field) for field in known.fields]
+            kinds = set(map(type, items))
+            if _Timestamp in kinds:
+                return True
+            if not kinds.isdisjoint(_CONTAINERS) or not kinds.isdisjoint(classes):
+                stack.extend(x for x in items if type(x) in _CONTAINERS or type(x) in classes)
+        return False
+
+    # -- decode ---------------------------------------------------------------------------
+
+    def decode(self, frame: bytes | bytearray | memoryview) -> Envelope:
+        """Turn one frame into an envelope, trusting nothing in it.
+
+        Args:
+            frame: The bytes as received. A memoryview is read without copying it.
+
+        Returns:
+            The envelope. Refs in it are built by ``make_ref`` (or left as
+            :class:`~cfactor.abc.RefAddress`), messages by their registered class.
+
+        Raises:
+            FrameTooLarge: The frame is longer than ``max_frame_size``.
+            UnsupportedVersion: The version byte is not :data:`VERSION`.
+            MalformedFrame: Anything else is wrong: bad msgpack, trailing bytes,
+                wrong shape or field types, unknown kinds, ext types or message
+                names, nesting beyond ``max_depth``, or a message class that
+                refused its fields.
+        """
+        if type(frame) is not bytes:
+            frame = _byte_buffer(frame)
+        size = len(frame)
+        # Checked before a byte is unpacked: an oversized frame costs nothing more.
+        if size > self._max_frame_size:
+            raise FrameTooLarge(
+                f"frame of {size} bytes exceeds max_frame_size={self._max_frame_size}"
+            )
+        if not size:
+            raise MalformedFrame("empty frame")
+        if frame[0] != VERSION:
+            raise UnsupportedVersion(
+                f"frame has wire version {frame[0]}; this member speaks version {VERSION}"
+            )
+        try:
+            # Inlined ``_unpack``: this is the path every received message takes.
+            body = frame[1:] if size <= _COPY_LIMIT else memoryview(frame)[1:]
+            if type(frame) is memoryview or (255 in frame and _may_hold_timestamp(frame)):
+                return _envelope(self._unpack_checked(body))
+            return _envelope(_unpackb(body, ext_hook=self._hook, strict_map_key=False))
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            # Whatever msgpack, a hook or a message's constructor raised on these
+            # bytes (including MemoryError and RecursionError), the caller sees one
+            # type: a bad frame is counted and dropped, never crashes the member.
+            raise MalformedFrame(f"malformed frame: {_exc_text(exc)}") from exc
+
+    def decode_payload(self, data: bytes | bytearray | memoryview) -> Any:
+        """Decode bytes written by :meth:`encode_payload`, trusting nothing in them.
+
+        Args:
+            data: The msgpack bytes.
+
+        Returns:
+            The value.
+
+        Raises:
+            FrameTooLarge: ``data`` is longer than ``max_frame_size``.
+            MalformedFrame: ``data`` is not one valid payload value.
+        """
+        if type(data) is not bytes:
+            data = _byte_buffer(data)
+        if len(data) > self._max_frame_size:
+            raise FrameTooLarge(
+                f"payload of {len(data)} bytes exceeds max_frame_size={self._max_frame_size}"
+            )
+        try:
+            return self._unpack(data)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise MalformedFrame(f"malformed payload: {_exc_text(exc)}") from exc
+
+    def _unpack(self, data: bytes | bytearray | memoryview) -> Any:
+        # unpackb bounds every claimed length by len(data), so a header that claims
+        # gigabytes fails instead of allocating; nested ext data is bounded the same
+        # way by its own length. ``255 in data`` is a memchr, but on a memoryview it
+        # would iterate byte by byte, so a (large) view is always checked.
+        if type(data) is memoryview or (255 in data and _may_hold_timestamp(data)):
+            return self._unpack_checked(data)
+        return _unpackb(data, ext_hook=self._hook, strict_map_key=False)
+
+    def _unpack_checked(self, data: bytes | bytearray | memoryview) -> Any:
+        # The decode for bytes that may hold a msgpack Timestamp: every array and map
+        # is checked for one as it is built (in C, by type), and so is a bare value.
+        value = _unpackb(
+            data,
+            ext_hook=self._checked_hooks[0],
+            strict_map_key=False,
+            list_hook=_checked_list,
+            object_pairs_hook=_checked_pairs,
+        )
+        return _checked_list([value])[0]
+
+    # msgpack calls these for each ext value it meets; ``depth`` counts the ext values
+    # enclosing it, itself included. Two methods rather than a flag, so the hook is a
+    # plain partial and the check of every container is decided once per frame.
+
+    def _decode_ext(self, depth: int, code: int, data: bytes) -> Any:
+        if depth > self._max_depth or code not in _EXT_CODES:
+            raise _bad_ext(depth, code, self._max_depth)
+        value = _unpackb(data, ext_hook=self._hooks[depth], strict_map_key=False)
+        if code == EXT_TUPLE and type(value) is list:
+            return tuple(value)
+        return self._finish_ext(code, value)
+
+    def _decode_ext_checked(self, depth: int, code: int, data: bytes) -> Any:
+        if depth > self._max_depth or code not in _EXT_CODES:
+            raise _bad_ext(depth, code, self._max_depth)
+        value = _unpackb(
+            data,
+            ext_hook=self._checked_hooks[depth],
+            strict_map_key=False,
+            list_hook=_checked_list,
+            object_pairs_hook=_checked_pairs,
+        )
+        return self._finish_ext(code, value)
+
+    def _finish_ext(self, code: int, value: Any) -> Any:
+        if code == EXT_TUPLE:
+            if type(value) is not list:
+                raise MalformedFrame(f"a tuple must hold an array, not {_describe(value)}")
+            return tuple(value)
+        if code == EXT_REF:
+            address = _ref_address(value, "an actor ref")
+            return address if self._make_ref is None else self._make_ref(address)
+        return self._decode_message(value)
+
+    def _decode_message(self, value: Any) -> Any:
+        if type(value) is not list or len(value) != 2:
+            raise MalformedFrame(f"a message must hold [name, fields], not {_describe(value)}")
+        name, fields = value
+        if type(name) is not str or type(fields) is not dict:
+            raise MalformedFrame("a message must hold [name: str, fields: map]")
+        cls = self._names.get(name)
+        if cls is None:
+            raise MalformedFrame(
+                f"unknown message type {name[:200]!r}; register it with "
+                "@cfactor.wire.message on this member too"
+            )
+        try:
+            return cls(**fields)
+        except Exception as exc:
+            raise MalformedFrame(f"message {name!r} rejected its fields: {_exc_text(exc)}") from exc
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _byte_buffer(frame: Any) -> bytes | bytearray | memoryview:
+    # len() and [0] of a memoryview count items, not bytes, unless it is a flat view
+    # of unsigned bytes; cast makes it one without copying. A small view is copied
+    # after all: that is cheaper than what reading it through the view costs later.
+    if type(frame) is bytearray:
+        return frame
+    try:
+        view = memoryview(frame).cast("B")
+    except (TypeError, ValueError) as exc:
+        raise MalformedFrame(f"a frame must be a contiguous bytes-like object: {exc}") from exc
+    return bytes(view) if len(view) <= _COPY_LIMIT else view
+
+
+def _bad_ext(depth: int, code: int, max_depth: int) -> MalformedFrame:
+    if depth > max_depth:
+        return MalformedFrame(f"tuples, refs or messages nested deeper than max_depth={max_depth}")
+    return MalformedFrame(f"unknown ext type code {code}")
+
+
+def _envelope(fields: Any) -> Envelope:
+    # Checks the shape of a decoded frame strictly: every field has exactly one
+    # type on the wire (a bool is not an int here, though Python says it is).
+    if type(fields) is not list or len(fields) != 6:
+        raise MalformedFrame(
+            "a frame must hold an array of 6 fields "
+            "[kind, target, sender, correlation_id, deadline, payload], "
+            f"not {_describe(fields)}"
+        )
+    kind, target, sender, cid, deadline, payload = fields
+    wire_kind = _KINDS.get(kind) if type(kind) is int else None
+    if wire_kind is None:
+        raise MalformedFrame(f"unknown envelope kind {_describe(kind)}")
+    if type(target) is not str:
+        raise MalformedFrame(f"envelope target must be a str, not {_describe(target)}")
+    if sender is not None:
+        sender = _ref_address(sender, "envelope sender")
+    if type(cid) is not int or cid < 0:
+        raise MalformedFrame(f"correlation_id must be an int >= 0, not {_describe(cid)}")
+    if deadline is not None:
+        if type(deadline) is int:
+            deadline = float(deadline)
+        elif type(deadline) is not float or math.isnan(deadline):
+            raise MalformedFrame(f"deadline must be nil or a number, not {_describe(deadline)}")
+    return Envelope(wire_kind, target, sender, cid, deadline, payload)
+
+
+def _check_header(envelope: Envelope) -> float | None:
+    # The slow path of ``encode``: find what is wrong with the header, or convert
+    # an int deadline to the float the wire carries.
+    if type(envelope.kind) is not Kind:
+        raise MessageNotSerializable(
+            f"envelope kind must be a cfactor.abc.Kind, not {_describe(envelope.kind)}"
+        )
+    if type(envelope.target) is not str:
+        raise MessageNotSerializable(
+            f"envelope target must be a str, not {type(envelope.target).__name__}"
+        )
+    cid = envelope.correlation_id
+    if type(cid) is not int or cid < 0:
+        raise MessageNotSerializable(f"correlation_id must be an int >= 0, not {_describe(cid)}")
+    deadline = envelope.deadline
+    if deadline is None:
+        return None
+    if type(deadline) is int:
+        return float(deadline)
+    if type(deadline) is not float or math.isnan(deadline):
+        raise MessageNotSerializable(
+            f"deadline must be None or a number of seconds, not {_describe(deadline)}"
+        )
+    return deadline
+
+
+def _ref_fields(address: Any) -> list[Any]:
+    # A ref's address as the wire carries it. Checked here, where the error can name
+    # the culprit, rather than by the packer's generic complaint.
+    if isinstance(address, tuple) and len(address) == 3:
+        host, name, uid = address
+        if type(host) is str and type(name) is str and type(uid) is int:
+            return [host, name, uid]
+    raise MessageNotSerializable(
+        f"an actor ref's address must be a RefAddress(address: str, name: str, uid: int), "
+        f"not {_describe(address)}"
+    )
+
+
+def _ref_address(value: Any, what: str) -> RefAddress:
+    if type(value) is list and len(value) == 3:
+        host, name, uid = value
+        if type(host) is str and type(name) is str and type(uid) is int:
+            return _new_tuple(RefAddress, (host, name, uid))
+    raise MalformedFrame(f"{what} must be [address: str, name: str, uid: int]")
+
+
+def _may_hold_timestamp(data: bytes | bytearray) -> bool:
+    return len(data) > _HINT_LIMIT or _TIMESTAMP_HINT.search(data) is not None
+
+
+def _checked_list(items: list[Any]) -> list[Any]:
+    if _Timestamp in map(type, items):
+        raise MalformedFrame("msgpack Timestamp (ext type -1) is not part of the wire format")
+    return items
+
+
+def _checked_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    result = dict(pairs)
+    if _Timestamp in map(type, result) or _Timestamp in map(type, result.values()):
+        raise MalformedFrame("msgpack Timestamp (ext type -1) is not part of the wire format")
+    return result
+
+
+def _type_name(cls: type[Any]) -> str:
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _unsupported(value: Any) -> str:
+    cls = type(value)
+    name = _type_name(cls)
+    if cls is int:
+        return (
+            f"cannot send the int {value if value.bit_length() <= 128 else '...'} over the "
+            "wire: ints must fit in 64 bits (-2**63 to 2**64 - 1)"
+        )
+    if isinstance(value, (set, frozenset)):
+        return f"cannot send a value of type {name!r} over the wire; send a list or tuple instead"
+    if dataclasses.is_dataclass(cls):
+        return (
+            f"cannot send a value of type {name!r} over the wire: the dataclass is not "
+            "registered; decorate it with @cfactor.wire.message"
+        )
+    for base in _NATIVE_TYPES:
+        if isinstance(value, base):
+            return (
+                f"cannot send a value of type {name!r} over the wire: it is a subclass of "
+                f"{base.__name__}, which would arrive as a plain {base.__name__}; convert it, "
+                "or send a dataclass registered with @cfactor.wire.message"
+            )
+    return (
+        f"cannot send a value of type {name!r} over the wire; "
+        "register dataclasses with @cfactor.wire.message"
+    )
+
+
+def _describe(value: Any) -> str:
+    # Short and safe to log: hostile frames may hold megabyte strings.
+    if value is None or type(value) is bool:
+        return repr(value)
+    if type(value) is int or type(value) is float:
+        text = repr(value)
+        return text if len(text) <= 40 else f"an {type(value).__name__}"
+    return f"a value of type {type(value).__name__}"
+
+
+def _exc_text(exc: BaseException) -> str:
+    # Runs inside an ``except`` clause of the decode boundary, on exceptions from user
+    # code (constructors, make_ref), so it must not raise itself.
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        text = f"{type(exc).__name__} (unprintable)"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "EXT_MESSAGE",
+    "EXT_REF",
+    "EXT_TUPLE",
+    "VERSION",
+    "MessageRegistry",
+    "MsgpackCodec",
+    "default_registry",
+    "message",
+]
