@@ -149,8 +149,8 @@ class SupervisorMixin:
             if not intensity.allow(self.system.clock.now()):
                 error = SupervisionError(
                     f"supervisor {self.label} gave up: more than {spec.max_restarts} "
-                    f"restarts within {spec.within_s:g} s; last failure in {child.name!r}: "
-                    f"{exc!r}",
+                    f"restarts within {spec.within_s:g} s; last: {child.name!r} "
+                    + (f"failed with {exc!r}" if exc is not None else "exited"),
                     child=child.name,
                 )
                 log.error("%s", error)
@@ -245,15 +245,13 @@ class ActorCell(Mailbox, SupervisorMixin):
         if self.state >= STOPPING:
             self.system.dead_letter(self.name, message, "the actor is stopped")
             return
-        queue = self.queue
-        if (
-            queue is not None
-            and len(queue) >= self.capacity
-            and not await self._wait_until_room(None)
-        ):
-            self.system.dead_letter(self.name, message, "the actor stopped")
-            return
-        self.append((message, None))
+        if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
+            # Full: wait behind the other blocked senders. If the actor stops
+            # meanwhile, the message is counted as a dead letter by the stop.
+            system = self.system
+            await self.append_when_room((message, None), system.loop, system.clock)
+        else:
+            self.append((message, None))
         if self.task is None and self.state == ALIVE:
             self.task = self.system.loop.create_task(self._run())
 
@@ -261,8 +259,7 @@ class ActorCell(Mailbox, SupervisorMixin):
         if self.state >= STOPPING:
             self.system.dead_letter(self.name, message, "the actor is stopped")
             return
-        queue = self.queue
-        if queue is not None and len(queue) >= self.capacity:
+        if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
             raise MailboxFull(f"mailbox of {self.name!r} is full ({self.capacity} messages)")
         self.append((message, None))
         if self.task is None and self.state == ALIVE:
@@ -276,15 +273,14 @@ class ActorCell(Mailbox, SupervisorMixin):
             raise ConfigError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
         if self.state >= STOPPING:
             raise ActorStopped(f"actor {self.name!r} is stopped")
-        queue = self.queue
-        if queue is not None and len(queue) >= self.capacity:
-            started = system.clock.now()
-            if not await self._wait_until_room(timeout):
-                raise ActorStopped(f"actor {self.name!r} stopped")
-            timeout -= system.clock.now() - started
         loop = system.loop
         future: asyncio.Future[Any] = loop.create_future()
-        self.append((message, future))
+        if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
+            started = system.clock.now()
+            await self.append_when_room((message, future), loop, system.clock, timeout)
+            timeout -= system.clock.now() - started
+        else:
+            self.append((message, future))
         if self.task is None and self.state == ALIVE:
             self.task = loop.create_task(self._run())
         if timeout == math.inf:
@@ -294,13 +290,6 @@ class ActorCell(Mailbox, SupervisorMixin):
             return await future
         finally:
             timer.cancel()
-
-    async def _wait_until_room(self, timeout: float | None) -> bool:
-        """Wait for mailbox space; False if the actor stopped meanwhile."""
-        system = self.system
-        while self.state < STOPPING and self.is_full():
-            await self.wait_for_space(system.loop, system.clock, timeout)
-        return self.state < STOPPING
 
     # -- running ------------------------------------------------------------------------
 
@@ -320,7 +309,7 @@ class ActorCell(Mailbox, SupervisorMixin):
             while queue and self.state == ALIVE:
                 item = queue.popleft()
                 if self.waiters:
-                    self.wake_sender()
+                    self.admit_waiter()
                 self.current = item
                 message, reply = item
                 try:
@@ -397,6 +386,9 @@ class ActorCell(Mailbox, SupervisorMixin):
             return True  # stopped for good meanwhile: nothing to restart
         self.restarts += 1
         self.system.count_restart()
+        # A restarted supervisor starts with a clean restart history, as a restarted
+        # OTP supervisor process does; otherwise it would give up again at once.
+        self.intensity = None
         error = await self.start_instance()
         if error is None:
             log.info("actor %r restarted (restart %d)", self.name, self.restarts)
@@ -493,7 +485,6 @@ class ActorCell(Mailbox, SupervisorMixin):
                 self.system.dead_letter(self.name, message, "the actor stopped")
             elif not reply.done():
                 reply.set_exception(ActorStopped(f"actor {self.name!r} stopped before answering"))
-        self.wake_all_senders()
 
     def _finish_stop(self) -> None:
         self.state = STOPPED

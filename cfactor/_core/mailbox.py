@@ -46,14 +46,21 @@ class MailboxStatistics:
 
 
 class Mailbox:
-    """The queue half of an actor cell. Not safe across threads (one event loop)."""
+    """The queue half of an actor cell. Not safe across threads (one event loop).
+
+    A sender that finds the mailbox full waits in ``waiters`` together with its
+    message; when the actor takes a message, the first waiter's message moves into the
+    freed slot at once (a hand-off). So blocked senders keep strict FIFO order, a
+    newcomer never overtakes them, and while anyone waits the mailbox stays full.
+    """
 
     __slots__ = ("capacity", "current", "peak", "processed", "queue", "waiters")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.queue: deque[Item] | None = None
-        self.waiters: deque[asyncio.Future[None]] | None = None
+        #: Blocked senders, oldest first: their message and the future that frees them.
+        self.waiters: deque[tuple[Item, asyncio.Future[None]]] | None = None
         self.peak = 0
         self.processed = 0
         #: The item being processed, so a cancelled run can still answer its ask.
@@ -64,12 +71,15 @@ class Mailbox:
         queue = self.queue
         return len(queue) if queue is not None else 0
 
-    def is_full(self) -> bool:
+    def has_room(self) -> bool:
+        """True if a message can be enqueued now without waiting."""
+        if self.waiters:
+            return False
         queue = self.queue
-        return queue is not None and len(queue) >= self.capacity
+        return queue is None or len(queue) < self.capacity
 
     def append(self, item: Item) -> None:
-        """Enqueue without a capacity check (the caller checked ``is_full``)."""
+        """Enqueue without a capacity check (the caller checked ``has_room``)."""
         queue = self.queue
         if queue is None:
             queue = self.queue = deque()
@@ -78,67 +88,62 @@ class Mailbox:
         if depth > self.peak:  # noqa: PLR1730 - cheaper than max() on the hot path
             self.peak = depth
 
-    async def wait_for_space(
+    async def append_when_room(
         self,
+        item: Item,
         loop: asyncio.AbstractEventLoop,
         clock: Clock,
         timeout: float | None = None,
     ) -> None:
-        """Wait until one more message fits (FIFO among waiting senders).
-
-        The caller re-checks the mailbox afterwards: a stopping actor wakes its
-        waiters too, and another sender may have been faster.
+        """Wait behind the blocked senders until ``item`` is in the mailbox.
 
         Raises:
-            AskTimeout: ``timeout`` seconds passed first.
+            AskTimeout: ``timeout`` seconds passed first; the item was not enqueued.
         """
         waiters = self.waiters
         if waiters is None:
             waiters = self.waiters = deque()
-        waiter: asyncio.Future[None] = loop.create_future()
-        waiters.append(waiter)
+        admitted: asyncio.Future[None] = loop.create_future()
+        entry = (item, admitted)
+        waiters.append(entry)
         timer = None
         if timeout is not None and timeout != math.inf:
-            timer = clock.call_later(timeout, _expire, waiter, timeout)
+            timer = clock.call_later(timeout, _expire, admitted, timeout)
         try:
-            await waiter
+            await admitted
         except BaseException:
-            # Cancelled or timed out. If we had been woken already, pass the wake-up on
-            # so the free slot is not lost to the senders still waiting.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.wake_sender()
-            elif waiter in waiters:
-                waiters.remove(waiter)
+            if entry in waiters:  # cancelled or timed out before admission
+                waiters.remove(entry)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
 
-    def wake_sender(self) -> None:
-        """Wake the longest-waiting sender, if any (called when a slot frees)."""
+    def admit_waiter(self) -> None:
+        """Move the oldest blocked sender's message into the slot just freed."""
         waiters = self.waiters
         while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            item, admitted = waiters.popleft()
+            if not admitted.done():  # else it timed out or was cancelled: skip it
+                self.append(item)
+                admitted.set_result(None)
                 return
 
-    def wake_all_senders(self) -> None:
+    def take_all(self) -> list[Item]:
+        """Empty the mailbox and release the blocked senders; their items, oldest first."""
+        queue = self.queue
+        self.queue = None
+        items: list[Item] = []
+        if queue is not None:
+            items.extend(queue)
+            queue.clear()  # a run loop still holding this deque must see it empty
         waiters = self.waiters
         self.waiters = None
         while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def take_all(self) -> list[Item]:
-        """Empty the mailbox and return what it held, oldest first."""
-        queue = self.queue
-        self.queue = None
-        if queue is None:
-            return []
-        items = list(queue)
-        queue.clear()  # a run loop still holding this deque must see it empty
+            item, admitted = waiters.popleft()
+            if not admitted.done():
+                items.append(item)
+                admitted.set_result(None)
         return items
 
     def statistics(self) -> MailboxStatistics:
@@ -152,6 +157,6 @@ class Mailbox:
         )
 
 
-def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(AskTimeout(f"no mailbox space within {timeout:g} s"))
+def _expire(admitted: asyncio.Future[None], timeout: float) -> None:
+    if not admitted.done():
+        admitted.set_exception(AskTimeout(f"no mailbox space within {timeout:g} s"))

@@ -20,7 +20,6 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
-    import random
     from collections.abc import Coroutine
     from types import TracebackType
 
@@ -99,7 +98,7 @@ class ActorSystem:
         self.stop_timeout_s = _check_seconds("stop_timeout_s", stop_timeout_s)
         self.throughput = _check_positive_int("throughput", throughput)
         self.clock: Clock = clock if clock is not None else LoopClock()
-        self.random: random.Random = make_random(seed)
+        self.random = make_random(seed)
         #: Where this system listens for other members; empty when embedded.
         self.address = ""
         self._root = RootSupervisor(self, supervision or Supervision())

@@ -1,0 +1,63 @@
+"""The layering rules of DESIGN.md, enforced.
+
+- ``cfactor._core`` imports only ``cfactor.errors``, ``cfactor.abc`` and itself, and
+  nothing of ZeroMQ, msgpack or etcd.
+- Runtime code reads time and randomness only through the Clock and the seeded
+  random source (``cfactor/_core/clock.py``), so a simulation can replay it.
+- ``import cfactor`` loads no transport or membership library.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "cfactor" / "_core"
+RUNTIME = ROOT / "cfactor"
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+def test_the_core_imports_only_errors_abc_and_itself(path: Path) -> None:
+    allowed_cfactor = ("cfactor._core", "cfactor.errors", "cfactor.abc")
+    for name in imports_of(path):
+        top = name.split(".")[0]
+        assert top not in {"zmq", "msgpack", "aetcd", "grpc", "transports", "cfactor_zmq"}, name
+        if top == "cfactor":
+            assert name.startswith(allowed_cfactor), f"{path.name} imports {name}"
+
+
+def runtime_files() -> list[Path]:
+    return sorted(p for p in RUNTIME.rglob("*.py") if p.name != "clock.py")
+
+
+@pytest.mark.parametrize("path", runtime_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_runtime_code_reads_no_wall_clock_and_no_global_randomness(path: Path) -> None:
+    names = imports_of(path)
+    assert not names & {"time", "random", "uuid", "secrets"}, f"{path} imports {names}"
+
+
+def test_importing_cfactor_loads_no_transport_or_membership_library() -> None:
+    code = (
+        "import sys, cfactor; "
+        "print(sorted(m for m in ('zmq', 'msgpack', 'aetcd', 'grpc') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
