@@ -93,6 +93,102 @@ class Envelope:
     payload: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class TransportStatistics:
+    """A snapshot of one transport.
+
+    Attributes:
+        peers: Peers this member has exchanged frames with.
+        unreachable: Of those, peers now considered gone (heartbeats timed out).
+        frames_sent: Envelopes written to sockets.
+        frames_received: Envelopes decoded and handed to the system.
+        frames_rejected: Frames dropped as malformed, oversized, unauthenticated or of
+            an unknown version (each is also logged, rate-limited).
+        queued: Envelopes waiting in per-peer send queues.
+    """
+
+    peers: int = 0
+    unreachable: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_rejected: int = 0
+    queued: int = 0
+
+
+class TransportHandler(Protocol):
+    """What a transport calls back into: the actor system's remote layer."""
+
+    def envelope_received(self, peer: str, envelope: Envelope) -> None:
+        """An envelope arrived from ``peer`` (the sending member's listen address).
+
+        Must not block. The handler calls ``Transport.credit(peer)`` once for each
+        envelope when it has been accepted (put into a mailbox, or matched to an ask),
+        which lets the peer send more: backpressure reaches the remote sender.
+        """
+        ...
+
+    def peer_lost(self, peer: str) -> None:
+        """``peer`` stopped answering heartbeats: fail what waits on it."""
+        ...
+
+    def make_ref(self, address: RefAddress) -> Any:
+        """Turn an actor address decoded from a payload into a ref."""
+        ...
+
+
+class Transport(Protocol):
+    """Moves envelopes between members. Implementations live outside the core
+    (``transports/cfactor_zmq``) and are found by URL scheme through the
+    ``cfactor.transports`` entry-point group.
+
+    Per peer, envelopes arrive in the order sent. Every queue is bounded: a peer that
+    does not grant credit (its mailboxes are full) fills this member's send queue, and
+    then ``send`` waits and ``send_nowait`` raises ``MailboxFull``.
+    """
+
+    @property
+    def address(self) -> str:
+        """The address really listened on (a port chosen for ``:0`` included)."""
+        ...
+
+    async def start(self, listen: str, handler: TransportHandler) -> None:
+        """Bind to ``listen`` and start serving.
+
+        Raises:
+            ConfigError: ``listen`` is not a usable address.
+        """
+        ...
+
+    def send_nowait(self, peer: str, envelope: Envelope) -> None:
+        """Queue ``envelope`` for ``peer``.
+
+        Raises:
+            MailboxFull: The queue for ``peer`` is full.
+            NodeUnreachable: ``peer`` is known to be gone.
+            MessageNotSerializable: The payload cannot cross the wire.
+            FrameTooLarge: The encoded envelope is over the frame size limit.
+        """
+        ...
+
+    async def send(self, peer: str, envelope: Envelope) -> None:
+        """As ``send_nowait``, but wait for queue space instead of raising MailboxFull."""
+        ...
+
+    def credit(self, peer: str, count: int = 1) -> None:
+        """The handler accepted ``count`` envelopes from ``peer``."""
+        ...
+
+    def is_reachable(self, peer: str) -> bool:
+        """False while ``peer`` is known to be gone."""
+        ...
+
+    def statistics(self) -> TransportStatistics: ...
+
+    async def aclose(self) -> None:
+        """Close every socket (no linger) and end every task. Idempotent."""
+        ...
+
+
 class Codec(Protocol):
     """Turns envelopes into frames and back. Pure: no sockets, no clocks."""
 
@@ -105,4 +201,15 @@ class Codec(Protocol):
         ...
 
 
-__all__ = ["Cancellable", "Clock", "Codec", "Envelope", "Kind", "RefAddress", "WireAddressable"]
+__all__ = [
+    "Cancellable",
+    "Clock",
+    "Codec",
+    "Envelope",
+    "Kind",
+    "RefAddress",
+    "Transport",
+    "TransportHandler",
+    "TransportStatistics",
+    "WireAddressable",
+]

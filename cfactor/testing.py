@@ -2,6 +2,7 @@
 
 ``ManualClock`` is a ``cf.abc.Clock`` whose time moves only when the test says so, so
 timeouts and restart-intensity windows are tested exactly, without sleeping.
+``MemoryNetwork`` and ``MemoryTransport`` run several members in one process.
 """
 
 from __future__ import annotations
@@ -9,12 +10,20 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections import deque
 from typing import TYPE_CHECKING, Any
+
+from cfactor.abc import Envelope, Kind, TransportStatistics
+from cfactor.errors import ConfigError, MailboxFull, NodeUnreachable, ProtocolError
+from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cfactor._core.system import ActorSystem
+    from cfactor.abc import TransportHandler
+
+_ANSWERS = frozenset({Kind.REPLY, Kind.ERROR})
 
 
 class ManualTimer:
@@ -83,3 +92,212 @@ async def settle(system: ActorSystem, rounds: int = 1000) -> None:
             if not system._background:
                 return
     raise TimeoutError("the actor system did not settle")
+
+
+class MemoryNetwork:
+    """Several members in one process: the wire is the event loop.
+
+    Give each ``ActorSystem`` a ``MemoryTransport(network)``; they reach each other by
+    ``mem://`` address. ``kill(address)`` makes a member vanish without a word, as a
+    SIGKILL would; the others notice it at once (a real transport needs its heartbeat
+    timeout).
+    """
+
+    def __init__(self) -> None:
+        self.members: dict[str, MemoryTransport] = {}
+        self._next = itertools.count(1)
+
+    def new_address(self) -> str:
+        return f"mem://member-{next(self._next)}"
+
+    def kill(self, address: str) -> None:
+        member = self.members.pop(address, None)
+        if member is not None:
+            member._killed = True
+        for other in list(self.members.values()):
+            other._lose(address)
+
+
+class _MemoryPeer:
+    __slots__ = ("lost", "queue", "unacked", "waiters")
+
+    def __init__(self) -> None:
+        self.queue: deque[bytes] = deque()
+        self.unacked = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.lost = False
+
+
+class MemoryTransport:
+    """An in-process ``cf.abc.Transport`` with the real one's contract.
+
+    Every envelope is encoded and decoded with the wire codec (so what cannot cross a
+    real wire cannot cross this one), per-peer queues are bounded, and a receiver
+    grants credit only for envelopes its handler accepted.
+    """
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        *,
+        send_queue_limit: int = 10_000,
+        credit_window: int = 8_192,
+        max_frame_size: int = 4 * 1024 * 1024,
+        security: object | None = None,
+        clock: object | None = None,
+    ) -> None:
+        del security, clock  # nothing to secure or time in one process
+        self.network = network
+        self.send_queue_limit = send_queue_limit
+        self.credit_window = credit_window
+        self.max_frame_size = max_frame_size
+        self._address = ""
+        self._handler: TransportHandler | None = None
+        self._codec: MsgpackCodec | None = None
+        self._peers: dict[str, _MemoryPeer] = {}
+        self._credits: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self._credit_scheduled = False
+        self._killed = False
+        self._closed = False
+        self._sent = self._received = self._rejected = 0
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    async def start(self, listen: str, handler: TransportHandler) -> None:
+        if not listen.startswith("mem://"):
+            raise ConfigError(f"a memory transport listens on mem:// addresses, not {listen!r}")
+        address = self.network.new_address() if listen in ("mem://", "mem://:0") else listen
+        if address in self.network.members:
+            raise ConfigError(f"{address} is taken")
+        self._address = address
+        self._handler = handler
+        self._codec = MsgpackCodec(max_frame_size=self.max_frame_size, make_ref=handler.make_ref)
+        self.network.members[address] = self
+
+    def _peer(self, address: str) -> _MemoryPeer:
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._peers[address] = _MemoryPeer()
+        return peer
+
+    def send_nowait(self, peer: str, envelope: Envelope) -> None:
+        if self._closed or self._codec is None:
+            raise NodeUnreachable("this transport is closed")
+        state = self._peer(peer)
+        if state.lost or peer not in self.network.members:
+            self._lose(peer)
+            raise NodeUnreachable(f"member {peer} is unreachable")
+        # Answers are bounded by the asks the peer sent, which its credit bounds.
+        if len(state.queue) >= self.send_queue_limit and envelope.kind not in _ANSWERS:
+            raise MailboxFull(f"send queue to {peer} is full ({self.send_queue_limit} envelopes)")
+        state.queue.append(self._codec.encode(envelope))
+        self._dirty.add(peer)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def send(self, peer: str, envelope: Envelope) -> None:
+        state = self._peer(peer)
+        while len(state.queue) >= self.send_queue_limit and not state.lost:
+            waiter = asyncio.get_running_loop().create_future()
+            state.waiters.append(waiter)
+            await waiter
+        self.send_nowait(peer, envelope)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        loop = asyncio.get_running_loop()
+        for address in dirty:
+            state = self._peers[address]
+            dest = self.network.members.get(address)
+            if dest is None:
+                self._lose(address)
+                continue
+            count = min(len(state.queue), self.credit_window - state.unacked)
+            if count <= 0:
+                continue
+            frames = [state.queue.popleft() for _ in range(count)]
+            state.unacked += count
+            self._sent += count
+            loop.call_soon(dest._receive, self._address, frames)
+            while state.waiters and len(state.queue) < self.send_queue_limit:
+                waiter = state.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _receive(self, source: str, frames: list[bytes]) -> None:
+        if self._closed or self._killed or self._handler is None or self._codec is None:
+            return
+        for frame in frames:
+            try:
+                envelope = self._codec.decode(frame)
+            except ProtocolError:
+                self._rejected += 1
+                continue
+            self._received += 1
+            self._handler.envelope_received(source, envelope)
+
+    def credit(self, peer: str, count: int = 1) -> None:
+        self._credits[peer] = self._credits.get(peer, 0) + count
+        if not self._credit_scheduled:
+            self._credit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_credits)
+
+    def _send_credits(self) -> None:
+        self._credit_scheduled = False
+        granted, self._credits = self._credits, {}
+        loop = asyncio.get_running_loop()
+        for address, count in granted.items():
+            dest = self.network.members.get(address)
+            if dest is not None:
+                loop.call_soon(dest._credited, self._address, count)
+
+    def _credited(self, peer: str, count: int) -> None:
+        state = self._peers.get(peer)
+        if state is None:
+            return
+        state.unacked = max(0, state.unacked - count)
+        if state.queue:
+            self._dirty.add(peer)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    def _lose(self, address: str) -> None:
+        state = self._peer(address)
+        if state.lost:
+            return
+        state.lost = True
+        state.queue.clear()
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # send() then raises NodeUnreachable
+        if self._handler is not None and not self._closed:
+            self._handler.peer_lost(address)
+
+    def is_reachable(self, peer: str) -> bool:
+        state = self._peers.get(peer)
+        return not (state is not None and state.lost) and peer in self.network.members
+
+    def statistics(self) -> TransportStatistics:
+        return TransportStatistics(
+            peers=len(self._peers),
+            unreachable=sum(1 for p in self._peers.values() if p.lost),
+            frames_sent=self._sent,
+            frames_received=self._received,
+            frames_rejected=self._rejected,
+            queued=sum(len(p.queue) for p in self._peers.values()),
+        )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.network.members.get(self._address) is self:
+            self.network.kill(self._address)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from cfactor._core.cell import ActorCell
     from cfactor._core.ref import ActorRef
     from cfactor._core.system import ActorSystem
 
@@ -40,4 +41,4 @@ class Actor:
         a ``transient`` or ``temporary`` one is not. To stop an actor for good from
         anywhere, use ``await ref.stop()``.
         """
-        self.ref._cell.request_normal_exit()
+        cast("ActorCell", self.ref._cell).request_normal_exit()  # an actor's own ref is local

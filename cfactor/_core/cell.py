@@ -28,6 +28,7 @@ from cfactor._core.actor import Actor
 from cfactor._core.mailbox import Mailbox
 from cfactor._core.ref import ActorRef
 from cfactor._core.supervision import Restart, RestartIntensity, Strategy, Supervision
+from cfactor.abc import RefAddress
 from cfactor.errors import (
     ActorStopped,
     AskTimeout,
@@ -353,6 +354,12 @@ class ActorCell(Mailbox, SupervisorMixin):
     @property
     def label(self) -> str:
         return repr(self.name)
+
+    def describe(self) -> str:
+        return f"{self.name}#{self.uid} {self.state_name} depth={self.depth}/{self.capacity}"
+
+    def wire_address(self) -> RefAddress:
+        return RefAddress(self.system.address, self.name, self.uid)
 
     def is_supervising(self) -> bool:
         return self.state in (STARTING, ALIVE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cfactor.errors import AskTimeout
 
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 
     #: What a mailbox holds: the message and where its answer goes (``None`` for a tell).
     Item = tuple[Any, Any]
+
+
+class Admission(Protocol):
+    """What a blocked sender waits on: an ``asyncio.Future``, or for a message that
+    came from another member, an object that returns the transport's credit."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: None, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +68,8 @@ class Mailbox:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.queue: deque[Item] | None = None
-        #: Blocked senders, oldest first: their message and the future that frees them.
-        self.waiters: deque[tuple[Item, asyncio.Future[None]]] | None = None
+        #: Blocked senders, oldest first: their message and what frees them.
+        self.waiters: deque[tuple[Item, Admission]] | None = None
         self.peak = 0
         self.processed = 0
         #: The item being processed, so a cancelled run can still answer its ask.
@@ -118,6 +127,18 @@ class Mailbox:
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def park(self, item: Item, admission: Admission) -> None:
+        """Queue ``item`` behind the blocked senders without waiting for it.
+
+        ``admission.set_result(None)`` is called when the item enters the mailbox (or
+        the actor stops). Used for messages from other members: the transport's credit
+        comes back only then, which slows the remote sender.
+        """
+        waiters = self.waiters
+        if waiters is None:
+            waiters = self.waiters = deque()
+        waiters.append((item, admission))
 
     def admit_waiter(self) -> None:
         """Move the oldest blocked sender's message into the slot just freed."""

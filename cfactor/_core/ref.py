@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from cfactor.abc import RefAddress
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from cfactor._core.cell import ActorCell
     from cfactor._core.mailbox import MailboxStatistics
+    from cfactor.abc import RefAddress
+
+
+class Target(Protocol):
+    """What a ref points at: a local ``ActorCell`` or a ``RemoteTarget``."""
+
+    name: str
+    uid: int
+
+    @property
+    def is_alive(self) -> bool: ...
+
+    def tell(self, message: Any) -> Coroutine[Any, Any, None]: ...
+
+    def tell_nowait(self, message: Any) -> None: ...
+
+    def ask(self, message: Any, timeout: float | None) -> Coroutine[Any, Any, Any]: ...
+
+    def stop(self) -> Coroutine[Any, Any, None]: ...
+
+    def statistics(self) -> MailboxStatistics: ...
+
+    def describe(self) -> str: ...
+
+    def wire_address(self) -> RefAddress: ...
 
 
 class ActorRef:
     """A handle to one actor. Get one from ``system.spawn`` or ``system.ref(name)``.
 
     The ref holds its actor's cell directly, so a local send is an append to the
-    mailbox with no lookup by name. A restart keeps the ref valid; a stop does not
-    (a new actor under the same name gets a new ref).
+    mailbox with no lookup by name; a ref to an actor on another member holds a
+    remote target that makes envelopes instead. A restart keeps the ref valid; a stop
+    does not (a new actor under the same name gets a new ref). Refs can travel inside
+    messages to other members.
     """
 
     __slots__ = ("_cell",)
 
-    def __init__(self, cell: ActorCell) -> None:
+    def __init__(self, cell: Target) -> None:
         self._cell = cell
 
     @property
@@ -80,12 +104,15 @@ class ActorRef:
         await self._cell.stop()
 
     def statistics(self) -> MailboxStatistics:
-        """A snapshot of the actor's mailbox (depth, capacity, peak, waiting senders)."""
+        """A snapshot of the actor's mailbox (depth, capacity, peak, waiting senders).
+
+        Raises:
+            ActorError: The actor lives on another member.
+        """
         return self._cell.statistics()
 
     def __cfactor_address__(self) -> RefAddress:
-        cell = self._cell
-        return RefAddress(cell.system.address, cell.name, cell.uid)
+        return self._cell.wire_address()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ActorRef):
@@ -96,8 +123,4 @@ class ActorRef:
         return hash(self._cell)
 
     def __repr__(self) -> str:
-        cell = self._cell
-        return (
-            f"<ActorRef {cell.name}#{cell.uid} {cell.state_name} "
-            f"depth={cell.depth}/{cell.capacity}>"
-        )
+        return f"<ActorRef {self._cell.describe()}>"

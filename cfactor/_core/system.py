@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Self
 
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import LoopClock, make_random
+from cfactor._core.remote import Remote
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
     ActorStartFailed,
     ConfigError,
     NameTaken,
+    NodeUnreachable,
     SystemClosed,
 )
 
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
-    from cfactor.abc import Clock
+    from cfactor.abc import Clock, Transport, TransportStatistics
 
 log = logging.getLogger("cfactor.system")
 
@@ -41,12 +44,40 @@ class SystemStatistics:
             in its mailbox when it stopped).
         restarts: Actor restarts done by supervisors.
         escalations: Times a supervisor exceeded its restart intensity and gave up.
+        transport: The transport's figures (frames rejected among them); ``None`` when
+            the system does not listen.
+        replies_dropped: Answers to remote asks that could not be sent (logged).
     """
 
     actors: int
     dead_letters: int
     restarts: int
     escalations: int
+    transport: TransportStatistics | None = None
+    replies_dropped: int = 0
+
+
+TRANSPORT_GROUP = "cfactor.transports"
+
+
+def load_transport(listen: str, security: object | None, clock: Clock) -> Transport:
+    """Build the transport registered for ``listen``'s URL scheme.
+
+    Raises:
+        ConfigError: The address has no scheme, or no installed transport serves it.
+    """
+    scheme, sep, rest = listen.partition("://")
+    if not sep or not scheme or not rest:
+        raise ConfigError(f"listen address must look like 'tcp://127.0.0.1:7001', got {listen!r}")
+    found = entry_points(group=TRANSPORT_GROUP, name=scheme)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=TRANSPORT_GROUP))
+        raise ConfigError(
+            f"no transport for {scheme}:// addresses (installed: {', '.join(known) or 'none'})"
+        )
+    factory = next(iter(found)).load()
+    transport: Transport = factory(security=security, clock=clock)
+    return transport
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -69,6 +100,12 @@ class ActorSystem:
     and no network.
 
     Args:
+        listen: Where to accept messages from other members (``"tcp://127.0.0.1:0"``
+            picks a free port; ``system.address`` tells which). ``None``: embedded.
+        security: CurveZMQ keys and allow-list for the transport (``cf.Curve``); the
+            transport checks it (the core does not know what security means).
+        transport: A transport instance to use instead of the one registered for the
+            ``listen`` scheme (``cfactor.testing.MemoryTransport`` in tests).
         mailbox_capacity: Default mailbox bound for spawned actors.
         supervision: How the root supervises top-level actors.
         ask_timeout_s: Default timeout of ``ask``.
@@ -85,6 +122,9 @@ class ActorSystem:
     def __init__(
         self,
         *,
+        listen: str | None = None,
+        security: object | None = None,
+        transport: Transport | None = None,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
         supervision: Supervision | None = None,
         ask_timeout_s: float = 30.0,
@@ -101,6 +141,12 @@ class ActorSystem:
         self.random = make_random(seed)
         #: Where this system listens for other members; empty when embedded.
         self.address = ""
+        if transport is not None and listen is None:
+            raise ConfigError("a transport needs a listen address (listen=...)")
+        self._listen = listen
+        self._security = security
+        self._transport = transport
+        self._remote: Remote | None = None
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
         self._next_uid = 1
@@ -135,8 +181,19 @@ class ActorSystem:
         """
         if self._closed:
             raise SystemClosed("this actor system was closed; create a new one")
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._listen is not None:
+            transport = self._transport
+            if transport is None:
+                transport = self._transport = load_transport(
+                    self._listen, self._security, self.clock
+                )
+            remote = Remote(self, transport)
+            await transport.start(self._listen, remote)
+            self._remote = remote
+            self.address = transport.address
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -156,6 +213,10 @@ class ActorSystem:
         await root.stop_children()
         while self._background:
             await asyncio.wait(list(self._background))
+        if self._remote is not None:
+            self._remote.fail_pending(NodeUnreachable("the actor system closed"))
+        if self._transport is not None:
+            await self._transport.aclose()
         self._flush_dead_letter_log()
 
     # -- actors ---------------------------------------------------------------------------
@@ -240,23 +301,38 @@ class ActorSystem:
             ) from error
         return cell.ref
 
-    def ref(self, name: str) -> ActorRef:
-        """The ref of the live actor called ``name``.
+    def ref(self, name: str, at: str | None = None) -> ActorRef:
+        """The ref of the actor called ``name``, here or on the member at ``at``.
+
+        A ref to another member is made without asking it: whether the actor exists
+        shows when it is used (``ask`` raises ``ActorNotFound``, a tell is a dead letter
+        there).
 
         Raises:
-            ActorNotFound: No live actor has that name.
+            ActorNotFound: ``at`` is None (or this member) and no live actor has that name.
+            ConfigError: ``at`` is another member but this system does not listen.
         """
+        if at is not None and at != self.address:
+            if self._remote is None:
+                raise ConfigError(
+                    "talking to other members needs a listening system: "
+                    "ActorSystem(listen='tcp://127.0.0.1:0')"
+                )
+            return self._remote.target(at, name).ref
         cell = self._names.get(name)
         if cell is None:
             raise ActorNotFound(f"no actor named {name!r}")
         return cell.ref
 
     def statistics(self) -> SystemStatistics:
+        transport, remote = self._transport, self._remote
         return SystemStatistics(
             actors=len(self._names),
             dead_letters=self._dead_letters,
             restarts=self._restarts,
             escalations=self._escalations,
+            transport=transport.statistics() if transport is not None and remote else None,
+            replies_dropped=remote.replies_dropped if remote is not None else 0,
         )
 
     # -- services for cells ---------------------------------------------------------------

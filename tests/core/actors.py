@@ -49,3 +49,18 @@ class Gate(cf.Actor):
                 await event.wait()
         self.handled.append(message)
         return message
+
+
+class KeyGate(cf.Actor):
+    """Like Gate, but the message names the event, so it can cross the wire."""
+
+    def __init__(self, events: dict[str, asyncio.Event], handled: list[Any] | None = None) -> None:
+        self.events = events
+        self.handled = handled if handled is not None else []
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("wait", str(key)):
+                await self.events.setdefault(key, asyncio.Event()).wait()
+        self.handled.append(message)
+        return message

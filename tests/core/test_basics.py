@@ -7,6 +7,7 @@ import anyio
 import pytest
 
 import cfactor as cf
+from cfactor._core.cell import ActorCell
 from tests.core.actors import Counter, Recorder
 
 pytestmark = pytest.mark.anyio
@@ -219,6 +220,7 @@ async def test_an_idle_actor_owns_no_task_and_no_queue() -> None:
     async with cf.ActorSystem() as system:
         ref = await system.spawn(Counter)
         cell = ref._cell
+        assert isinstance(cell, ActorCell)
 
         def owns() -> tuple[bool, bool]:
             return cell.task is not None, cell.queue is not None
