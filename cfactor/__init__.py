@@ -55,5 +55,6 @@ from cfactor.errors import RemoteActorError as RemoteActorError
 from cfactor.errors import SupervisionError as SupervisionError
 from cfactor.errors import SystemClosed as SystemClosed
 from cfactor.errors import UnsupportedVersion as UnsupportedVersion
+from cfactor.security import Curve as Curve
 
 __version__ = "0.1.0"
