@@ -22,6 +22,7 @@ import contextvars
 import logging
 import math
 import traceback
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
@@ -67,9 +68,8 @@ def describe_exception(exc: BaseException) -> RemoteActorError:
     return RemoteActorError(type_name, str(exc), text)
 
 
-def _expire_ask(future: asyncio.Future[Any], name: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(AskTimeout(f"actor {name!r} did not answer within {timeout:g} s"))
+def _ask_timeout(name: str, timeout: float) -> AskTimeout:
+    return AskTimeout(f"actor {name!r} did not answer within {timeout:g} s")
 
 
 class SupervisorMixin:
@@ -276,21 +276,23 @@ class ActorCell(Mailbox, SupervisorMixin):
             raise ActorStopped(f"actor {self.name!r} is stopped")
         loop = system.loop
         future: asyncio.Future[Any] = loop.create_future()
+        remaining = timeout
         if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
             started = system.clock.now()
             await self.append_when_room((message, future), loop, system.clock, timeout)
-            timeout -= system.clock.now() - started
+            remaining = timeout - (system.clock.now() - started)
         else:
             self.append((message, future))
         if self.task is None and self.state == ALIVE:
             self.task = loop.create_task(self._run())
         if timeout == math.inf:
             return await future
-        timer = system.clock.call_later(timeout, _expire_ask, future, self.name, timeout)
+        deadlines = system.deadlines
+        key = deadlines.add(future, remaining, partial(_ask_timeout, self.name, timeout))
         try:
             return await future
         finally:
-            timer.cancel()
+            deadlines.discard(key, future)
 
     # -- running ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.cell import ALIVE, STOPPING, describe_exception
@@ -74,9 +75,8 @@ def error_from_payload(payload: Any) -> CfactorError:
     return cls(message)
 
 
-def _expire_ask(future: asyncio.Future[Any], target: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(AskTimeout(f"actor {target} did not answer within {timeout:g} s"))
+def _ask_timeout(target: str, timeout: float) -> AskTimeout:
+    return AskTimeout(f"actor {target} did not answer within {timeout:g} s")
 
 
 class RemoteTarget:
@@ -217,17 +217,12 @@ class Remote:
             if budget is None:
                 return await future
             remaining = timeout - (system.clock.now() - started)
-            timer = system.clock.call_later(
-                max(remaining, 0.0),
-                _expire_ask,
-                future,
-                f"{target.name!r} at {target.address}",
-                timeout,
-            )
+            where = f"{target.name!r} at {target.address}"
+            key = system.deadlines.add(future, remaining, partial(_ask_timeout, where, timeout))
             try:
                 return await future
             finally:
-                timer.cancel()
+                system.deadlines.discard(key, future)
         finally:
             self._pending.pop(correlation_id, None)
 

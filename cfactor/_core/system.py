@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
-from cfactor._core.clock import LoopClock, make_random
+from cfactor._core.clock import Deadlines, LoopClock, make_random
 from cfactor._core.remote import Remote
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
@@ -139,6 +139,7 @@ class ActorSystem:
         self.throughput = _check_positive_int("throughput", throughput)
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.random = make_random(seed)
+        self.deadlines = Deadlines(self.clock)
         #: Where this system listens for other members; empty when embedded.
         self.address = ""
         if transport is not None and listen is None:

@@ -31,7 +31,7 @@ async def test_ask_times_out_with_a_typed_error_on_the_systems_clock() -> None:
         event.set()
         # The late answer is dropped quietly; the actor keeps serving.
         assert await ref.ask("ping") == "ping"
-        assert clock.pending == 0  # no timer left behind
+        assert system.deadlines.pending == 0  # answered asks leave no deadline behind
 
 
 async def test_the_default_timeout_comes_from_the_system() -> None:
@@ -169,3 +169,46 @@ async def test_a_cancelled_asker_does_not_disturb_the_actor() -> None:
         assert await ref.ask("next") == "next"
         await settle(system)
         assert system.statistics().restarts == 0
+
+
+async def test_deadlines_share_one_timer_per_bucket_and_never_fire_early() -> None:
+    clock = ManualClock()
+    async with cf.ActorSystem(clock=clock) as system:
+        ref = await system.spawn(Gate)
+        event = asyncio.Event()
+        asks = [asyncio.create_task(ref.ask(("wait", event), timeout=1.0)) for _ in range(50)]
+        await asyncio.sleep(0)
+        assert system.deadlines.pending == 50
+        assert clock.pending == 1  # fifty asks, one timer
+        clock.advance(0.999)
+        await asyncio.sleep(0)
+        assert not any(task.done() for task in asks)
+        clock.advance(0.011)  # at most one 10 ms bucket late
+        results = await asyncio.gather(*asks, return_exceptions=True)
+        assert all(isinstance(r, cf.AskTimeout) for r in results)
+        assert system.deadlines.pending == 0
+        event.set()
+
+
+async def test_a_timeout_spent_waiting_for_room_is_reported_as_asked() -> None:
+    clock = ManualClock()
+    async with cf.ActorSystem(clock=clock) as system:
+        ref = await system.spawn(Gate, mailbox_capacity=1)
+        first, second = asyncio.Event(), asyncio.Event()
+        await ref.tell(("wait", first))
+        await asyncio.sleep(0)
+        await ref.tell(("wait", second))  # fills the mailbox
+        ask = asyncio.create_task(ref.ask("late", timeout=2.0))
+        await asyncio.sleep(0)
+        clock.advance(1.5)
+        first.set()  # room after 1.5 s: the ask enters the mailbox with 0.5 s left
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ref.statistics().depth == 1
+        clock.advance(0.4)
+        await asyncio.sleep(0)
+        assert not ask.done()
+        clock.advance(0.2)
+        with pytest.raises(cf.AskTimeout, match="within 2 s"):
+            await ask
+        second.set()
