@@ -162,9 +162,13 @@ class Transport(Protocol):
     def send_nowait(self, peer: str, envelope: Envelope) -> None:
         """Queue ``envelope`` for ``peer``.
 
+        Answers (``REPLY``, ``ERROR``) are never refused for queue space: their number
+        is bounded by the asks the peer sent, which its credit bounds.
+
         Raises:
             MailboxFull: The queue for ``peer`` is full.
-            NodeUnreachable: ``peer`` is known to be gone.
+            NodeUnreachable: ``peer`` is known to be gone (someone else broke it).
+            SystemClosed: This transport was closed (you closed it).
             MessageNotSerializable: The payload cannot cross the wire.
             FrameTooLarge: The encoded envelope is over the frame size limit.
         """

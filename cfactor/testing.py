@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from cfactor.abc import Envelope, Kind, TransportStatistics
-from cfactor.errors import ConfigError, MailboxFull, NodeUnreachable, ProtocolError
+from cfactor.errors import ConfigError, MailboxFull, NodeUnreachable, ProtocolError, SystemClosed
 from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class MemoryTransport:
 
     def send_nowait(self, peer: str, envelope: Envelope) -> None:
         if self._closed or self._codec is None:
-            raise NodeUnreachable("this transport is closed")
+            raise SystemClosed("this transport is closed")
         state = self._peer(peer)
         if state.lost or peer not in self.network.members:
             self._lose(peer)
@@ -201,6 +201,8 @@ class MemoryTransport:
             asyncio.get_running_loop().call_soon(self._flush)
 
     async def send(self, peer: str, envelope: Envelope) -> None:
+        if self._closed:
+            raise SystemClosed("this transport is closed")
         state = self._peer(peer)
         while len(state.queue) >= self.send_queue_limit and not state.lost:
             waiter = asyncio.get_running_loop().create_future()
