@@ -193,6 +193,149 @@ class Transport(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """What a member tells the cluster about itself.
+
+    Attributes:
+        member_id: Unique per member incarnation (a restarted process is a new member).
+        address: Where its transport listens (``tcp://127.0.0.1:7001``).
+        capacity: How many named actors it is willing to host; 0 for no limit.
+        labels: Free-form ``key=value`` tags, for placement by labels.
+        public_key: Its CURVE public key, if the cluster uses CURVE.
+        joined_at: Wall-clock seconds when it joined (for uptime in ``cfactor status``).
+    """
+
+    member_id: str
+    address: str
+    capacity: int = 0
+    labels: tuple[tuple[str, str], ...] = ()
+    public_key: str = ""
+    joined_at: float = 0.0
+
+
+class MemberEvent(NamedTuple):
+    """A change in the member list, in the store's order.
+
+    Attributes:
+        kind: ``"joined"`` or ``"left"`` (a graceful leave or an expired lease).
+        member: The member that joined or left.
+        revision: The store's revision of the change (etcd's mod revision).
+    """
+
+    kind: str
+    member: MemberInfo
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """The one accepted activation of a named actor in a cluster.
+
+    Attributes:
+        name: The actor's cluster-wide name.
+        member_id: The member that hosts it.
+        address: That member's transport address.
+        epoch: The store's revision when the activation was accepted; a new activation
+            of the same name always has a larger epoch, so stale ones can be told apart.
+    """
+
+    name: str
+    member_id: str
+    address: str
+    epoch: int
+
+
+class Membership(Protocol):
+    """Cluster membership, the directory of named actors, and leader election.
+
+    Two backends pass one conformance suite: ``memory`` (in one process: the
+    embedded default and simulations) and ``etcd`` (a real cluster). Everything a
+    member registers is bound to its lease: when the member dies, the lease expires
+    and its registrations disappear together.
+
+    Every method that talks to the store raises ``MembershipUnavailable`` within
+    about a second when the store cannot be reached, never hangs.
+    """
+
+    async def join(self, info: MemberInfo, ttl_s: float = 5.0) -> None:
+        """Register ``info`` under a lease of ``ttl_s`` seconds, kept alive well inside it,
+        and start watching the cluster.
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+            ConfigError: Already joined, or ``ttl_s`` out of range.
+        """
+        ...
+
+    async def leave(self) -> None:
+        """Revoke the lease at once: this member and its activations disappear."""
+        ...
+
+    def members(self) -> dict[str, MemberInfo]:
+        """The local view of live members by id (kept current by the watch)."""
+        ...
+
+    def subscribe(self, callback: Callable[[MemberEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` for every member event, in revision order; returns an
+        unsubscribe function. After a reconnect the watch resumes from the last seen
+        revision, so no join or leave is missed."""
+        ...
+
+    def on_lease_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once if this member's own lease is lost (it was cut off
+        from the store for longer than the TTL). Fencing: the member must stop its
+        named actors, because another activation may now be accepted elsewhere."""
+        ...
+
+    async def claim(self, name: str) -> Activation | None:
+        """Accept an activation of ``name`` on this member, if nobody holds one.
+
+        Compare-and-set: of any number of concurrent claims, exactly one succeeds.
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+        """
+        ...
+
+    async def release(self, activation: Activation) -> bool:
+        """Remove ``activation`` if it is still the accepted one; False otherwise."""
+        ...
+
+    async def lookup(self, name: str) -> Activation | None:
+        """The accepted activation of ``name``, read from the store."""
+        ...
+
+    def activations(self) -> dict[str, Activation]:
+        """The local view of accepted activations by name (kept current by the watch)."""
+        ...
+
+    def subscribe_activations(
+        self, callback: Callable[[str, Activation | None], None]
+    ) -> Callable[[], None]:
+        """Call ``callback(name, activation)`` when an activation appears, and
+        ``callback(name, None)`` when it goes (released, or its member's lease expired)."""
+        ...
+
+    async def campaign(self, role: str) -> bool:
+        """Try to become the leader of ``role``; True if this member now leads it.
+
+        At most one member leads a role; leadership ends with the leader's lease.
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+        """
+        ...
+
+    def leader(self, role: str) -> str | None:
+        """The member id leading ``role`` in the local view, or None."""
+        ...
+
+    async def aclose(self) -> None:
+        """Leave (if joined), stop watching, close the connection. Idempotent."""
+        ...
+
+
 class Codec(Protocol):
     """Turns envelopes into frames and back. Pure: no sockets, no clocks."""
 
@@ -206,11 +349,15 @@ class Codec(Protocol):
 
 
 __all__ = [
+    "Activation",
     "Cancellable",
     "Clock",
     "Codec",
     "Envelope",
     "Kind",
+    "MemberEvent",
+    "MemberInfo",
+    "Membership",
     "RefAddress",
     "Transport",
     "TransportHandler",
