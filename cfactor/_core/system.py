@@ -23,7 +23,7 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Coroutine, Mapping
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
@@ -60,7 +60,9 @@ class SystemStatistics:
 TRANSPORT_GROUP = "cfactor.transports"
 
 
-def load_transport(listen: str, security: object | None, clock: Clock) -> Transport:
+def load_transport(
+    listen: str, security: object | None, clock: Clock, options: Mapping[str, Any]
+) -> Transport:
     """Build the transport registered for ``listen``'s URL scheme.
 
     Raises:
@@ -76,7 +78,10 @@ def load_transport(listen: str, security: object | None, clock: Clock) -> Transp
             f"no transport for {scheme}:// addresses (installed: {', '.join(known) or 'none'})"
         )
     factory = next(iter(found)).load()
-    transport: Transport = factory(security=security, clock=clock)
+    try:
+        transport: Transport = factory(security=security, clock=clock, **options)
+    except TypeError as exc:  # an option the transport does not know
+        raise ConfigError(f"bad transport option for {scheme}://: {exc}") from exc
     return transport
 
 
@@ -106,6 +111,8 @@ class ActorSystem:
             transport checks it (the core does not know what security means).
         transport: A transport instance to use instead of the one registered for the
             ``listen`` scheme (``cfactor.testing.MemoryTransport`` in tests).
+        transport_options: Keyword arguments for the registered transport, e.g.
+            ``{"heartbeat_timeout_s": 1.0}`` (see docs/transport.md).
         mailbox_capacity: Default mailbox bound for spawned actors.
         supervision: How the root supervises top-level actors.
         ask_timeout_s: Default timeout of ``ask``.
@@ -125,6 +132,7 @@ class ActorSystem:
         listen: str | None = None,
         security: object | None = None,
         transport: Transport | None = None,
+        transport_options: Mapping[str, Any] | None = None,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
         supervision: Supervision | None = None,
         ask_timeout_s: float = 30.0,
@@ -147,6 +155,7 @@ class ActorSystem:
         self._listen = listen
         self._security = security
         self._transport = transport
+        self._transport_options = dict(transport_options or {})
         self._remote: Remote | None = None
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
@@ -189,7 +198,7 @@ class ActorSystem:
             transport = self._transport
             if transport is None:
                 transport = self._transport = load_transport(
-                    self._listen, self._security, self.clock
+                    self._listen, self._security, self.clock, self._transport_options
                 )
             remote = Remote(self, transport)
             await transport.start(self._listen, remote)
