@@ -65,16 +65,33 @@ class Recorder(cf.Actor):
         return None
 
 
+class Stats(cf.Actor):
+    """Reports this member's statistics, so tests can see rejected frames."""
+
+    async def receive(self, message: Any) -> Any:
+        stats = self.system.statistics()
+        transport = stats.transport
+        return {
+            "dead_letters": stats.dead_letters,
+            "frames_rejected": transport.frames_rejected if transport else -1,
+            "frames_received": transport.frames_received if transport else -1,
+            "replies_dropped": stats.replies_dropped,
+        }
+
+
 ACTORS: dict[str, type[cf.Actor]] = {
     "counter": Counter,
     "echo": Echo,
     "forwarder": Forwarder,
     "recorder": Recorder,
+    "stats": Stats,
 }
 
 
-async def serve(listen: str, security: cf.Curve | None) -> None:
-    async with cf.ActorSystem(listen=listen, security=security) as system:
+async def serve(listen: str, security: cf.Curve | None, options: dict[str, float]) -> None:
+    async with cf.ActorSystem(
+        listen=listen, security=security, transport_options=options
+    ) as system:
         for name, cls in ACTORS.items():
             await system.spawn(cls, name=name)
         print(f"ADDRESS {system.address}", flush=True)
@@ -89,12 +106,17 @@ def main() -> None:
     parser.add_argument("--key", help="secret key file (NAME.key) for CURVE")
     parser.add_argument("--allow", action="append", default=[], help="allowed public key file")
     parser.add_argument("--server-key", action="append", default=[], help="ADDRESS=PUBLICKEY")
+    parser.add_argument("--heartbeat-timeout", type=float, default=1.0)
     args = parser.parse_args()
+    options = {
+        "heartbeat_interval_s": args.heartbeat_timeout / 5,
+        "heartbeat_timeout_s": args.heartbeat_timeout,
+    }
     security = None
     if args.key:
         server_keys = dict(item.split("=", 1) for item in args.server_key)
         security = cf.Curve.from_files(args.key, args.allow, server_keys)
-    cf.run(serve(args.listen, security))
+    cf.run(serve(args.listen, security, options))
 
 
 if __name__ == "__main__":

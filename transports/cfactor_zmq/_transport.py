@@ -1,0 +1,1096 @@
+"""``ZmqTransport``: cfactor's network transport over ZeroMQ (``tcp://``, ``ipc://``).
+
+One ROUTER per member, bound to its listen address and only ever read; one DEALER per
+peer, connected to that peer's ROUTER, with the member's own address as its routing id,
+and only ever written. Sockets are synchronous pyzmq sockets driven by event-loop
+readers on their file descriptors and drained without blocking: one awaited
+``zmq.asyncio`` receive per message measured ten times slower (MEASURED.md).
+
+The layout, the wire format, credits, liveness and CURVE are described in
+``docs/transport.md`` together with the reasons for each choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from cfactor._core.clock import LoopClock
+from cfactor.abc import Clock, Envelope, Kind, TransportStatistics
+from cfactor.errors import (
+    ConfigError,
+    MailboxFull,
+    MalformedFrame,
+    NodeUnreachable,
+    ProtocolError,
+    SystemClosed,
+)
+from cfactor.security import Curve
+from cfactor.wire.codec import DEFAULT_MAX_FRAME_SIZE, MsgpackCodec
+from cfactor_zmq import _protocol as proto
+from cfactor_zmq._auth import ZapHandler
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from cfactor.abc import Cancellable, TransportHandler
+
+logger: Final = logging.getLogger("cfactor.transport")
+
+SOCKET_HWM: Final = 1000
+"""zmq's own high-water mark per socket, in messages (batches). Our bounded queues and
+credits keep far fewer than this in flight; the mark only guards control traffic."""
+
+MAX_PEERS: Final = 4096
+"""The most peers one member keeps (each costs a DEALER); more are refused and counted."""
+
+RECONNECT_IVL_S: Final = 0.1
+RECONNECT_IVL_MAX_S: Final = 2.0
+HANDSHAKE_IVL_S: Final = 10.0
+"""A connection that has not finished its ZMTP/CURVE handshake by then is dropped."""
+
+DRAIN_MESSAGES: Final = 256
+DRAIN_ENVELOPES: Final = 4096
+"""One reader callback handles at most this much, then yields to the loop (fairness)."""
+
+LOG_EVERY_S: Final = 1.0
+MAX_FRAME_SIZE_LIMIT: Final = 1 << 30
+
+_NOBLOCK: Final = zmq.NOBLOCK
+_MORE: Final = zmq.SNDMORE | zmq.NOBLOCK
+_POLLIN: Final = zmq.POLLIN
+_POLLOUT: Final = zmq.POLLOUT
+_EVENTS: Final = zmq.EVENTS
+_RCVMORE: Final = zmq.RCVMORE
+_DATA_HEADER_SIZE: Final = proto.DATA_HEADER.size
+_pack_data_header: Final = proto.DATA_HEADER.pack
+_unpack_data_header: Final = proto.DATA_HEADER.unpack
+_encode_batch: Final = proto.encode_batch
+_decode_batch: Final = proto.decode_batch
+_HANDSHAKE_FAILURES: Final = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+_NEW, _RUNNING, _CLOSED = "new", "running", "closed"
+
+# Answers are never refused or held for queue space: their number is bounded by the
+# asks the peer sent (which its own credit window bounds), and refusing one would only
+# turn a slow peer into a lost answer.
+_ANSWERS: Final = frozenset({Kind.REPLY, Kind.ERROR})
+
+
+def generate_keypair() -> tuple[str, str]:
+    """A new CURVE key pair for a member (what ``cfactor keys generate`` writes).
+
+    Returns:
+        ``(public_key, secret_key)``, each a 40-character Z85 string.
+    """
+    public, secret = zmq.curve_keypair()
+    return public.decode("ascii"), secret.decode("ascii")
+
+
+class _Throttle:
+    """One log line per second at most, with a count of the lines it held back."""
+
+    __slots__ = ("_clock", "_last", "_level", "_suppressed")
+
+    def __init__(self, clock: Clock, level: int) -> None:
+        self._clock = clock
+        self._level = level
+        self._last = -math.inf
+        self._suppressed = 0
+
+    def __call__(self, message: str, *args: object, exc_info: bool = False) -> None:
+        now = self._clock.now()
+        if now - self._last < LOG_EVERY_S:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += " (%d more like this were not logged)"
+            args = (*args, self._suppressed)
+        self._last = now
+        self._suppressed = 0
+        logger.log(self._level, message, *args, exc_info=exc_info)
+
+
+class _Peer:
+    """What a member knows about one peer: its DEALER, send queue and counters.
+
+    Envelopes are counted per direction and per incarnation of the sending member,
+    cumulatively, so that no message that gets lost or duplicated (a CREDIT, a
+    heartbeat, a batch in a connection that broke) can leave the counts wrong for good:
+    the next heartbeat or batch carries the sender's total and repairs them.
+    """
+
+    __slots__ = (
+        "acked",
+        "address",
+        "blocked",
+        "credit_sent",
+        "credited",
+        "dealer",
+        "dirty",
+        "fd",
+        "heard",
+        "incarnation",
+        "key",
+        "last_heard",
+        "need_beat",
+        "need_hello",
+        "queue",
+        "reachable",
+        "received",
+        "rid",
+        "sent",
+        "server_key",
+        "waiters",
+    )
+
+    def __init__(self, address: str, dealer: zmq.Socket[bytes], now: float) -> None:
+        self.address = address
+        self.rid = address.encode()
+        self.dealer = dealer
+        self.fd: int = dealer.FD
+        #: Encoded envelopes not yet written (held by the credit window or zmq's HWM).
+        #: A list, not a deque: a batch leaves it by one slice (or by swapping in an
+        #: empty list), where popping frames one by one cost 0.08 µs each.
+        self.queue: list[bytes] = []
+        #: Senders waiting for room in ``queue``, oldest first, with their frame.
+        self.waiters: deque[tuple[bytes, asyncio.Future[None]]] = deque()
+        self.reachable = True
+        self.heard = False
+        self.last_heard = now
+        self.dirty = False
+        self.blocked = False  # zmq said Again: waiting for POLLOUT on the DEALER
+        self.need_hello = True
+        self.need_beat = False
+        #: The CURVE key bound to this address (the first one seen), if any.
+        self.key: str | None = None
+        #: The CURVE server key its DEALER expects.
+        self.server_key: str | None = None
+        # -- sending side: envelopes written to this peer, and credited back by it.
+        self.sent = 0
+        self.acked = 0
+        # -- receiving side, for the peer's incarnation ``incarnation`` (0: unknown).
+        self.incarnation = 0
+        self.received = 0
+        self.credited = 0
+        self.credit_sent = 0
+
+
+class ZmqTransport:
+    """Moves envelopes between members over ZeroMQ (``tcp://`` and ``ipc://``).
+
+    Implements :class:`cfactor.abc.Transport`. Per peer, envelopes arrive in the order
+    sent; every queue is bounded; a peer that stops answering heartbeats is reported
+    lost and sends to it fail fast until it is heard again.
+
+    Args:
+        security: CurveZMQ keys and the public keys allowed to connect; ``None`` for
+            plain, unauthenticated connections (for trusted networks only).
+        heartbeat_interval_s: How often a heartbeat goes to each peer.
+        heartbeat_timeout_s: A peer not heard from for this long is lost.
+        max_frame_size: The largest encoded envelope, either way. Every member of a
+            cluster must use the same value.
+        send_queue_limit: Envelopes queued per peer before ``send`` waits and
+            ``send_nowait`` raises ``MailboxFull``.
+        credit_window: Envelopes sent to a peer and not yet credited back by it;
+            beyond that they wait in the queue.
+        clock: Where heartbeat timing reads time; defaults to the running loop's.
+
+    Raises:
+        ConfigError: An argument is out of range or of the wrong type.
+    """
+
+    def __init__(
+        self,
+        *,
+        security: Curve | None = None,
+        heartbeat_interval_s: float = 0.5,
+        heartbeat_timeout_s: float = 2.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        send_queue_limit: int = 10_000,
+        credit_window: int = 8_192,
+        clock: Clock | None = None,
+    ) -> None:
+        if security is not None and not isinstance(security, Curve):
+            raise ConfigError(
+                f"security must be a cfactor.security.Curve or None, not {security!r}"
+            )
+        interval = _seconds("heartbeat_interval_s", heartbeat_interval_s)
+        timeout = _seconds("heartbeat_timeout_s", heartbeat_timeout_s)
+        if timeout <= interval:
+            raise ConfigError(
+                f"heartbeat_timeout_s ({timeout:g}) must be longer than heartbeat_interval_s "
+                f"({interval:g}), or every peer would be lost between two heartbeats"
+            )
+        _count("max_frame_size", max_frame_size, 64, MAX_FRAME_SIZE_LIMIT)
+        _count("send_queue_limit", send_queue_limit, 1, 1 << 40)
+        _count("credit_window", credit_window, 1, 1 << 40)
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(f"clock must implement cfactor.abc.Clock, not {clock!r}")
+        self._security = security
+        self._interval = interval
+        self._timeout = timeout
+        self._max_frame_size = max_frame_size
+        self._queue_limit = send_queue_limit
+        self._window = credit_window
+        self._clock_arg = clock
+
+        self._state = _NEW
+        self._address = ""
+        # Random per transport (it starts once), never 0 (0 means "unknown"): tells a
+        # restarted member from the process that had its address before.
+        self._incarnation = int.from_bytes(os.urandom(8), "big") | 1
+        self._peers: dict[str, _Peer] = {}
+        self._by_rid: dict[bytes, _Peer] = {}
+        self._dirty: list[_Peer] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._tick_handle: Cancellable | None = None
+        self._prebound: dict[str, str] = {}
+        self._frames_sent = 0
+        self._frames_received = 0
+        self._frames_rejected = 0
+        self._dropped = 0
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._router_fd = -1
+        self._monitor: zmq.Socket[bytes] | None = None
+        self._monitor_fd = -1
+        self._zap: ZapHandler | None = None
+        self._hello = b""
+
+    # -- public surface -----------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The address really listened on (a port chosen for ``:0`` included); empty
+        before :meth:`start`."""
+        return self._address
+
+    @property
+    def dropped(self) -> int:
+        """Envelopes dropped from send queues because their peer was lost."""
+        return self._dropped
+
+    async def start(self, listen: str, handler: TransportHandler) -> None:
+        """Bind to ``listen`` and start serving.
+
+        Args:
+            listen: ``tcp://host:port`` (port 0 picks a free port) or ``ipc://path``.
+            handler: Receives envelopes and lost peers, and builds refs.
+
+        Raises:
+            ConfigError: ``listen`` is not a usable address (malformed, a wildcard
+                host, in use), or this transport was started before.
+        """
+        if self._state is not _NEW:
+            raise ConfigError("a ZmqTransport can be started only once")
+        proto.check_listen(listen)
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        clock = self._clock_arg if self._clock_arg is not None else LoopClock(loop)
+        self._clock = clock
+        self._log_rejected = _Throttle(clock, logging.WARNING)
+        self._log_auth = _Throttle(clock, logging.WARNING)
+        self._log_handler = _Throttle(clock, logging.ERROR)
+        self._log_io = _Throttle(clock, logging.WARNING)
+        codec = MsgpackCodec(max_frame_size=self._max_frame_size, make_ref=handler.make_ref)
+        self._encode = codec.encode
+        self._decode = codec.decode
+        self._handler = handler
+        self._deliver = handler.envelope_received
+        self._context = zmq.Context()
+        try:
+            self._open(listen)
+        except BaseException:
+            self._state = _CLOSED
+            self._close_sockets()
+            raise
+        self._state = _RUNNING
+        self._hello = proto.encode_hello(self._address, self._incarnation)
+        # Pre-bound CURVE identities: nobody but this member may claim its address,
+        # and a peer whose server key is configured must present that key.
+        if self._security is not None:
+            self._prebound = dict(self._security.server_keys)
+            self._prebound[self._address] = self._security.public_key
+        # The fds are edge-triggered: something may have arrived before the readers.
+        loop.call_soon(self._on_readable)
+        loop.call_soon(self._on_monitor)
+        self._tick_handle = clock.call_later(self._interval, self._tick)
+
+    def send_nowait(self, peer: str, envelope: Envelope) -> None:
+        """Queue ``envelope`` for ``peer``; it is written with the next batch.
+
+        Args:
+            peer: The peer member's address (``tcp://host:port`` or ``ipc://path``).
+            envelope: What to send; encoded here, once.
+
+        Answers (``REPLY``, ``ERROR``) are queued even when the queue is full: their
+        number is bounded by the asks ``peer`` sent.
+
+        Raises:
+            MailboxFull: The queue for ``peer`` is full (it has not credited what it
+                was sent, or cannot be written to fast enough).
+            NodeUnreachable: ``peer`` is known to be gone, or is not an address.
+            MessageNotSerializable: The payload cannot cross the wire.
+            FrameTooLarge: The encoded envelope is over ``max_frame_size``.
+            SystemClosed: The transport is not running.
+        """
+        p = self._peers.get(peer)
+        if p is None or not p.reachable:
+            p = self._peer_for_send(peer, p)
+        if (p.waiters or len(p.queue) >= self._queue_limit) and envelope.kind not in _ANSWERS:
+            raise MailboxFull(f"the send queue to {peer} is full ({self._queue_limit} envelopes)")
+        p.queue.append(self._encode(envelope))
+        if not p.dirty:
+            p.dirty = True
+            self._dirty.append(p)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    async def send(self, peer: str, envelope: Envelope) -> None:
+        """As :meth:`send_nowait`, but wait for room in the queue instead of raising.
+
+        Waiting senders are admitted strictly in arrival order; answers never wait.
+
+        Raises:
+            NodeUnreachable: ``peer`` is known to be gone (also while waiting), or is
+                not an address.
+            MessageNotSerializable: The payload cannot cross the wire.
+            FrameTooLarge: The encoded envelope is over ``max_frame_size``.
+            SystemClosed: The transport is not running (also: closed while waiting).
+        """
+        p = self._peers.get(peer)
+        if p is None or not p.reachable:
+            p = self._peer_for_send(peer, p)
+        frame = self._encode(envelope)
+        if (not p.waiters and len(p.queue) < self._queue_limit) or envelope.kind in _ANSWERS:
+            p.queue.append(frame)
+            self._mark(p)
+            return
+        admitted: asyncio.Future[None] = self._loop.create_future()
+        entry = (frame, admitted)
+        p.waiters.append(entry)
+        try:
+            await admitted
+        except BaseException:
+            if entry in p.waiters:  # cancelled before it was admitted
+                p.waiters.remove(entry)
+            raise
+
+    def credit(self, peer: str, count: int = 1) -> None:
+        """The handler accepted ``count`` envelopes from ``peer``: it may send more.
+
+        Credits are gathered and sent back once per loop iteration per peer. Credits
+        beyond what ``peer`` sent are ignored, as are credits for an unknown peer.
+
+        Raises:
+            ConfigError: ``count`` is below 1.
+        """
+        p = self._peers.get(peer)
+        if p is None:
+            return
+        if count < 1:
+            raise ConfigError(f"credit count must be at least 1, not {count!r}")
+        credited = p.credited + count
+        p.credited = credited if credited <= p.received else p.received  # noqa: FURB136 - hot
+        if not p.dirty:
+            p.dirty = True
+            self._dirty.append(p)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    def is_reachable(self, peer: str) -> bool:
+        """False while ``peer`` is known to be gone (True for a peer never contacted)."""
+        p = self._peers.get(peer)
+        return p is None or p.reachable
+
+    def statistics(self) -> TransportStatistics:
+        """A snapshot of peers, counters and queued envelopes."""
+        peers = self._peers.values()
+        return TransportStatistics(
+            peers=len(peers),
+            unreachable=sum(1 for p in peers if not p.reachable),
+            frames_sent=self._frames_sent,
+            frames_received=self._frames_received,
+            frames_rejected=self._frames_rejected,
+            queued=sum(len(p.queue) for p in peers),
+        )
+
+    async def aclose(self) -> None:
+        """Close every socket without linger, stop the timers. Idempotent.
+
+        Senders still waiting in :meth:`send` get ``SystemClosed``; queued envelopes
+        are dropped.
+        """
+        was = self._state
+        self._state = _CLOSED
+        if was is not _RUNNING:
+            return  # never started, closed already, or start failed and cleaned up
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        for p in self._peers.values():
+            self._fail_waiters(p, SystemClosed, "the transport was closed")
+            p.queue.clear()
+        self._close_sockets()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        unreachable = sum(1 for p in self._peers.values() if not p.reachable)
+        return (
+            f"<ZmqTransport {self._address or '(not started)'} {self._state} "
+            f"peers={len(self._peers)} unreachable={unreachable} "
+            f"curve={'on' if self._security is not None else 'off'}>"
+        )
+
+    # -- sockets --------------------------------------------------------------------------
+
+    def _open(self, listen: str) -> None:
+        context = self._context
+        assert context is not None
+        loop = self._loop
+        security = self._security
+        if security is not None:
+            # Bound before the ROUTER: a CURVE server with no ZAP handler in its
+            # context lets every client in.
+            self._zap = ZapHandler(context, loop, security.allowed_keys, self._auth_rejected)
+        router: zmq.Socket[bytes] = context.socket(zmq.ROUTER)
+        self._router = router
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.RCVHWM, SOCKET_HWM)
+        router.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+        # The ROUTER never sends, so nothing can be dropped for want of a route; if a
+        # send were ever added, this turns a silent drop into an error.
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # No ROUTER_HANDOVER: a second connection that claims a connected member's
+        # routing id waits, unread, instead of cutting that member off (which any
+        # holder of an allowed key could otherwise do at will, losing its messages).
+        # A member's own stale connection is closed by zmq's heartbeats (below)
+        # within heartbeat_timeout_s, and a dead process's by its OS at once.
+        router.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        # zmq itself refuses an oversized part, before a byte of it reaches Python.
+        router.setsockopt(zmq.MAXMSGSIZE, proto.max_part_size(self._max_frame_size))
+        router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_IVL_S * 1000))
+        self._set_zmtp_heartbeats(router)
+        if proto.is_ipv6(listen):
+            router.setsockopt(zmq.IPV6, 1)
+        if security is not None:
+            router.setsockopt(zmq.ZAP_DOMAIN, b"cfactor")
+            router.setsockopt(zmq.CURVE_SERVER, 1)
+            router.setsockopt(zmq.CURVE_SECRETKEY, security.secret_key.encode("ascii"))
+            router.setsockopt(zmq.CURVE_PUBLICKEY, security.public_key.encode("ascii"))
+        monitor = router.get_monitor_socket(_HANDSHAKE_FAILURES)
+        self._monitor = monitor
+        try:
+            router.bind(listen)
+        except zmq.ZMQError as exc:
+            raise ConfigError(f"cannot listen on {listen!r}: {exc}") from exc
+        endpoint = router.getsockopt(zmq.LAST_ENDPOINT)
+        assert isinstance(endpoint, bytes)
+        address = endpoint.decode()
+        if not proto.is_peer_address(address):
+            raise ConfigError(f"listening on {address!r}, which peers could not connect to")
+        self._address = address
+        self._router_fd = router.FD
+        self._monitor_fd = monitor.FD
+        loop.add_reader(self._router_fd, self._on_readable)
+        loop.add_reader(self._monitor_fd, self._on_monitor)
+
+    def _set_zmtp_heartbeats(self, sock: zmq.Socket[bytes]) -> None:
+        # zmq's own PING/PONG is answered by its I/O thread even while our loop is
+        # busy, so it only notices dead connections (a vanished host), which it then
+        # drops and redials; our heartbeats notice stuck members as well.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(self._interval * 1000)))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(self._timeout * 1000)))
+
+    def _server_key(self, address: str, learned: str | None) -> str | None:
+        # The key the peer's ROUTER must prove it holds: configured for its address;
+        # else the key it authenticated with when it contacted us (a member is a CURVE
+        # client and server with one key pair); else our own (a cluster sharing one
+        # key pair needs no configuration).
+        security = self._security
+        if security is None:
+            return None
+        return security.server_keys.get(address) or learned or security.public_key
+
+    def _new_dealer(self, address: str, server_key: str | None) -> zmq.Socket[bytes]:
+        context = self._context
+        assert context is not None
+        dealer: zmq.Socket[bytes] = context.socket(zmq.DEALER)
+        try:
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+            dealer.setsockopt(zmq.RCVHWM, 1)  # the ROUTER it talks to never sends
+            dealer.setsockopt(zmq.ROUTING_ID, self._address.encode())
+            # Queue nothing in zmq for a connection that is not up: envelopes stay in
+            # our own bounded, counted queue, and are dropped there if the peer is
+            # lost, instead of surfacing from zmq long after peer_lost was reported.
+            dealer.setsockopt(zmq.IMMEDIATE, 1)
+            reconnect_max = min(RECONNECT_IVL_MAX_S, self._timeout)
+            dealer.setsockopt(zmq.RECONNECT_IVL, int(min(RECONNECT_IVL_S, reconnect_max) * 1000))
+            dealer.setsockopt(zmq.RECONNECT_IVL_MAX, int(reconnect_max * 1000))
+            # A SYN into the void is retried after this, not after the OS's minutes.
+            dealer.setsockopt(zmq.CONNECT_TIMEOUT, max(1, int(self._timeout * 1000)))
+            self._set_zmtp_heartbeats(dealer)
+            if proto.is_ipv6(address):
+                dealer.setsockopt(zmq.IPV6, 1)
+            security = self._security
+            if security is not None:
+                dealer.setsockopt(zmq.CURVE_SECRETKEY, security.secret_key.encode("ascii"))
+                dealer.setsockopt(zmq.CURVE_PUBLICKEY, security.public_key.encode("ascii"))
+                assert server_key is not None
+                dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode("ascii"))
+            dealer.connect(address)
+        except zmq.ZMQError as exc:
+            dealer.close(linger=0)
+            raise NodeUnreachable(f"cannot connect to {address}: {exc}") from exc
+        return dealer
+
+    def _close_sockets(self) -> None:
+        loop = self._loop
+        for p in self._peers.values():
+            if p.blocked:
+                p.blocked = False
+                loop.remove_reader(p.fd)
+            p.dealer.close(linger=0)
+        self._peers.clear()
+        self._by_rid.clear()
+        self._dirty.clear()
+        router = self._router
+        if router is not None:
+            if self._router_fd >= 0:
+                loop.remove_reader(self._router_fd)
+            if self._monitor is not None:
+                router.disable_monitor()
+            router.close(linger=0)
+            self._router = None
+        if self._monitor is not None:
+            if self._monitor_fd >= 0:
+                loop.remove_reader(self._monitor_fd)
+            self._monitor.close(linger=0)
+            self._monitor = None
+        if self._zap is not None:
+            self._zap.close()
+            self._zap = None
+        if self._context is not None:
+            # Every socket is closed with linger 0, so this returns at once; destroy
+            # rather than term, so that a socket missed here cannot hang the loop.
+            self._context.destroy(linger=0)
+            self._context = None
+
+    # -- peers ----------------------------------------------------------------------------
+
+    def _peer_for_send(self, peer: str, p: _Peer | None) -> _Peer:
+        # The slow path of send/send_nowait: a new or an unreachable peer.
+        if self._state is not _RUNNING:
+            raise SystemClosed(
+                "the transport is not running"
+                + (" (closed)" if self._state is _CLOSED else " (call start first)")
+            )
+        if p is None:
+            if type(peer) is not str or not proto.is_peer_address(peer):
+                raise NodeUnreachable(
+                    f"{peer!r} is not a member address ('tcp://host:port' or 'ipc://path')"
+                )
+            if len(self._peers) >= MAX_PEERS:
+                raise NodeUnreachable(f"cannot reach {peer}: already {MAX_PEERS} peers")
+            return self._add_peer(peer)
+        raise NodeUnreachable(f"{peer} is unreachable: not heard from for over {self._timeout:g} s")
+
+    def _add_peer(self, address: str, key: str | None = None) -> _Peer:
+        key = self._prebound.get(address) or key
+        server_key = self._server_key(address, key)
+        p = _Peer(address, self._new_dealer(address, server_key), self._clock.now())
+        p.key = key
+        p.server_key = server_key
+        self._peers[address] = p
+        self._by_rid[p.rid] = p
+        self._mark(p)  # the HELLO goes out first
+        return p
+
+    def _contact(self, rid: bytes, key: str | None) -> _Peer | None:
+        # First message from a routing id we do not know: a new peer, if it is an
+        # address we can connect back to (to reply and heartbeat).
+        address = proto.routing_id_address(rid)
+        if address is None:
+            self._reject(_source(rid), "its routing id is not a tcp:// or ipc:// address")
+            return None
+        if key is not None:
+            bound = self._prebound.get(address)
+            if bound is not None and bound != key:
+                self._impersonation(address, bound, key)
+                return None
+        if len(self._peers) >= MAX_PEERS:
+            self._reject(address, f"already {MAX_PEERS} peers")
+            return None
+        try:
+            p = self._add_peer(address, key)
+        except NodeUnreachable as exc:
+            self._reject(address, str(exc))
+            return None
+        logger.debug("new peer %s", address)
+        return p
+
+    def _mark(self, p: _Peer) -> None:
+        if not p.dirty:
+            p.dirty = True
+            self._dirty.append(p)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _tick(self) -> None:
+        # Every heartbeat interval: refresh liveness, lose the silent, beat to all.
+        self._tick_handle = None
+        if self._state is not _RUNNING:
+            return
+        now = self._clock.now()
+        timeout = self._timeout
+        for p in list(self._peers.values()):
+            if p.heard:
+                p.heard = False
+                p.last_heard = now
+            elif p.reachable and now - p.last_heard > timeout:
+                self._lose(p, now)
+            p.need_beat = True
+            self._mark(p)
+        self._tick_handle = self._clock.call_later(self._interval, self._tick)
+
+    def _lose(self, p: _Peer, now: float) -> None:
+        p.reachable = False
+        dropped = len(p.queue) + sum(1 for _, admitted in p.waiters if not admitted.done())
+        p.queue.clear()
+        self._fail_waiters(
+            p,
+            NodeUnreachable,
+            f"{p.address} is unreachable: not heard from for {self._timeout:g} s",
+        )
+        self._dropped += dropped
+        logger.warning(
+            "peer %s lost: not heard from for %.2f s; dropped %d queued envelopes",
+            p.address,
+            now - p.last_heard,
+            dropped,
+        )
+        self._report_lost(p)
+
+    def _report_lost(self, p: _Peer) -> None:
+        try:
+            self._handler.peer_lost(p.address)
+        except Exception:
+            self._log_handler("handler.peer_lost(%r) raised", p.address, exc_info=True)
+
+    def _regained(self, p: _Peer) -> None:
+        p.reachable = True
+        p.last_heard = self._clock.now()
+        logger.info("peer %s is reachable again", p.address)
+
+    def _new_incarnation(self, p: _Peer, incarnation: int) -> None:
+        # The peer (re)started: counts of what it sent start again, and if it had an
+        # earlier incarnation, whatever waited on that one is gone with it.
+        old = p.incarnation
+        p.incarnation = incarnation
+        p.received = p.credited = p.credit_sent = 0
+        if old and p.reachable:
+            logger.warning("peer %s restarted", p.address)
+            self._report_lost(p)
+
+    @staticmethod
+    def _fail_waiters(p: _Peer, error: type[Exception], message: str) -> None:
+        # One exception per waiter: a shared instance would collect every waiter's
+        # traceback.
+        waiters = p.waiters
+        while waiters:
+            _, admitted = waiters.popleft()
+            if not admitted.done():
+                admitted.set_exception(error(message))
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        # One call per loop iteration writes what every dirty peer has: control
+        # messages first, then envelopes in batches, as far as credits allow.
+        self._flush_handle = None
+        dirty = self._dirty
+        self._dirty = []
+        for p in dirty:
+            p.dirty = False
+            if not p.blocked:
+                self._write(p)
+
+    def _write(self, p: _Peer) -> None:
+        send = p.dealer.send
+        incarnation = self._incarnation
+        try:
+            if p.need_hello:
+                send(proto.HELLO, _MORE)
+                send(self._hello, _NOBLOCK)
+                p.need_hello = False
+            if p.need_beat:
+                send(proto.BEAT, _MORE)
+                send(proto.encode_beat(incarnation, p.sent), _NOBLOCK)
+                p.need_beat = False
+            credited = p.credited
+            if credited != p.credit_sent:
+                send(proto.CREDIT, _MORE)
+                send(proto.encode_credit(incarnation, p.incarnation, credited), _NOBLOCK)
+                p.credit_sent = credited
+            while p.queue:
+                room = self._window - (p.sent - p.acked)
+                if room <= 0:
+                    break  # the rest waits for CREDIT
+                frames = _take(p, min(room, proto.BATCH_FRAMES))
+                try:
+                    send(_pack_data_header(proto.DATA, incarnation, p.sent), _MORE)
+                except zmq.Again:
+                    p.queue[0:0] = frames
+                    raise
+                # zmq delivers a multipart message whole or not at all: once its first
+                # part is accepted, the rest is too.
+                send(_encode_batch(frames), _NOBLOCK)
+                count = len(frames)
+                p.sent += count
+                self._frames_sent += count
+                if p.waiters:
+                    self._admit(p)
+        except zmq.Again:
+            self._block(p)
+        except zmq.ZMQError as exc:
+            self._log_io("writing to %s failed: %s", p.address, exc)
+
+    def _admit(self, p: _Peer) -> None:
+        # Hand freed queue slots to the oldest waiting senders, in order.
+        queue = p.queue
+        waiters = p.waiters
+        limit = self._queue_limit
+        while waiters and len(queue) < limit:
+            frame, admitted = waiters.popleft()
+            if not admitted.done():  # else it was cancelled: skip it
+                queue.append(frame)
+                admitted.set_result(None)
+
+    def _block(self, p: _Peer) -> None:
+        # zmq's HWM is reached, or (IMMEDIATE) the connection is not up yet: wait for
+        # POLLOUT. The fd is edge-triggered, so look once more after adding the reader.
+        p.blocked = True
+        self._loop.add_reader(p.fd, self._on_writable, p)
+        if _events(p.dealer) & _POLLOUT:
+            self._loop.call_soon(self._on_writable, p)
+
+    def _on_writable(self, p: _Peer) -> None:
+        if not p.blocked or self._state is not _RUNNING:
+            return
+        try:
+            events = _events(p.dealer)
+        except zmq.ZMQError:
+            return
+        if events & _POLLOUT:
+            p.blocked = False
+            self._loop.remove_reader(p.fd)
+            self._write(p)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        # Drain the ROUTER without blocking until zmq says Again, a bounded amount per
+        # call. Never raises: a bad message is counted, logged and dropped.
+        if self._state is not _RUNNING:
+            return
+        sock = self._router
+        assert sock is not None
+        recv = sock.recv
+        getopt = sock.getsockopt
+        curve = self._security is not None
+        messages = envelopes = 0
+        try:
+            while messages < DRAIN_MESSAGES and envelopes < DRAIN_ENVELOPES:
+                key: str | None = None
+                try:
+                    if curve:
+                        first = sock.recv(_NOBLOCK, copy=False)
+                        rid = first.bytes
+                        key = _user_id(first)
+                    else:
+                        rid = recv(_NOBLOCK)
+                except zmq.Again:
+                    # Edge-triggered fd: only EVENTS tells if more came meanwhile.
+                    if _events(sock) & _POLLIN:
+                        continue
+                    return
+                parts: list[bytes] = []
+                extra = 0
+                while getopt(_RCVMORE):
+                    part = recv(_NOBLOCK)
+                    if len(parts) < 2:
+                        parts.append(part)
+                    else:
+                        extra += 1  # a hostile part count: read and drop the rest
+                messages += 1
+                envelopes += self._handle(rid, key, parts, extra)
+        except zmq.ZMQError as exc:
+            if self._state is _RUNNING:
+                self._log_io("reading the ROUTER failed: %s", exc)
+            return
+        self._loop.call_soon(self._on_readable)  # more may be waiting: after the others
+
+    def _handle(self, rid: bytes, key: str | None, parts: list[bytes], extra: int) -> int:
+        # Check the message's shape before anything else, so that junk neither counts
+        # as a sign of life nor makes this member connect back to whoever sent it.
+        if extra or len(parts) != 2:
+            self._reject(_source(rid), f"a message of {len(parts) + extra + 1} parts, not 3")
+            return 0
+        header, body = parts
+        frames: list[object] | None = None
+        control: proto.Control | None = None
+        try:
+            if header[:1] == proto.DATA:
+                if len(header) != _DATA_HEADER_SIZE:
+                    raise MalformedFrame("a data header of the wrong length")
+                frames = _decode_batch(body, self._max_frame_size)
+            else:
+                control = proto.decode_control(header, body)
+                if type(control) is proto.Hello and control.address.encode() != rid:
+                    raise MalformedFrame("its HELLO claims another address than its routing id")
+        except ProtocolError as exc:
+            self._reject(_source(rid), str(exc))
+            return 0
+        p = self._by_rid.get(rid)
+        if p is None or (key != p.key and self._security is not None):
+            p = self._authenticate(rid, key, p)
+            if p is None:
+                return 0
+        if frames is not None:
+            return self._handle_data(p, header, frames)
+        assert control is not None
+        self._heard(p, control.incarnation)
+        if type(control) is proto.Credit:
+            if control.peer_incarnation == self._incarnation:
+                credited = min(control.credited, p.sent)
+                if credited > p.acked:
+                    p.acked = credited
+                    if p.queue:
+                        self._mark(p)
+        elif type(control) is proto.Beat and control.sent > p.received:
+            # Envelopes sent before this heartbeat that never came were written to a
+            # connection that broke: nobody else will credit them.
+            lost = control.sent - p.received
+            p.received = control.sent
+            self._written_off(p, lost)
+        return 0
+
+    def _authenticate(self, rid: bytes, key: str | None, p: _Peer | None) -> _Peer | None:
+        # A routing id seen for the first time, or (CURVE) with another key than the
+        # one its address is bound to.
+        if p is None:
+            if self._security is not None and key is None:
+                self._reject(_source(rid), "no authenticated CURVE key")
+                return None
+            return self._contact(rid, key)
+        if p.key is not None or key is None:
+            self._impersonation(p.address, p.key, key)
+            return None
+        p.key = key  # the first authenticated key seen for this address binds it
+        server_key = self._server_key(p.address, key)
+        if server_key != p.server_key:
+            self._redial(p, server_key)
+        return p
+
+    def _redial(self, p: _Peer, server_key: str | None) -> None:
+        # We dialled this peer (a send) before it told us its key, with a server key
+        # guessed from our own: its ROUTER could not have accepted that handshake, so
+        # nothing was written; dial again with the key it proved it holds.
+        if p.blocked:
+            p.blocked = False
+            self._loop.remove_reader(p.fd)
+        p.dealer.close(linger=0)
+        try:
+            p.dealer = self._new_dealer(p.address, server_key)
+        except NodeUnreachable as exc:  # pragma: no cover - the address dialled before
+            self._log_io("cannot redial %s: %s", p.address, exc)
+            return
+        p.fd = p.dealer.FD
+        p.server_key = server_key
+        p.need_hello = True
+        self._mark(p)
+
+    def _handle_data(self, p: _Peer, header: bytes, frames: list[object]) -> int:
+        _, incarnation, seq = _unpack_data_header(header)
+        self._heard(p, incarnation)
+        received = p.received
+        if seq > received:
+            # The envelopes in between were written to a connection that broke.
+            p.received = seq
+            self._written_off(p, seq - received)
+            received = seq
+        count = len(frames)
+        p.received = received + count
+        try:
+            envelopes = list(map(self._decode, frames))  # type: ignore[arg-type]
+        except ProtocolError:
+            envelopes = self._decode_each(p, frames)
+        deliver = self._deliver
+        address = p.address
+        remaining = iter(envelopes)
+        while True:
+            try:
+                for envelope in remaining:
+                    deliver(address, envelope)
+                break
+            except Exception:
+                # The handler's bug, not the peer's: count the envelope as taken, so
+                # the peer's credit does not leak away; go on with the next one.
+                self._log_handler("handler.envelope_received raised", exc_info=True)
+                self._written_off(p, 1)
+        self._frames_received += len(envelopes)
+        return count
+
+    def _decode_each(self, p: _Peer, frames: list[object]) -> list[Envelope]:
+        # The slow path of a batch holding a bad frame: decode one by one, rejecting
+        # (and writing off) the bad ones.
+        decode = self._decode
+        envelopes = []
+        for frame in frames:
+            try:
+                envelopes.append(decode(frame))  # type: ignore[arg-type]
+            except ProtocolError as exc:
+                self._reject(p.address, str(exc))
+                self._written_off(p, 1)
+        return envelopes
+
+    def _heard(self, p: _Peer, incarnation: int) -> None:
+        if incarnation != p.incarnation:
+            self._new_incarnation(p, incarnation)
+        p.heard = True
+        if not p.reachable:
+            self._regained(p)
+
+    def _written_off(self, p: _Peer, count: int) -> None:
+        # Envelopes the handler will never see (lost on the way, or rejected) are
+        # credited here, so the sender's window does not shrink for good.
+        credited = p.credited + count
+        p.credited = min(credited, p.received)
+        self._mark(p)
+
+    def _on_monitor(self) -> None:
+        # Handshake failures on the ROUTER: a client without CURVE, with an unknown
+        # key or the wrong server key, or speaking something else than ZMTP.
+        sock = self._monitor
+        if sock is None or self._state is not _RUNNING:
+            return
+        for _ in range(DRAIN_MESSAGES):
+            try:
+                message = sock.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                if _events(sock) & _POLLIN:
+                    continue
+                return
+            except zmq.ZMQError:
+                return
+            try:
+                event = parse_monitor_message(message)
+            except RuntimeError:
+                continue
+            self._frames_rejected += 1
+            self._log_auth(
+                "a connection to %s failed its handshake: %s (%s)",
+                self._address,
+                zmq.Event(event["event"]).name,
+                event["value"],
+            )
+        self._loop.call_soon(self._on_monitor)
+
+    # -- rejections -----------------------------------------------------------------------
+
+    def _reject(self, source: str, reason: str) -> None:
+        self._frames_rejected += 1
+        self._log_rejected("dropped a message from %s: %s", source, reason[:300])
+
+    def _impersonation(self, address: str, bound: str | None, key: str | None) -> None:
+        self._frames_rejected += 1
+        self._log_auth(
+            "dropped a message claiming to be %s from CURVE key %s; that address is bound "
+            "to key %s",
+            address,
+            key,
+            bound,
+        )
+
+    def _auth_rejected(self, client: str, reason: str) -> None:
+        self._log_auth("refused a CURVE client at %s: %s", client, reason)
+
+
+def _take(p: _Peer, limit: int) -> list[bytes]:
+    # Up to ``limit`` frames off the front of the peer's queue, and about BATCH_BYTES
+    # at most (the first frame always goes, whatever its size).
+    queue = p.queue
+    if len(queue) <= limit:
+        frames = queue
+        p.queue = []
+    else:
+        frames = queue[:limit]
+        del queue[:limit]
+    if len(frames) > 1 and sum(map(len, frames)) > proto.BATCH_BYTES:
+        total = 0
+        for index, frame in enumerate(frames):
+            total += len(frame)
+            if total > proto.BATCH_BYTES and index:
+                p.queue[0:0] = frames[index:]
+                del frames[index:]
+                break
+    return frames
+
+
+def _events(sock: zmq.Socket[bytes]) -> int:
+    return cast("int", sock.getsockopt(_EVENTS))
+
+
+def _source(rid: bytes) -> str:
+    # A routing id as a log can show it: hostile ones may be any 255 bytes.
+    return repr(rid[:80].decode(errors="replace"))
+
+
+def _user_id(frame: zmq.Frame) -> str | None:
+    # The ZAP handler made each client's Z85 public key its user id.
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return user_id if isinstance(user_id, str) else None
+
+
+def _seconds(name: str, value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: Any, low: int, high: int) -> None:
+    if type(value) is not int or not low <= value <= high:
+        raise ConfigError(f"{name} must be an int from {low} to {high}, not {value!r}")
+
+
+__all__ = ["ZmqTransport", "generate_keypair"]
