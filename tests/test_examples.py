@@ -28,3 +28,13 @@ def test_the_embedded_example_keeps_the_books_straight_through_a_restart() -> No
     assert "orders recorded: 3" in out
     assert "restarts: 1" in out
     assert "price feed failed (ConnectionError), retrying" in out
+
+
+def test_the_two_process_example_crosses_the_wire_both_ways() -> None:
+    out = run_example("two_processes.py")
+    assert "the bank lives at tcp://127.0.0.1:" in out
+    assert "ann's balance: 70" in out
+    assert "withdraw 500: ('refused', 'ann has only 70')" in out
+    assert "error from the other process: ValueError: unknown message" in out
+    # The bank told the auditor in this process through a ref it got in a message.
+    assert "audit log: ['deposit ann 100']" in out
