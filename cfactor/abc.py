@@ -336,6 +336,40 @@ class Membership(Protocol):
         ...
 
 
+class ClusterRuntime(Protocol):
+    """A cluster attached to one actor system (what ``cf.Cluster.start`` returns).
+
+    The core asks it three things and knows nothing else of clusters: where a name
+    lives, how to place a named actor, and how to leave.
+    """
+
+    def resolve(self, name: str) -> Any | None:
+        """A ref to the cluster actor ``name``, or None if the cluster knows no such name."""
+        ...
+
+    async def spawn(
+        self,
+        cls: type,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str,
+        placement: Any,
+        restart: str,
+    ) -> Any:
+        """Place a named actor on a member the cluster picks; return its ref.
+
+        Raises:
+            MembershipUnavailable: The cluster's store or placement cannot be reached.
+            NameTaken: The name already has an accepted activation.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Leave the cluster (so others re-place this member's actors at once)."""
+        ...
+
+
 class Codec(Protocol):
     """Turns envelopes into frames and back. Pure: no sockets, no clocks."""
 
@@ -352,6 +386,7 @@ __all__ = [
     "Activation",
     "Cancellable",
     "Clock",
+    "ClusterRuntime",
     "Codec",
     "Envelope",
     "Kind",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class LoopClock:
 
     def __repr__(self) -> str:
         return "<LoopClock>"
+
+
+def wall_time() -> float:
+    """Seconds since the epoch: only for showing when something happened (uptime)."""
+    return time.time()
 
 
 def make_random(seed: int | None) -> random.Random:

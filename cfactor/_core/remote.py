@@ -26,7 +26,9 @@ from cfactor.errors import (
     CfactorError,
     ConfigError,
     MailboxFull,
+    MembershipUnavailable,
     MessageNotSerializable,
+    NameTaken,
     NodeUnreachable,
     ProtocolError,
     RemoteActorError,
@@ -44,7 +46,16 @@ log = logging.getLogger("cfactor.remote")
 #: Errors an ERROR envelope may name; anything else arrives as RemoteActorError.
 _WIRE_ERRORS: dict[str, type[CfactorError]] = {
     cls.__name__: cls
-    for cls in (ActorNotFound, ActorStopped, MailboxFull, MessageNotSerializable, AskTimeout)
+    for cls in (
+        ActorNotFound,
+        ActorStopped,
+        MailboxFull,
+        MessageNotSerializable,
+        AskTimeout,
+        MembershipUnavailable,
+        NameTaken,
+        ConfigError,
+    )
 }
 
 
@@ -185,6 +196,7 @@ class Remote:
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
         self._next_id = 1
         self.replies_dropped = 0
+        self.stale_rejected = 0
 
     # -- outgoing ---------------------------------------------------------------------------
 
@@ -287,6 +299,17 @@ class Remote:
                 cell.schedule()
         else:
             cell.park(item, Credit(self.transport, peer))
+
+    def _reject_stale(self, peer: str, envelope: Envelope, reply: RemoteReply | None) -> None:
+        self.stale_rejected += 1
+        self.transport.credit(peer)
+        log.info("rejected a message to a stale activation %r from %s", envelope.target, peer)
+        if reply is not None:
+            reply.set_exception(
+                ActorNotFound(
+                    f"{envelope.target!r} is not the current activation on {self.system.address}"
+                )
+            )
 
     async def _stop_and_reply(self, stopping: Any, reply: RemoteReply | None) -> None:
         await stopping

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
-    from cfactor.abc import Clock, Transport, TransportStatistics
+    from cfactor.abc import Clock, ClusterRuntime, Transport, TransportStatistics
 
 log = logging.getLogger("cfactor.system")
 
@@ -47,6 +47,7 @@ class SystemStatistics:
         transport: The transport's figures (frames rejected among them); ``None`` when
             the system does not listen.
         replies_dropped: Answers to remote asks that could not be sent (logged).
+        stale_rejected: Envelopes addressed to an old activation of a cluster actor.
     """
 
     actors: int
@@ -55,6 +56,7 @@ class SystemStatistics:
     escalations: int
     transport: TransportStatistics | None = None
     replies_dropped: int = 0
+    stale_rejected: int = 0
 
 
 TRANSPORT_GROUP = "cfactor.transports"
@@ -113,6 +115,9 @@ class ActorSystem:
             ``listen`` scheme (``cfactor.testing.MemoryTransport`` in tests).
         transport_options: Keyword arguments for the registered transport, e.g.
             ``{"heartbeat_timeout_s": 1.0}`` (see docs/transport.md).
+        cluster: Join a cluster (``cf.Cluster(etcd=..., name=...)``); needs ``listen``.
+            Named top-level actors are then placed by the cluster and found by name
+            from any member.
         mailbox_capacity: Default mailbox bound for spawned actors.
         supervision: How the root supervises top-level actors.
         ask_timeout_s: Default timeout of ``ask``.
@@ -133,6 +138,7 @@ class ActorSystem:
         security: object | None = None,
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
+        cluster: Any = None,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
         supervision: Supervision | None = None,
         ask_timeout_s: float = 30.0,
@@ -157,6 +163,13 @@ class ActorSystem:
         self._transport = transport
         self._transport_options = dict(transport_options or {})
         self._remote: Remote | None = None
+        if cluster is not None and listen is None:
+            raise ConfigError("a cluster member must listen: ActorSystem(listen=..., cluster=...)")
+        self._cluster_config = cluster
+        self.cluster: ClusterRuntime | None = None
+        #: Epochs of the cluster activations hosted here; an envelope addressed to
+        #: ``name@epoch`` with another epoch is stale and rejected.
+        self.epochs: dict[str, int] = {}
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
         self._next_uid = 1
@@ -204,6 +217,8 @@ class ActorSystem:
             await transport.start(self._listen, remote)
             self._remote = remote
             self.address = transport.address
+        if self._cluster_config is not None:
+            self.cluster = await self._cluster_config.start(self)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -218,6 +233,8 @@ class ActorSystem:
             self._closed = True
             return
         self._closed = True
+        if self.cluster is not None:
+            await self.cluster.aclose()  # leave first: others re-place our actors now
         root = self._root
         root.closing = True
         await root.stop_children()
@@ -239,6 +256,7 @@ class ActorSystem:
         mailbox_capacity: int | None = None,
         supervision: Supervision | None = None,
         restart: Restart | str = Restart.PERMANENT,
+        placement: Any = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start an actor and return its ref.
@@ -254,6 +272,9 @@ class ActorSystem:
             supervision: How this actor supervises the children it spawns.
             restart: When its supervisor restarts it: ``permanent``, ``transient`` or
                 ``temporary``.
+            placement: In a cluster, where a named top-level actor goes: ``None`` lets
+                the cluster pick (least loaded), ``"local"`` keeps it on this member;
+                see ``cf.Pin`` and ``cf.Labels``. Ignored without a cluster.
             *args: Positional arguments for the constructor.
             **kwargs: Keyword arguments for the constructor.
 
@@ -275,6 +296,12 @@ class ActorSystem:
             else _check_positive_int("mailbox_capacity", mailbox_capacity)
         )
         restart_type = restart if type(restart) is Restart else parse_restart(restart)
+        parent = current_cell.get()
+        top_level = parent is None or parent.system is not self
+        if self.cluster is not None and name is not None and top_level and placement != "local":
+            return await self.cluster.spawn(  # type: ignore[no-any-return]
+                cls, args, kwargs, name=name, placement=placement, restart=restart_type.value
+            )
         uid = self._next_uid
         if name is None:
             name = f"${uid}"
@@ -284,7 +311,6 @@ class ActorSystem:
         if name in names:
             raise NameTaken(f"an actor named {name!r} is already running")
         self._next_uid = uid + 1
-        parent = current_cell.get()
         if parent is None or parent.system is not self or not parent.is_supervising():
             parent_sup: RootSupervisor | ActorCell = self._root
         else:
@@ -330,6 +356,12 @@ class ActorSystem:
                 )
             return self._remote.target(at, name).ref
         cell = self._names.get(name)
+        if cell is not None and (at is not None or name not in self.epochs or self.cluster is None):
+            return cell.ref
+        if self.cluster is not None:
+            ref: ActorRef | None = self.cluster.resolve(name)
+            if ref is not None:
+                return ref
         if cell is None:
             raise ActorNotFound(f"no actor named {name!r}")
         return cell.ref
@@ -343,6 +375,7 @@ class ActorSystem:
             escalations=self._escalations,
             transport=transport.statistics() if transport is not None and remote else None,
             replies_dropped=remote.replies_dropped if remote is not None else 0,
+            stale_rejected=remote.stale_rejected if remote is not None else 0,
         )
 
     # -- services for cells ---------------------------------------------------------------
