@@ -40,6 +40,8 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cfactor._core.system import ActorSystem
 
 log = logging.getLogger("cfactor.actor")
@@ -192,6 +194,7 @@ class ActorCell(Mailbox, SupervisorMixin):
         "intensity",
         "kwargs",
         "name",
+        "on_stopped",
         "parent",
         "ref",
         "restart",
@@ -239,6 +242,8 @@ class ActorCell(Mailbox, SupervisorMixin):
         self.restarts = 0
         self.intensity: RestartIntensity | None = None
         self.supervising_lock: asyncio.Lock | None = None
+        #: Called once the actor has stopped for good (the cluster releases its name).
+        self.on_stopped: list[Callable[[], None]] | None = None
 
     # -- sending ------------------------------------------------------------------------
 
@@ -500,6 +505,12 @@ class ActorCell(Mailbox, SupervisorMixin):
         self._flush_mailbox()  # anything that arrived while stopping
         self.system.unregister(self)
         self.parent.remove_child(self)
+        callbacks, self.on_stopped = self.on_stopped, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:
+                log.exception("a stop callback of %r raised", self.name)
 
     async def terminate(self) -> None:
         """Stop for good and wait until stopped."""

@@ -290,11 +290,6 @@ class ActorSystem:
             raise ConfigError(f"spawn needs an Actor subclass, got {cls!r}")
         if cls.receive is Actor.receive:
             raise ConfigError(f"{cls.__qualname__} does not define 'async def receive'")
-        capacity = (
-            self.mailbox_capacity
-            if mailbox_capacity is None
-            else _check_positive_int("mailbox_capacity", mailbox_capacity)
-        )
         restart_type = restart if type(restart) is Restart else parse_restart(restart)
         parent = current_cell.get()
         top_level = parent is None or parent.system is not self
@@ -302,15 +297,51 @@ class ActorSystem:
             return await self.cluster.spawn(  # type: ignore[no-any-return]
                 cls, args, kwargs, name=name, placement=placement, restart=restart_type.value
             )
+        if name is not None and (not isinstance(name, str) or not name or name.startswith("$")):
+            raise ConfigError(f"actor names are non-empty strings not starting with '$': {name!r}")
+        return await self._spawn_here(
+            cls, args, kwargs, name, mailbox_capacity, supervision, restart_type
+        )
+
+    async def spawn_service(
+        self, cls: type[Actor], *args: Any, name: str, **kwargs: Any
+    ) -> ActorRef:
+        """Spawn one of the runtime's own service actors here (names start with ``$``).
+
+        Raises:
+            ConfigError: ``name`` does not start with ``$``.
+            NameTaken: The service is running already.
+            ActorStartFailed: Its constructor or ``on_start`` raised.
+        """
+        if not name.startswith("$"):
+            raise ConfigError(f"service names start with '$': {name!r}")
+        return await self._spawn_here(cls, args, kwargs, name, None, None, Restart.PERMANENT)
+
+    async def _spawn_here(  # noqa: PLR0917 - private; spawn and spawn_service name them
+        self,
+        cls: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        mailbox_capacity: int | None,
+        supervision: Supervision | None,
+        restart_type: Restart,
+    ) -> ActorRef:
+        if self._closed or self._loop is None:
+            raise SystemClosed("the actor system is not running; use 'async with ActorSystem()'")
+        capacity = (
+            self.mailbox_capacity
+            if mailbox_capacity is None
+            else _check_positive_int("mailbox_capacity", mailbox_capacity)
+        )
         uid = self._next_uid
         if name is None:
             name = f"${uid}"
-        elif not isinstance(name, str) or not name or name.startswith("$"):
-            raise ConfigError(f"actor names are non-empty strings not starting with '$': {name!r}")
         names = self._names
         if name in names:
             raise NameTaken(f"an actor named {name!r} is already running")
         self._next_uid = uid + 1
+        parent = current_cell.get()
         if parent is None or parent.system is not self or not parent.is_supervising():
             parent_sup: RootSupervisor | ActorCell = self._root
         else:
