@@ -335,6 +335,19 @@ class MsgpackCodec:
                 deep), or an envelope field has the wrong type.
             FrameTooLarge: The frame would exceed ``max_frame_size``.
         """
+        return _PREFIX + self.encode_item(envelope)
+
+    def encode_item(self, envelope: Envelope) -> bytes:
+        """Turn an envelope into a batch item: its frame without the version byte.
+
+        A transport that sends envelopes in batches joins items with
+        :meth:`join_items` and states the version once for the whole batch; the
+        receiver reads them back with :meth:`decode_items` in one msgpack pass.
+
+        Raises:
+            MessageNotSerializable: As :meth:`encode`.
+            FrameTooLarge: The item's frame would exceed ``max_frame_size``.
+        """
         kind = envelope.kind
         cid = envelope.correlation_id
         deadline = envelope.deadline
@@ -347,7 +360,7 @@ class MsgpackCodec:
             or (deadline is not None and (type(deadline) is not float or math.isnan(deadline)))
         ):
             deadline = _check_header(envelope)
-        data = self._encode_value(
+        return self._encode_value(
             [
                 _WIRE_KINDS[kind],
                 envelope.target,
@@ -357,7 +370,6 @@ class MsgpackCodec:
                 envelope.payload,
             ]
         )
-        return _PREFIX + data
 
     def encode_payload(self, value: Any) -> bytes:
         """Encode one value by the payload rules, without envelope or version byte.
@@ -534,6 +546,109 @@ class MsgpackCodec:
             # type: a bad frame is counted and dropped, never crashes the member.
             raise MalformedFrame(f"malformed frame: {_exc_text(exc)}") from exc
 
+    @staticmethod
+    def join_items(items: list[bytes]) -> bytes:
+        """Join items from :meth:`encode_item` into one batch: a msgpack array of them.
+
+        No item is packed again: the array header is written and the items appended,
+        so a batch costs one ``bytes.join``.
+        """
+        count = len(items)
+        if count < 16:
+            header = _FIXARRAY[count]
+        elif count < 0x10000:
+            header = b"\xdc" + count.to_bytes(2, "big")
+        else:
+            header = b"\xdd" + count.to_bytes(4, "big")
+        return header + b"".join(items)
+
+    def decode_items(self, batch: bytes, max_items: int) -> list[Envelope | ProtocolError]:
+        """Read a batch made by :meth:`join_items`, trusting nothing in it.
+
+        The whole batch is unpacked in one msgpack pass when it is well formed.
+        A batch holding a bad item is walked again item by item, so that each bad
+        item is refused on its own and the others are still delivered (a message
+        class's constructor may then run twice for the items before it).
+
+        Args:
+            batch: The bytes as received.
+            max_items: The most items the batch may claim.
+
+        Returns:
+            One entry per item, in order: its envelope, or the ``ProtocolError``
+            that refused it (``FrameTooLarge`` for an item whose frame would exceed
+            ``max_frame_size``, ``MalformedFrame`` for anything else).
+
+        Raises:
+            MalformedFrame: The batch itself is not an array of 1 to ``max_items``
+                items, or has bytes after its last item.
+        """
+        if type(batch) is not bytes:
+            batch = bytes(_byte_buffer(batch))
+        count = _array_count(batch)
+        if not 0 < count <= max_items:
+            raise MalformedFrame(
+                f"a batch must be a msgpack array of 1 to {max_items} items, "
+                f"not {count if count >= 0 else 'something else'}"
+            )
+        # A batch no longer than max_frame_size cannot hold an item over it.
+        if len(batch) < self._max_frame_size:
+            try:
+                if 255 in batch and _TIMESTAMP_HINT.search(batch) is not None:
+                    items = self._unpack_checked(batch)
+                else:
+                    items = _unpackb(batch, ext_hook=self._hook, strict_map_key=False)
+            except Exception:  # noqa: S110 - a bad item: find it below
+                pass
+            else:
+                result: list[Envelope | ProtocolError] = []
+                append = result.append
+                for fields in items:
+                    try:
+                        append(_envelope(fields))
+                    except ProtocolError as exc:
+                        append(exc)
+                return result
+        return self._decode_each_item(batch, count)
+
+    def _decode_each_item(self, batch: bytes, count: int) -> list[Envelope | ProtocolError]:
+        # The slow path: find each item's bounds without building it (``skip``), then
+        # decode it on its own. msgpack bounds the walk by the bytes present.
+        unpacker = msgpack.Unpacker(max_buffer_size=len(batch))
+        unpacker.feed(batch)
+        result: list[Envelope | ProtocolError] = []
+        try:
+            unpacker.read_array_header()
+            for _ in range(count):
+                start = unpacker.tell()
+                unpacker.skip()
+                item = batch[start : unpacker.tell()]
+                try:
+                    result.append(self._decode_item(item))
+                except ProtocolError as exc:
+                    result.append(exc)
+        except Exception as exc:
+            error = MalformedFrame(f"malformed batch item: {_exc_text(exc)}")
+            result.extend([error] * (count - len(result)))
+            return result
+        if unpacker.tell() != len(batch):
+            raise MalformedFrame("bytes after the last item of a batch")
+        return result
+
+    def _decode_item(self, item: bytes) -> Envelope:
+        if len(item) >= self._max_frame_size:
+            raise FrameTooLarge(
+                f"frame of {len(item) + 1} bytes exceeds max_frame_size={self._max_frame_size}"
+            )
+        try:
+            if 255 in item and _may_hold_timestamp(item):
+                return _envelope(self._unpack_checked(item))
+            return _envelope(_unpackb(item, ext_hook=self._hook, strict_map_key=False))
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise MalformedFrame(f"malformed frame: {_exc_text(exc)}") from exc
+
     def decode_payload(self, data: bytes | bytearray | memoryview) -> Any:
         """Decode bytes written by :meth:`encode_payload`, trusting nothing in them.
 
@@ -647,6 +762,24 @@ def _byte_buffer(frame: Any) -> bytes | bytearray | memoryview:
     except (TypeError, ValueError) as exc:
         raise MalformedFrame(f"a frame must be a contiguous bytes-like object: {exc}") from exc
     return bytes(view) if len(view) <= _COPY_LIMIT else view
+
+
+_FIXARRAY: Final = [bytes([0x90 | count]) for count in range(16)]
+
+
+def _array_count(data: bytes) -> int:
+    # The item count a msgpack array header claims, or -1 if ``data`` does not start
+    # with one: read before unpacking, so a huge claim costs nothing.
+    if not data:
+        return -1
+    first = data[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F
+    if first == 0xDC and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big")
+    if first == 0xDD and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big")
+    return -1
 
 
 def _bad_ext(depth: int, code: int, max_depth: int) -> MalformedFrame:

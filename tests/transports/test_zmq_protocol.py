@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfactor.errors import ConfigError, MalformedFrame, ProtocolError, UnsupportedVersion
+from cfactor.wire import MsgpackCodec
 
 HOSTILE = settings(deadline=None, max_examples=300)
 U64 = st.integers(0, 2**64 - 1)
@@ -60,7 +61,9 @@ def test_wrong_control_shapes_are_malformed(kind: bytes, fields: list[object]) -
 
 def test_a_hello_of_another_version_is_unsupported() -> None:
     with pytest.raises(UnsupportedVersion):
-        proto.decode_control(proto.HELLO, msgpack.packb([2, "tcp://127.0.0.1:1", 1]))
+        proto.decode_control(
+            proto.HELLO, msgpack.packb([proto.PROTOCOL_VERSION + 1, "tcp://127.0.0.1:1", 1])
+        )
 
 
 def test_oversized_control_messages_are_refused_unread() -> None:
@@ -68,36 +71,9 @@ def test_oversized_control_messages_are_refused_unread() -> None:
         proto.decode_control(proto.BEAT, b"\x92" + b"\x00" * 1000)
 
 
-@HOSTILE
-@given(body=st.binary(max_size=2000))
-def test_any_batch_bytes_raise_only_malformed_frame(body: bytes) -> None:
-    try:
-        frames = proto.decode_batch(body, 1024)
-    except MalformedFrame:
-        return
-    assert type(frames) is list
-    assert 0 < len(frames) <= proto.MAX_BATCH_FRAMES
-
-
-@given(frames=st.lists(st.binary(min_size=1, max_size=100), min_size=1, max_size=50))
-def test_batches_round_trip(frames: list[bytes]) -> None:
-    assert proto.decode_batch(proto.encode_batch(frames), 1024) == frames
-
-
-def test_batches_refuse_big_frames_long_arrays_and_strings() -> None:
-    with pytest.raises(MalformedFrame):
-        proto.decode_batch(proto.encode_batch([b"x" * 2000]), 1024)
-    with pytest.raises(MalformedFrame):
-        proto.decode_batch(proto.encode_batch([b"x"] * (proto.MAX_BATCH_FRAMES + 1)), 1024)
-    with pytest.raises(MalformedFrame):
-        proto.decode_batch(msgpack.packb(["text"]), 1024)
-    with pytest.raises(MalformedFrame):
-        proto.decode_batch(b"\xdd\xff\xff\xff\xff", 1024)  # claims 4 G items
-
-
 def test_a_part_holds_a_full_batch_and_one_largest_frame() -> None:
     size = 4 * 1024 * 1024
-    batch = proto.encode_batch([b"x" * 2000] * 524 + [b"y" * (size - 1)])
+    batch = MsgpackCodec.join_items([b"x" * 2000] * 524 + [b"y" * (size - 1)])
     assert len(batch) <= proto.max_part_size(size)
 
 

@@ -139,13 +139,13 @@ async def test_ten_thousand_envelopes_arrive_in_order_in_few_batches(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches: list[int] = []
-    encode_batch = proto.encode_batch
+    join_items = MsgpackCodec.join_items
 
     def counting(frames: list[bytes]) -> bytes:
         batches.append(len(frames))
-        return encode_batch(frames)
+        return join_items(frames)
 
-    monkeypatch.setattr("cfactor_zmq._transport._encode_batch", counting)
+    monkeypatch.setattr("cfactor_zmq._transport._join_items", counting)
     a, _ = await cluster.start()
     b, got = await cluster.start()
     for i in range(10_000):
@@ -164,13 +164,13 @@ async def test_a_batch_stops_near_a_mebibyte_and_a_large_frame_goes_alone(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches: list[int] = []
-    encode_batch = proto.encode_batch
+    join_items = MsgpackCodec.join_items
 
     def counting(frames: list[bytes]) -> bytes:
         batches.append(len(frames))
-        return encode_batch(frames)
+        return join_items(frames)
 
-    monkeypatch.setattr("cfactor_zmq._transport._encode_batch", counting)
+    monkeypatch.setattr("cfactor_zmq._transport._join_items", counting)
     a, _ = await cluster.start()
     b, got = await cluster.start()
     big = b"x" * (3 * 1024 * 1024)
@@ -323,7 +323,7 @@ async def test_envelopes_lost_on_the_way_or_to_a_restart_are_credited_back(
     # CREDIT messages, which say how many envelopes A has accepted or written off.
     a, got = await cluster.start()
     codec = MsgpackCodec()
-    frame = codec.encode(tell("x"))
+    frame = codec.encode_item(tell("x"))
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     router = context.socket(zmq.ROUTER)
     dealer = context.socket(zmq.DEALER)
@@ -337,7 +337,7 @@ async def test_envelopes_lost_on_the_way_or_to_a_restart_are_credited_back(
 
         def data(incarnation: int, seq: int, count: int) -> list[bytes]:
             header = proto.DATA_HEADER.pack(proto.DATA, incarnation, seq)
-            return [header, proto.encode_batch([frame] * count)]
+            return [header, MsgpackCodec.join_items([frame] * count)]
 
         seen: list[proto.Credit] = []
 
@@ -486,21 +486,21 @@ async def test_hostile_messages_are_rejected_counted_and_logged_rate_limited(
         raw.setsockopt(zmq.ROUTING_ID, claimed.encode())
         raw.connect(a.address)
 
-        def data(frames: list[Any], seq: int = 0) -> list[bytes]:
+        def data(items: list[bytes], seq: int = 0) -> list[bytes]:
             header = proto.DATA_HEADER.pack(proto.DATA, 4242, seq)
-            return [header, msgpack.packb(frames)]
+            return [header, MsgpackCodec.join_items(items)]
 
-        good = codec.encode(tell("good"))
+        good = codec.encode_item(tell("good"))
         garbage: list[list[bytes]] = [
             [os.urandom(40)],  # one part
             [b"D", b"x", b"y"],  # three parts
             [b"X", b"\x90"],  # unknown header
-            [b"D" + b"\x00" * 3, msgpack.packb([good])],  # short data header
+            [b"D" + b"\x00" * 3, MsgpackCodec.join_items([good])],  # short data header
             [data([])[0], b"\xc1" + os.urandom(64)],  # body is not msgpack
             [data([])[0], msgpack.packb({"a": 1})],  # body is not an array
             data([]),  # empty batch
-            data([b"\x01" + b"x" * 2000]),  # a frame over max_frame_size
-            data(["text, not bytes"]),  # not a bin
+            [data([])[0], b"\xdd\xff\xff\xff\xff"],  # claims 4 G items
+            [data([])[0], MsgpackCodec.join_items([good]) + b"\xc0"],  # bytes after the items
             [b"H", msgpack.packb([99, claimed, 1])],  # HELLO of an unknown version
             [b"H", msgpack.packb([1, "tcp://10.0.0.1:1", 1])],  # HELLO of someone else
             [b"H", b"\x93\x01"],  # truncated control
@@ -511,10 +511,11 @@ async def test_hostile_messages_are_rejected_counted_and_logged_rate_limited(
             [b"C", b"\x91" + b"\xc4\x10" + b"a" * 1000],  # oversized control
         ]
         bad_frames = [
-            b"\x02" + good[1:],  # an unknown codec version
-            good[:-3],  # truncated msgpack
-            b"\x01" + b"\x91" * 5,  # msgpack, but not an envelope
-            b"",  # empty
+            msgpack.packb([9, "x", None, 0, None, 1]),  # an unknown kind
+            msgpack.packb("text, not an envelope"),
+            b"\x91" * 5 + b"\xc0",  # msgpack, but not an envelope
+            msgpack.packb([1, "x", None, 0, None, b"x" * 2000]),  # a frame over max_frame_size
+            good[:-3],  # truncated msgpack (last: nothing after it can be found)
         ]
         with caplog.at_level(logging.WARNING, logger="cfactor.transport"):
             for message in garbage:
@@ -527,7 +528,7 @@ async def test_hostile_messages_are_rejected_counted_and_logged_rate_limited(
             rejected = len(garbage) + len(bad_frames)
             await eventually(lambda: a.statistics().frames_rejected == rejected)
             # A well-formed batch from the same routing id still gets through.
-            raw.send_multipart(data([good, codec.encode(tell("also good"))]))
+            raw.send_multipart(data([good, codec.encode_item(tell("also good"))]))
             await eventually(lambda: got.payloads() == ["good", "also good"])
         lines = [r for r in caplog.records if "dropped a message" in r.message]
         assert 1 <= len(lines) <= 3  # rate-limited: about one line a second
@@ -636,7 +637,7 @@ async def test_curve_binds_an_address_to_the_first_key_that_claims_it(cluster: C
 
     codec = MsgpackCodec()
     header = proto.DATA_HEADER.pack(proto.DATA, 7, 0)
-    forged = [header, msgpack.packb([codec.encode(tell("forged"))])]
+    forged = [header, MsgpackCodec.join_items([codec.encode_item(tell("forged"))])]
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sockets: list[zmq.Socket[bytes]] = []
 

@@ -73,8 +73,7 @@ _RCVMORE: Final = zmq.RCVMORE
 _DATA_HEADER_SIZE: Final = proto.DATA_HEADER.size
 _pack_data_header: Final = proto.DATA_HEADER.pack
 _unpack_data_header: Final = proto.DATA_HEADER.unpack
-_encode_batch: Final = proto.encode_batch
-_decode_batch: Final = proto.decode_batch
+_join_items: Final = MsgpackCodec.join_items
 _HANDSHAKE_FAILURES: Final = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -306,8 +305,8 @@ class ZmqTransport:
         self._log_handler = _Throttle(clock, logging.ERROR)
         self._log_io = _Throttle(clock, logging.WARNING)
         codec = MsgpackCodec(max_frame_size=self._max_frame_size, make_ref=handler.make_ref)
-        self._encode = codec.encode
-        self._decode = codec.decode
+        self._encode = codec.encode_item
+        self._decode_items = codec.decode_items
         self._handler = handler
         self._deliver = handler.envelope_received
         self._context = zmq.Context()
@@ -771,7 +770,7 @@ class ZmqTransport:
                     raise
                 # zmq delivers a multipart message whole or not at all: once its first
                 # part is accepted, the rest is too.
-                send(_encode_batch(frames), _NOBLOCK)
+                send(_join_items(frames), _NOBLOCK)
                 count = len(frames)
                 p.sent += count
                 self._frames_sent += count
@@ -864,13 +863,13 @@ class ZmqTransport:
             self._reject(_source(rid), f"a message of {len(parts) + extra + 1} parts, not 3")
             return 0
         header, body = parts
-        frames: list[object] | None = None
+        frames: list[Envelope | ProtocolError] | None = None
         control: proto.Control | None = None
         try:
             if header[:1] == proto.DATA:
                 if len(header) != _DATA_HEADER_SIZE:
                     raise MalformedFrame("a data header of the wrong length")
-                frames = _decode_batch(body, self._max_frame_size)
+                frames = self._decode_items(body, proto.MAX_BATCH_FRAMES)
             else:
                 control = proto.decode_control(header, body)
                 if type(control) is proto.Hello and control.address.encode() != rid:
@@ -937,7 +936,7 @@ class ZmqTransport:
         p.need_hello = True
         self._mark(p)
 
-    def _handle_data(self, p: _Peer, header: bytes, frames: list[object]) -> int:
+    def _handle_data(self, p: _Peer, header: bytes, frames: list[Envelope | ProtocolError]) -> int:
         _, incarnation, seq = _unpack_data_header(header)
         self._heard(p, incarnation)
         received = p.received
@@ -948,38 +947,29 @@ class ZmqTransport:
             received = seq
         count = len(frames)
         p.received = received + count
-        try:
-            envelopes = list(map(self._decode, frames))  # type: ignore[arg-type]
-        except ProtocolError:
-            envelopes = self._decode_each(p, frames)
         deliver = self._deliver
         address = p.address
-        remaining = iter(envelopes)
+        remaining = iter(frames)
+        delivered = count
         while True:
             try:
                 for envelope in remaining:
-                    deliver(address, envelope)
+                    if type(envelope) is Envelope:
+                        deliver(address, envelope)
+                    else:
+                        # A bad item is refused on its own; the rest of its batch is
+                        # still delivered.
+                        delivered -= 1
+                        self._reject(address, str(envelope))
+                        self._written_off(p, 1)
                 break
             except Exception:
                 # The handler's bug, not the peer's: count the envelope as taken, so
                 # the peer's credit does not leak away; go on with the next one.
                 self._log_handler("handler.envelope_received raised", exc_info=True)
                 self._written_off(p, 1)
-        self._frames_received += len(envelopes)
+        self._frames_received += delivered
         return count
-
-    def _decode_each(self, p: _Peer, frames: list[object]) -> list[Envelope]:
-        # The slow path of a batch holding a bad frame: decode one by one, rejecting
-        # (and writing off) the bad ones.
-        decode = self._decode
-        envelopes = []
-        for frame in frames:
-            try:
-                envelopes.append(decode(frame))  # type: ignore[arg-type]
-            except ProtocolError as exc:
-                self._reject(p.address, str(exc))
-                self._written_off(p, 1)
-        return envelopes
 
     def _heard(self, p: _Peer, incarnation: int) -> None:
         if incarnation != p.incarnation:
