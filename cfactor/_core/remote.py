@@ -169,21 +169,26 @@ class RemoteReply:
 
 
 class Credit:
-    """Admission of a parked remote message: returns the transport's credit."""
+    """Admission of messages parked for one peer: each admission returns one credit.
 
-    __slots__ = ("admitted", "peer", "transport")
+    One per peer, shared by all its parked messages, so parking a remote message costs
+    no object of its own. A parked remote message cannot be cancelled or time out
+    (nobody awaits it), so ``done()`` is always False: the mailbox admits it, or hands
+    it back with ``take_all`` when the actor stops, and either way calls
+    ``set_result``, which credits the peer.
+    """
+
+    __slots__ = ("credit", "peer")
 
     def __init__(self, transport: Transport, peer: str) -> None:
-        self.transport = transport
+        self.credit = transport.credit
         self.peer = peer
-        self.admitted = False
 
     def done(self) -> bool:
-        return self.admitted
+        return False
 
     def set_result(self, _result: None) -> None:
-        self.admitted = True
-        self.transport.credit(self.peer)
+        self.credit(self.peer)
 
 
 class Remote:
@@ -194,6 +199,8 @@ class Remote:
         self.transport = transport
         self._targets: dict[tuple[str, str], RemoteTarget] = {}
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
+        self._credits: dict[str, Credit] = {}
+        self._names = system._names
         self._next_id = 1
         self.replies_dropped = 0
         self.stale_rejected = 0
@@ -261,7 +268,24 @@ class Remote:
 
     def envelope_received(self, peer: str, envelope: Envelope) -> None:
         kind = envelope.kind
-        if kind is Kind.REPLY or kind is Kind.ERROR:
+        if kind is Kind.TELL:
+            # The hot path, inlined: a tell to a running actor.
+            cell = self._names.get(envelope.target)
+            if cell is not None and cell.state == ALIVE:
+                item = (envelope.payload, None)
+                queue = cell.queue
+                if cell.waiters or (queue is not None and len(queue) >= cell.capacity):
+                    admission = self._credits.get(peer)
+                    if admission is None:
+                        admission = self._credits[peer] = Credit(self.transport, peer)
+                    cell.park(item, admission)
+                    return
+                cell.append(item)
+                self.transport.credit(peer)
+                if cell.task is None:
+                    cell.schedule()
+                return
+        elif kind is Kind.REPLY or kind is Kind.ERROR:
             self.transport.credit(peer)
             entry = self._pending.get(envelope.correlation_id)
             if entry is None or entry[1] != peer or entry[0].done():
@@ -298,7 +322,10 @@ class Remote:
             if cell.task is None and cell.state == ALIVE:
                 cell.schedule()
         else:
-            cell.park(item, Credit(self.transport, peer))
+            admission = self._credits.get(peer)
+            if admission is None:
+                admission = self._credits[peer] = Credit(self.transport, peer)
+            cell.park(item, admission)
 
     def _reject_stale(self, peer: str, envelope: Envelope, reply: RemoteReply | None) -> None:
         self.stale_rejected += 1
