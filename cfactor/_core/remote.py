@@ -169,26 +169,38 @@ class RemoteReply:
 
 
 class Credit:
-    """Admission of messages parked for one peer: each admission returns one credit.
+    """Admission of messages from one peer: each admission returns one credit.
 
     One per peer, shared by all its parked messages, so parking a remote message costs
     no object of its own. A parked remote message cannot be cancelled or time out
     (nobody awaits it), so ``done()`` is always False: the mailbox admits it, or hands
     it back with ``take_all`` when the actor stops, and either way calls
-    ``set_result``, which credits the peer.
+    ``set_result``. Admissions are counted and handed to the transport in one
+    ``credit(peer, n)`` call at the end of the loop iteration's ready callbacks, not
+    one call per message.
     """
 
-    __slots__ = ("credit", "peer")
+    __slots__ = ("count", "credit", "loop", "peer")
 
-    def __init__(self, transport: Transport, peer: str) -> None:
+    def __init__(self, transport: Transport, peer: str, loop: asyncio.AbstractEventLoop) -> None:
         self.credit = transport.credit
         self.peer = peer
+        self.loop = loop
+        self.count = 0
 
     def done(self) -> bool:
         return False
 
     def set_result(self, _result: None) -> None:
-        self.credit(self.peer)
+        count = self.count
+        self.count = count + 1
+        if not count:
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        count = self.count
+        self.count = 0
+        self.credit(self.peer, count)
 
 
 class Remote:
@@ -272,16 +284,16 @@ class Remote:
             # The hot path, inlined: a tell to a running actor.
             cell = self._names.get(envelope.target)
             if cell is not None and cell.state == ALIVE:
-                item = (envelope.payload, None)
+                told = (envelope.payload, None)
+                admission = self._credits.get(peer)
+                if admission is None:
+                    admission = self._credit_for(peer)
                 queue = cell.queue
                 if cell.waiters or (queue is not None and len(queue) >= cell.capacity):
-                    admission = self._credits.get(peer)
-                    if admission is None:
-                        admission = self._credits[peer] = Credit(self.transport, peer)
-                    cell.park(item, admission)
+                    cell.park(told, admission)
                     return
-                cell.append(item)
-                self.transport.credit(peer)
+                cell.append(told)
+                admission.set_result(None)
                 if cell.task is None:
                     cell.schedule()
                 return
@@ -322,10 +334,11 @@ class Remote:
             if cell.task is None and cell.state == ALIVE:
                 cell.schedule()
         else:
-            admission = self._credits.get(peer)
-            if admission is None:
-                admission = self._credits[peer] = Credit(self.transport, peer)
-            cell.park(item, admission)
+            cell.park(item, self._credits.get(peer) or self._credit_for(peer))
+
+    def _credit_for(self, peer: str) -> Credit:
+        credit = self._credits[peer] = Credit(self.transport, peer, self.system.loop)
+        return credit
 
     def _reject_stale(self, peer: str, envelope: Envelope, reply: RemoteReply | None) -> None:
         self.stale_rejected += 1

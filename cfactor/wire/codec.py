@@ -603,7 +603,24 @@ class MsgpackCodec:
             else:
                 result: list[Envelope | ProtocolError] = []
                 append = result.append
+                kinds = _KINDS
                 for fields in items:
+                    # ``_envelope`` inlined for the common shape (no sender, no
+                    # deadline); anything else takes the full check.
+                    if type(fields) is list and len(fields) == 6:
+                        kind, target, sender, cid, deadline, payload = fields
+                        if (
+                            sender is None
+                            and deadline is None
+                            and type(kind) is int
+                            and type(target) is str
+                            and type(cid) is int
+                            and cid >= 0
+                        ):
+                            wire_kind = kinds.get(kind)
+                            if wire_kind is not None:
+                                append(Envelope(wire_kind, target, None, cid, None, payload))
+                                continue
                     try:
                         append(_envelope(fields))
                     except ProtocolError as exc:
