@@ -124,9 +124,13 @@ class RemoteTarget:
         )
 
     async def tell(self, message: Any) -> None:
-        await self.remote.transport.send(
-            self.address, Envelope(Kind.TELL, self.name, None, 0, None, message)
-        )
+        envelope = Envelope(Kind.TELL, self.name, None, 0, None, message)
+        transport = self.remote.transport
+        try:
+            # No second coroutine while the queue has room (nearly always).
+            transport.send_nowait(self.address, envelope)
+        except MailboxFull:
+            await transport.send(self.address, envelope)
 
     def tell_nowait(self, message: Any) -> None:
         self.remote.transport.send_nowait(

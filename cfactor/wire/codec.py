@@ -260,6 +260,7 @@ class MsgpackCodec:
         "_max_frame_size",
         "_names",
         "_packers",
+        "_prefixes",
     )
 
     def __init__(
@@ -290,6 +291,9 @@ class MsgpackCodec:
         # ``default`` needs a second packer, a message inside that tuple a third, and
         # so on. ``_packers[level]`` is the one for ext nesting ``level``.
         self._packers: list[Any] = []
+        # The encoded head of a plain envelope (no sender, correlation id 0, no
+        # deadline: every tell) by (kind, target): such an item is head + payload.
+        self._prefixes: dict[tuple[Kind, str], bytes] = {}
         self._level = 0
         # One ext hook per nesting depth (plain and Timestamp-checking), so decoding
         # needs no mutable depth counter: the hook itself knows how deep it is.
@@ -352,6 +356,25 @@ class MsgpackCodec:
         cid = envelope.correlation_id
         deadline = envelope.deadline
         sender = envelope.sender
+        target = envelope.target
+        if (
+            sender is None
+            and cid == 0
+            and deadline is None
+            and type(cid) is int
+            and type(kind) is Kind
+            and type(target) is str
+        ):
+            # A plain envelope (every tell): a cached head, then the payload alone.
+            head = self._prefixes.get((kind, target))
+            if head is None:
+                head = self._plain_head(kind, target)
+            data: bytes = head + self._encode_value(envelope.payload)
+            if len(data) >= self._max_frame_size:
+                raise FrameTooLarge(
+                    f"the message encodes to more than max_frame_size={self._max_frame_size} bytes"
+                )
+            return data
         if (
             type(kind) is not Kind
             or type(envelope.target) is not str
@@ -370,6 +393,14 @@ class MsgpackCodec:
                 envelope.payload,
             ]
         )
+
+    def _plain_head(self, kind: Kind, target: str) -> bytes:
+        prefixes = self._prefixes
+        if len(prefixes) >= _MAX_PREFIXES:
+            prefixes.clear()  # bounded: many targets only cost re-encoding heads
+        head: bytes = _pack_head([_WIRE_KINDS[kind], target, None, 0, None, None])[:-1]
+        prefixes[kind, target] = head
+        return head
 
     def encode_payload(self, value: Any) -> bytes:
         """Encode one value by the payload rules, without envelope or version byte.
@@ -779,6 +810,12 @@ def _byte_buffer(frame: Any) -> bytes | bytearray | memoryview:
     except (TypeError, ValueError) as exc:
         raise MalformedFrame(f"a frame must be a contiguous bytes-like object: {exc}") from exc
     return bytes(view) if len(view) <= _COPY_LIMIT else view
+
+
+_MAX_PREFIXES: Final = 1024
+# Packs the five fixed fields of a plain envelope plus a nil payload, whose last byte
+# (the nil) is cut off to leave the head: a 6-array header, kind, target, nil, 0, nil.
+_pack_head: Final = msgpack.Packer(use_bin_type=True).pack
 
 
 _FIXARRAY: Final = [bytes([0x90 | count]) for count in range(16)]

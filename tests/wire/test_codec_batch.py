@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cfactor.abc import Envelope, Kind
-from cfactor.errors import FrameTooLarge, MalformedFrame, ProtocolError
+from cfactor.errors import FrameTooLarge, MalformedFrame, MessageNotSerializable, ProtocolError
 from cfactor.wire import MsgpackCodec
 from tests.wire.samples import FakeRef, envelopes, ext, pack, payloads, same_envelope
 
@@ -108,3 +108,20 @@ def test_any_batch_bytes_raise_only_protocol_errors(body: bytes) -> None:
             continue
         assert 0 < len(decoded) <= 64
         assert all(isinstance(e, (Envelope, ProtocolError)) for e in decoded)
+
+
+def test_plain_envelopes_use_a_cached_head_with_the_same_bytes_and_limits() -> None:
+    codec = MsgpackCodec(max_frame_size=100)
+    for envelope in (tell(("add", 1)), Envelope(Kind.STOP, "x" * 40), tell(-1, target="y")):
+        item = codec.encode_item(envelope)
+        assert item == codec.encode_item(envelope)  # from the cache the second time
+        assert item == msgpack.packb(
+            [int(envelope.kind), envelope.target, None, 0, None, None], use_bin_type=True
+        )[:-1] + codec.encode_payload(envelope.payload)
+    # The payload alone fits, the frame does not.
+    with pytest.raises(FrameTooLarge):
+        codec.encode(tell(b"x" * 90, target="t" * 5))
+    with pytest.raises(MessageNotSerializable):
+        codec.encode_item(Envelope(1, "t"))  # type: ignore[arg-type]
+    with pytest.raises(MessageNotSerializable):
+        codec.encode_item(Envelope(Kind.TELL, b"t"))  # type: ignore[arg-type]
