@@ -316,6 +316,50 @@ async def test_credits_for_more_than_was_sent_do_not_widen_the_window(
     assert len(got.received) == 11
 
 
+async def test_credits_ride_on_data_going_back_so_a_round_trip_is_two_messages(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lone: list[int] = []
+    encode_credit = proto.encode_credit
+
+    def counting(incarnation: int, peer_incarnation: int, credited: int) -> bytes:
+        lone.append(credited)
+        return encode_credit(incarnation, peer_incarnation, credited)
+
+    monkeypatch.setattr(proto, "encode_credit", counting)
+
+    class Echo(Recorder):
+        # Answers every envelope at once, as an actor answers an ask, 20 times.
+        def envelope_received(self, peer: str, envelope: Envelope) -> None:
+            super().envelope_received(peer, envelope)
+            if len(self.received) < 20:
+                assert self.transport is not None
+                self.transport.send_nowait(peer, tell(len(self.received)))
+
+    a, a_got = await cluster.start(handler=Echo())
+    b, b_got = await cluster.start(handler=Echo())
+    a.send_nowait(b.address, tell(0))
+    await eventually(lambda: len(a_got.received) == 19 and len(b_got.received) == 20)
+    # Each credit rode back on the next batch; only the last ones may have gone alone,
+    # after the credit delay, because no data followed them.
+    assert len(lone) <= 2
+    await eventually(lambda: a._peers[b.address].acked == 20)
+    await eventually(lambda: b._peers[a.address].acked == 19)
+
+
+async def test_a_one_way_stream_gets_its_credits_back_without_data_going_back(
+    cluster: Cluster,
+) -> None:
+    a, _ = await cluster.start(credit_window=8)
+    b, got = await cluster.start()
+    for i in range(100):  # 12 windows' worth: stalls unless credits come back alone
+        await a.send(b.address, tell(i))
+    await eventually(lambda: len(got.received) == 100)
+    assert got.payloads() == list(range(100))
+    a.send_nowait(b.address, tell(100))  # one envelope, below the lone-CREDIT threshold
+    await eventually(lambda: a._peers[b.address].acked == 101)  # after the credit delay
+
+
 async def test_envelopes_lost_on_the_way_or_to_a_restart_are_credited_back(
     cluster: Cluster,
 ) -> None:
@@ -336,7 +380,7 @@ async def test_envelopes_lost_on_the_way_or_to_a_restart_are_credited_back(
         dealer.connect(a.address)
 
         def data(incarnation: int, seq: int, count: int) -> list[bytes]:
-            header = proto.DATA_HEADER.pack(proto.DATA, incarnation, seq)
+            header = proto.DATA_HEADER.pack(proto.DATA, incarnation, seq, 0, 0)
             return [header, MsgpackCodec.join_items([frame] * count)]
 
         seen: list[proto.Credit] = []
@@ -487,7 +531,7 @@ async def test_hostile_messages_are_rejected_counted_and_logged_rate_limited(
         raw.connect(a.address)
 
         def data(items: list[bytes], seq: int = 0) -> list[bytes]:
-            header = proto.DATA_HEADER.pack(proto.DATA, 4242, seq)
+            header = proto.DATA_HEADER.pack(proto.DATA, 4242, seq, 0, 0)
             return [header, MsgpackCodec.join_items(items)]
 
         good = codec.encode_item(tell("good"))
@@ -636,7 +680,7 @@ async def test_curve_binds_an_address_to_the_first_key_that_claims_it(cluster: C
     await eventually(lambda: a_got.payloads() == ["from m1"])
 
     codec = MsgpackCodec()
-    header = proto.DATA_HEADER.pack(proto.DATA, 7, 0)
+    header = proto.DATA_HEADER.pack(proto.DATA, 7, 0, 0, 0)
     forged = [header, MsgpackCodec.join_items([codec.encode_item(tell("forged"))])]
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sockets: list[zmq.Socket[bytes]] = []

@@ -8,8 +8,9 @@ size of its input. ``docs/transport.md`` describes the format and the reasons fo
 Every zmq message a DEALER sends has exactly two parts, ``[header, body]``:
 
 - data: header ``b"D"`` + sender incarnation (u64 BE) + sequence number (u64 BE) of the
-  first envelope in the batch; body = a msgpack array of codec items (each envelope's
-  frame without its version byte: ``MsgpackCodec.join_items``/``decode_items``);
+  first envelope in the batch + the receiver's incarnation and the sender's credited
+  total for it (u64 BE each: a CREDIT riding along); body = a msgpack array of codec
+  items (each envelope's frame without its version byte: ``MsgpackCodec.join_items``);
 - HELLO: header ``b"H"``, body ``msgpack [protocol version, address, incarnation]``;
 - BEAT (heartbeat): header ``b"B"``, body ``msgpack [incarnation, envelopes sent]``;
 - CREDIT: header ``b"C"``, body ``msgpack [incarnation, your incarnation, credited]``.
@@ -33,8 +34,10 @@ HELLO: Final = b"H"
 BEAT: Final = b"B"
 CREDIT: Final = b"C"
 
-DATA_HEADER: Final = struct.Struct(">cQQ")
-"""``b"D"``, the sender's incarnation and the sequence number of the batch's first envelope."""
+DATA_HEADER: Final = struct.Struct(">cQQQQ")
+"""``b"D"``, the sender's incarnation, the sequence number of the batch's first envelope,
+and a credit riding along: the receiver's incarnation as the sender knows it (0: unknown)
+and the total of the receiver's envelopes the sender has credited (as in CREDIT)."""
 
 MAX_CONTROL_SIZE: Final = 512
 """A control body is a few ints and one address: anything longer is refused unread."""

@@ -57,6 +57,9 @@ RECONNECT_IVL_MAX_S: Final = 2.0
 HANDSHAKE_IVL_S: Final = 10.0
 """A connection that has not finished its ZMTP/CURVE handshake by then is dropped."""
 
+CREDIT_DELAY_S: Final = 0.001
+"""A credit that no data batch has carried back within this long goes out on its own."""
+
 DRAIN_MESSAGES: Final = 256
 DRAIN_ENVELOPES: Final = 4096
 """One reader callback handles at most this much, then yields to the loop (fairness)."""
@@ -135,6 +138,8 @@ class _Peer:
         "acked",
         "address",
         "blocked",
+        "credit_due",
+        "credit_held",
         "credit_sent",
         "credited",
         "dealer",
@@ -185,6 +190,10 @@ class _Peer:
         self.received = 0
         self.credited = 0
         self.credit_sent = 0
+        #: The credited total held back when the credit timer was armed, and whether
+        #: it is overdue (a lone CREDIT goes with the next write).
+        self.credit_held = 0
+        self.credit_due = False
 
 
 class ZmqTransport:
@@ -255,6 +264,11 @@ class ZmqTransport:
         self._by_rid: dict[bytes, _Peer] = {}
         self._dirty: list[_Peer] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._credit_timer: asyncio.TimerHandle | None = None
+        self._held: list[_Peer] = []
+        # A lone CREDIT is written once this many envelopes wait to be credited back;
+        # fewer ride on the next data batch to that peer, or go after CREDIT_DELAY_S.
+        self._credit_batch = max(1, credit_window // 4)
         self._tick_handle: Cancellable | None = None
         self._prebound: dict[str, str] = {}
         self._frames_sent = 0
@@ -443,6 +457,9 @@ class ZmqTransport:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self._credit_timer is not None:
+            self._credit_timer.cancel()
+            self._credit_timer = None
         for p in self._peers.values():
             self._fail_waiters(p, SystemClosed, "the transport was closed")
             p.queue.clear()
@@ -736,10 +753,29 @@ class ZmqTransport:
         self._flush_handle = None
         dirty = self._dirty
         self._dirty = []
+        arm = self._credit_timer is None
         for p in dirty:
             p.dirty = False
             if not p.blocked:
                 self._write(p)
+            if arm and p.credited != p.credit_sent:
+                p.credit_held = p.credited
+                self._held.append(p)
+        if arm and self._held and self._state is _RUNNING:
+            self._credit_timer = self._loop.call_later(CREDIT_DELAY_S, self._send_credits)
+
+    def _send_credits(self) -> None:
+        # Credits held back when the timer was armed that no data batch has carried
+        # since go out as lone CREDITs. (Newer ones arm the timer again.)
+        self._credit_timer = None
+        held = self._held
+        self._held = []
+        if self._state is not _RUNNING:
+            return
+        for p in held:
+            if p.credit_sent < p.credit_held:
+                p.credit_due = True
+                self._mark(p)
 
     def _write(self, p: _Peer) -> None:
         send = p.dealer.send
@@ -754,20 +790,32 @@ class ZmqTransport:
                 send(proto.encode_beat(incarnation, p.sent), _NOBLOCK)
                 p.need_beat = False
             credited = p.credited
-            if credited != p.credit_sent:
+            if credited != p.credit_sent and (
+                # Else the credit rides on the next data batch to this peer, or goes
+                # after CREDIT_DELAY_S: a lone CREDIT for every envelope received made
+                # an ask four zmq messages instead of two.
+                p.credit_due or p.need_beat or credited - p.credit_sent >= self._credit_batch
+            ):
                 send(proto.CREDIT, _MORE)
                 send(proto.encode_credit(incarnation, p.incarnation, credited), _NOBLOCK)
                 p.credit_sent = credited
+                p.credit_due = False
             while p.queue:
                 room = self._window - (p.sent - p.acked)
                 if room <= 0:
                     break  # the rest waits for CREDIT
                 frames = _take(p, min(room, proto.BATCH_FRAMES))
+                credited = p.credited
                 try:
-                    send(_pack_data_header(proto.DATA, incarnation, p.sent), _MORE)
+                    send(
+                        _pack_data_header(proto.DATA, incarnation, p.sent, p.incarnation, credited),
+                        _MORE,
+                    )
                 except zmq.Again:
                     p.queue[0:0] = frames
                     raise
+                p.credit_sent = credited
+                p.credit_due = False
                 # zmq delivers a multipart message whole or not at all: once its first
                 # part is accepted, the rest is too.
                 send(_join_items(frames), _NOBLOCK)
@@ -888,11 +936,7 @@ class ZmqTransport:
         self._heard(p, control.incarnation)
         if type(control) is proto.Credit:
             if control.peer_incarnation == self._incarnation:
-                credited = min(control.credited, p.sent)
-                if credited > p.acked:
-                    p.acked = credited
-                    if p.queue:
-                        self._mark(p)
+                self._acked(p, control.credited)
         elif type(control) is proto.Beat and control.sent > p.received:
             # Envelopes sent before this heartbeat that never came were written to a
             # connection that broke: nobody else will credit them.
@@ -936,9 +980,19 @@ class ZmqTransport:
         p.need_hello = True
         self._mark(p)
 
+    def _acked(self, p: _Peer, credited: int) -> None:
+        credited = min(credited, p.sent)
+        if credited > p.acked:
+            p.acked = credited
+            if p.queue:
+                self._mark(p)
+
     def _handle_data(self, p: _Peer, header: bytes, frames: list[Envelope | ProtocolError]) -> int:
-        _, incarnation, seq = _unpack_data_header(header)
+        _, incarnation, seq, mine, credited = _unpack_data_header(header)
         self._heard(p, incarnation)
+        if mine == self._incarnation:
+            # A credit riding on the batch (as in CREDIT).
+            self._acked(p, credited)
         received = p.received
         if seq > received:
             # The envelopes in between were written to a connection that broke.
