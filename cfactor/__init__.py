@@ -34,6 +34,9 @@ from cfactor._core import Strategy as Strategy
 from cfactor._core import Supervision as Supervision
 from cfactor._core import SystemStatistics as SystemStatistics
 from cfactor._run import run as run
+from cfactor.cluster import Cluster as Cluster
+from cfactor.cluster import Labels as Labels
+from cfactor.cluster import Pin as Pin
 from cfactor.errors import ActorError as ActorError
 from cfactor.errors import ActorNotFound as ActorNotFound
 from cfactor.errors import ActorStartFailed as ActorStartFailed

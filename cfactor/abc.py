@@ -331,6 +331,31 @@ class Membership(Protocol):
         """The member id leading ``role`` in the local view, or None."""
         ...
 
+    async def put_record(self, kind: str, name: str, data: bytes) -> None:
+        """Store ``data`` under ``kind``/``name``, bound to no lease: it outlives members
+        (the placement actor keeps actor specs here for its successor).
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+        """
+        ...
+
+    async def delete_record(self, kind: str, name: str) -> None:
+        """Remove a record (no error if it is not there).
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+        """
+        ...
+
+    async def records(self, kind: str) -> dict[str, bytes]:
+        """Every record of ``kind``, read from the store.
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Leave (if joined), stop watching, close the connection. Idempotent."""
         ...

@@ -282,7 +282,7 @@ class Remote:
 
     # -- incoming (TransportHandler) -------------------------------------------------------------
 
-    def envelope_received(self, peer: str, envelope: Envelope) -> None:
+    def envelope_received(self, peer: str, envelope: Envelope) -> None:  # noqa: PLR0911 - a dispatcher
         kind = envelope.kind
         if kind is Kind.TELL:
             # The hot path, inlined: a tell to a running actor.
@@ -312,8 +312,16 @@ class Remote:
             else:
                 future.set_exception(error_from_payload(envelope.payload))
             return
-        cell = self.system._names.get(envelope.target)
+        target = envelope.target
         reply = RemoteReply(self, peer, envelope.correlation_id) if kind is not Kind.TELL else None
+        if "@" in target:  # a cluster activation, addressed as "name@epoch"
+            name, _, epoch = target.rpartition("@")
+            if epoch.isdigit():
+                if self.system.epochs.get(name) != int(epoch):
+                    self._reject_stale(peer, envelope, reply)
+                    return
+                target = name
+        cell = self.system._names.get(target)
         if cell is None or cell.state >= STOPPING:
             self.transport.credit(peer)
             if reply is None:

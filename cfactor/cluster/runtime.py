@@ -1,0 +1,527 @@
+"""A member of a cluster: directory, placement, re-placement and fencing.
+
+Every member runs a ``$cluster`` agent (it activates actors here when asked, and
+reports statistics). One member, elected through the membership store, also runs the
+``$placement`` actor: it picks members for new named actors, remembers their specs in
+the store, and re-places them when their member's lease expires. Only placement
+decisions and membership changes touch the store; messages never do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from cfactor._core.actor import Actor
+from cfactor._core.cell import ActorCell
+from cfactor._core.clock import wall_time
+from cfactor._core.ref import ActorRef
+from cfactor.abc import Activation, MemberInfo
+from cfactor.cluster.policy import choose_member
+from cfactor.cluster.spec import ActorSpec
+from cfactor.errors import (
+    ActorNotFound,
+    ActorStartFailed,
+    CfactorError,
+    ConfigError,
+    MembershipUnavailable,
+    NameTaken,
+    NodeUnreachable,
+    RemoteActorError,
+)
+from cfactor.membership import make_membership
+
+if TYPE_CHECKING:
+    from cfactor._core.mailbox import MailboxStatistics
+    from cfactor._core.ref import Target
+    from cfactor._core.system import ActorSystem
+    from cfactor.abc import Membership, RefAddress
+    from cfactor.cluster.config import Cluster
+
+log = logging.getLogger("cfactor.cluster")
+
+PLACEMENT = "placement"  # the leader role
+AGENT = "$cluster"
+PLACER = "$placement"
+SPECS = "specs"
+
+
+#: Errors the cluster's own actors answer with, rebuilt as the same type by the asker.
+_REFUSALS: dict[str, type[CfactorError]] = {
+    cls.__name__: cls
+    for cls in (NameTaken, MembershipUnavailable, ConfigError, ActorNotFound, ActorStartFailed)
+}
+
+
+def refusal(exc: CfactorError) -> tuple[str, str, str]:
+    """An expected failure as an answer: ("error", type name, message)."""
+    if isinstance(exc, RemoteActorError):
+        return ("error", exc.type_name.rpartition(".")[2], exc.message)
+    return ("error", type(exc).__name__, str(exc))
+
+
+def check_reply(reply: Any) -> None:
+    """Raise the typed error a cluster actor answered with, if it did."""
+    if isinstance(reply, tuple) and reply and reply[0] == "error":
+        cls = _REFUSALS.get(str(reply[1]), MembershipUnavailable)
+        raise cls(str(reply[2]))
+
+
+class ClusterTarget:
+    """The far end of a ref to a cluster actor by name: it follows the activation.
+
+    Each send looks the name up in the member's route table (kept current by the
+    store's watch): the local cell if the actor lives here, else a remote target
+    addressed to ``name@epoch``. While the name has no activation (its member just
+    died and it is being re-placed), sends wait for one, up to the ask timeout.
+    """
+
+    __slots__ = ("name", "ref", "runtime")
+
+    uid = 0
+
+    def __init__(self, runtime: ClusterMember, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.ref = ActorRef(self)
+
+    @property
+    def is_alive(self) -> bool:
+        return self.name in self.runtime.routes
+
+    def describe(self) -> str:
+        activation = self.runtime.membership.activations().get(self.name)
+        where = f"@{activation.address} epoch={activation.epoch}" if activation else " (placing)"
+        return f"{self.name}{where} cluster"
+
+    def wire_address(self) -> RefAddress:
+        target = self.runtime.routes.get(self.name)
+        if target is None:
+            raise ActorNotFound(f"cluster actor {self.name!r} has no activation now")
+        return target.wire_address()
+
+    def statistics(self) -> MailboxStatistics:
+        target = self.runtime.routes.get(self.name)
+        if target is None:
+            raise ActorNotFound(f"cluster actor {self.name!r} has no activation now")
+        return target.statistics()
+
+    async def tell(self, message: Any) -> None:
+        target = await self.runtime.route(self.name)
+        await target.tell(message)
+
+    def tell_nowait(self, message: Any) -> None:
+        target = self.runtime.routes.get(self.name)
+        if target is None:
+            raise ActorNotFound(f"cluster actor {self.name!r} has no activation now")
+        target.tell_nowait(message)
+
+    async def ask(self, message: Any, timeout: float | None) -> Any:
+        target = await self.runtime.route(self.name, timeout)
+        return await target.ask(message, timeout)
+
+    async def stop(self) -> None:
+        await self.runtime.remove(self.name)
+
+
+class ClusterAgent(Actor):
+    """Runs on every member: activates actors here and reports this member's state."""
+
+    def __init__(self, runtime: ClusterMember) -> None:
+        self.runtime = runtime
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("activate", bytes(data)):
+                try:
+                    return ("ok", *await self.runtime.activate_here(ActorSpec.decode(data)))
+                except CfactorError as exc:  # an answer, not a crash of the agent
+                    return refusal(exc)
+            case ("deactivate", str(name)):
+                await self.runtime.deactivate_here(name)
+                return None
+            case "stats":
+                return self.runtime.stats()
+        raise ValueError(f"unknown cluster agent message {message!r:.100}")
+
+
+class PlacementActor(Actor):
+    """The cluster's placement: runs on the elected leader only."""
+
+    def __init__(self, runtime: ClusterMember) -> None:
+        self.runtime = runtime
+        self.specs: dict[str, ActorSpec] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def on_start(self) -> None:
+        # Rebuild from the store: a new leader knows every spec the old one stored.
+        for name, data in (await self.runtime.membership.records(SPECS)).items():
+            try:
+                self.specs[name] = ActorSpec.decode(data)
+            except CfactorError:
+                log.exception("ignoring an unreadable spec for %r", name)
+        log.info(
+            "placement leader on %s with %d specs", self.runtime.system.address, len(self.specs)
+        )
+        self.task = asyncio.get_running_loop().create_task(self._reconcile_forever())
+
+    async def on_stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("place", bytes(data)):
+                try:
+                    spec = ActorSpec.decode(data)
+                    if spec.name in self.runtime.membership.activations():
+                        raise NameTaken(f"cluster actor {spec.name!r} is already running")
+                    await self.runtime.membership.put_record(SPECS, spec.name, data)
+                    self.specs[spec.name] = spec
+                    activation = await self._place(spec)
+                except CfactorError as exc:  # an answer, not a crash of placement
+                    return refusal(exc)
+                return ("ok", activation.member_id, activation.address, activation.epoch)
+            case ("remove", str(name)):
+                self.specs.pop(name, None)
+                await self.runtime.membership.delete_record(SPECS, name)
+                current = self.runtime.membership.activations().get(name)
+                if current is not None:
+                    await self.runtime.agent_of(current.address).ask(
+                        ("deactivate", name), timeout=10
+                    )
+                return None
+            case "reconcile":
+                return await self._reconcile()
+        raise ValueError(f"unknown placement message {message!r:.100}")
+
+    async def _place(self, spec: ActorSpec) -> Activation:
+        membership = self.runtime.membership
+        members = membership.members()
+        load: dict[str, int] = {}
+        for activation in membership.activations().values():
+            load[activation.member_id] = load.get(activation.member_id, 0) + 1
+        member_id = choose_member(members, load, spec.placement, self.system.random)
+        if member_id is None:
+            raise MembershipUnavailable(
+                f"no member can host {spec.name!r} (placement {spec.placement})"
+            )
+        reply = await self.runtime.agent_of(members[member_id].address).ask(
+            ("activate", spec.encode()), timeout=10
+        )
+        check_reply(reply)
+        return Activation(spec.name, reply[1], reply[2], reply[3])
+
+    async def _reconcile(self) -> int:
+        """Place every remembered actor that has no activation; how many were placed."""
+        placed = 0
+        current = self.runtime.membership.activations()
+        for name, spec in list(self.specs.items()):
+            if name in current:
+                continue
+            if spec.restart == "temporary":
+                self.specs.pop(name, None)
+                await self.runtime.membership.delete_record(SPECS, name)
+                continue
+            try:
+                activation = await self._place(spec)
+            except CfactorError as exc:
+                log.warning("re-placing %r failed, will retry: %r", name, exc)
+                continue
+            placed += 1
+            log.info("re-placed %r on %s (epoch %d)", name, activation.address, activation.epoch)
+        return placed
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await self.runtime.changed_or(1.0)
+            try:
+                await self.ref.tell("reconcile")
+            except CfactorError:
+                return
+
+
+class ClusterMember:
+    """The ``ClusterRuntime`` of one actor system (see ``cf.Cluster``)."""
+
+    def __init__(self, config: Cluster, system: ActorSystem) -> None:
+        self.config = config
+        self.system = system
+        self.membership: Membership = make_membership(
+            config.etcd,
+            cluster=config.name,
+            clock=system.clock,
+            request_timeout_s=config.request_timeout_s,
+            wall_clock=wall_time,
+            store=config.store,
+        )
+        self.member_id = f"{config.name}-{system.random.getrandbits(40):010x}"
+        #: name -> where its messages go now (local cell, or remote "name@epoch").
+        self.routes: dict[str, Target] = {}
+        self.hosted: dict[str, Activation] = {}
+        self._targets: dict[str, ClusterTarget] = {}
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: list[Any] = []
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        system = self.system
+        await system.spawn_service(ClusterAgent, self, name=AGENT)
+        info = MemberInfo(
+            member_id=self.member_id,
+            address=system.address,
+            capacity=self.config.capacity,
+            labels=tuple(sorted(self.config.labels.items())),
+            joined_at=wall_time(),
+        )
+        await self.membership.join(info, ttl_s=self.config.ttl_s)
+        self._unsubscribe.append(self.membership.subscribe_activations(self._activation_changed))
+        self._unsubscribe.append(self.membership.subscribe(lambda _event: self._changed.set()))
+        self.membership.on_lease_lost(self._fence)
+        for name, activation in self.membership.activations().items():
+            self._activation_changed(name, activation)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._lead_when_possible()))
+        log.info(
+            "member %s joined cluster %r at %s", self.member_id, self.config.name, system.address
+        )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        try:
+            await self.membership.aclose()  # revokes the lease: others re-place at once
+        except CfactorError as exc:
+            log.warning("leaving the cluster: %r (the lease will expire on its own)", exc)
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> ActorRef | None:
+        target = self._targets.get(name)
+        if target is None:
+            if name not in self.routes and name not in self.membership.activations():
+                return None
+            target = self._targets[name] = ClusterTarget(self, name)
+        return target.ref
+
+    async def route(self, name: str, timeout: float | None = None) -> Target:
+        target = self.routes.get(name)
+        if target is not None:
+            return target
+        budget = self.system.ask_timeout_s if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        while (target := self.routes.get(name)) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ActorNotFound(
+                    f"cluster actor {name!r} has no activation (waited {budget:g} s)"
+                )
+            await self.changed_or(remaining)
+        return target
+
+    def _activation_changed(self, name: str, activation: Activation | None) -> None:
+        if activation is None:
+            self.routes.pop(name, None)
+            if name in self.hosted:  # ours vanished from the store: stop it (fencing)
+                self.hosted.pop(name)
+                self._stop_local(name)
+        elif activation.member_id == self.member_id:
+            cell = self.system._names.get(name)
+            if cell is not None:
+                self.routes[name] = cell
+        else:
+            assert self.system._remote is not None
+            self.routes[name] = self.system._remote.target(
+                activation.address, f"{name}@{activation.epoch}"
+            )
+        self._changed.set()
+
+    async def changed_or(self, timeout: float) -> None:
+        """Wait until the membership view changes, or ``timeout`` seconds."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def agent_of(self, address: str) -> ActorRef:
+        return self.system.ref(AGENT, at=None if address == self.system.address else address)
+
+    # -- placement ----------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        cls: type,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str,
+        placement: Any,
+        restart: str,
+    ) -> ActorRef:
+        spec = ActorSpec.of(cls, args, kwargs, name=name, restart=restart, placement=placement)
+        data = spec.encode()  # refuse what cannot cross the wire before asking anyone
+        placer = await self._placer()
+        try:
+            reply = await placer.ask(("place", data), timeout=self.config.placement_timeout_s)
+        except NodeUnreachable as exc:
+            raise MembershipUnavailable(f"the placement leader is unreachable: {exc}") from exc
+        check_reply(reply)
+        ref = self.resolve(name)
+        if ref is None:  # the watch has not shown the activation yet
+            self._targets[name] = ClusterTarget(self, name)
+            ref = self._targets[name].ref
+        return ref
+
+    async def remove(self, name: str) -> None:
+        placer = await self._placer()
+        await placer.ask(("remove", name), timeout=self.config.placement_timeout_s)
+
+    async def _placer(self) -> ActorRef:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout_s
+        while True:
+            leader = self.membership.leader(PLACEMENT)
+            member = self.membership.members().get(leader) if leader else None
+            if member is not None:
+                if member.member_id == self.member_id:
+                    try:
+                        return self.system.ref(PLACER)
+                    except ActorNotFound:
+                        pass  # elected, still starting it
+                else:
+                    return self.system.ref(PLACER, at=member.address)
+            if loop.time() >= deadline:
+                raise MembershipUnavailable("no placement leader in the cluster right now")
+            await self.changed_or(0.05)
+
+    async def _lead_when_possible(self) -> None:
+        """Campaign whenever nobody leads placement; run the placement actor if we win."""
+        while not self._closed:
+            try:
+                if self.membership.leader(PLACEMENT) is None and await self.membership.campaign(
+                    PLACEMENT
+                ):
+                    await self.system.spawn_service(PlacementActor, self, name=PLACER)
+            except MembershipUnavailable:
+                pass  # the store is away: existing actors keep talking; retry later
+            except NameTaken:
+                pass  # still running from an earlier term
+            except CfactorError as exc:
+                log.warning("placement leadership: %r", exc)
+            if self.membership.leader(PLACEMENT) != self.member_id:
+                self._stop_local(PLACER)
+            await self.changed_or(0.5)
+
+    # -- hosting ------------------------------------------------------------------------------
+
+    async def activate_here(self, spec: ActorSpec) -> tuple[str, str, int]:
+        existing = self.membership.activations().get(spec.name)
+        if existing is not None:
+            return (existing.member_id, existing.address, existing.epoch)
+        cls = spec.load_class()
+        activation = await self.membership.claim(spec.name)
+        if activation is None:  # someone else won the race: that one is the activation
+            found = await self.membership.lookup(spec.name)
+            if found is None:
+                raise MembershipUnavailable(f"{spec.name!r} was claimed and released meanwhile")
+            return (found.member_id, found.address, found.epoch)
+        self.system.epochs[spec.name] = activation.epoch
+        try:
+            ref = await self.system.spawn(
+                cls,
+                *spec.args,
+                name=spec.name,
+                placement="local",
+                restart=spec.restart,
+                **spec.kwargs,
+            )
+        except BaseException:
+            self.system.epochs.pop(spec.name, None)
+            await self.membership.release(activation)
+            raise
+        self.hosted[spec.name] = activation
+        cell = ref._cell
+        if isinstance(cell, ActorCell):
+            self.routes[spec.name] = cell
+            cell.on_stopped = [
+                *(cell.on_stopped or ()),
+                lambda: self._local_stopped(spec.name, activation),
+            ]
+        self._changed.set()
+        return (activation.member_id, activation.address, activation.epoch)
+
+    async def deactivate_here(self, name: str) -> None:
+        cell = self.system._names.get(name)
+        if cell is not None and name in self.hosted:
+            await cell.stop()
+
+    def _local_stopped(self, name: str, activation: Activation) -> None:
+        """A hosted actor stopped for good: give its name back to the cluster."""
+        if self.hosted.get(name) is activation:
+            self.hosted.pop(name)
+        if self.system.epochs.get(name) == activation.epoch:
+            del self.system.epochs[name]
+        if not self._closed:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._release(activation)))
+
+    async def _release(self, activation: Activation) -> None:
+        try:
+            await self.membership.release(activation)
+        except CfactorError as exc:
+            log.warning("could not release %r: %r (its lease will)", activation.name, exc)
+
+    def _stop_local(self, name: str) -> None:
+        cell = self.system._names.get(name)
+        if cell is not None:
+            cell.begin_stop()
+
+    def _fence(self) -> None:
+        """Our lease is gone: another activation of our names may be accepted anywhere
+        now, so ours must stop before they could both answer."""
+        log.error(
+            "member %s lost its lease: stopping its %d cluster actors",
+            self.member_id,
+            len(self.hosted),
+        )
+        for name in list(self.hosted):
+            self.hosted.pop(name)
+            self.system.epochs.pop(name, None)
+            self.routes.pop(name, None)
+            self._stop_local(name)
+        self._stop_local(PLACER)
+
+    def stats(self) -> dict[str, Any]:
+        system = self.system
+        actors = []
+        depth = 0
+        for name, cell in system._names.items():
+            depth += cell.depth
+            if name in self.hosted:
+                actors.append(
+                    {
+                        "name": name,
+                        "depth": cell.depth,
+                        "restarts": cell.restarts,
+                        "epoch": self.hosted[name].epoch,
+                    }
+                )
+        stats = system.statistics()
+        return {
+            "member_id": self.member_id,
+            "address": system.address,
+            "actors": stats.actors,
+            "depth": depth,
+            "named": actors,
+            "dead_letters": stats.dead_letters,
+            "restarts": stats.restarts,
+            "leader": self.membership.leader(PLACEMENT) == self.member_id,
+        }

@@ -1,0 +1,230 @@
+"""The cluster layer on an in-process store and network: placement, directory,
+re-placement, leader failover, and an unavailable store, without sockets or etcd.
+
+The same behaviours with a real etcd and real member processes are in
+test_etcd_cluster.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import cfactor as cf
+from cfactor.membership import MemoryStore
+from cfactor.testing import MemoryNetwork, MemoryTransport
+from tests.cluster.actors import Counter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.anyio
+
+TTL = 1.0
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.network = MemoryNetwork()
+        self.store = MemoryStore()
+        self.systems: list[cf.ActorSystem] = []
+
+    async def add(self, **labels: str) -> cf.ActorSystem:
+        system = cf.ActorSystem(
+            listen="mem://",
+            transport=MemoryTransport(self.network),
+            cluster=cf.Cluster(name="test", ttl_s=TTL, store=self.store, labels=labels),
+            ask_timeout_s=5.0,
+        )
+        await system.start()
+        self.systems.append(system)
+        return system
+
+    def member_id(self, system: cf.ActorSystem) -> str:
+        runtime: Any = system.cluster
+        return str(runtime.member_id)
+
+    def kill(self, system: cf.ActorSystem) -> None:
+        """As SIGKILL: its messages stop and its lease lapses."""
+        self.network.kill(system.address)
+        runtime: Any = system.cluster
+        runtime._closed = True
+        for task in runtime._tasks:
+            task.cancel()
+        self.store.expire(self.member_id(system))
+        self.systems.remove(system)
+
+    async def aclose(self) -> None:
+        for system in self.systems:
+            await system.aclose()
+
+
+@asynccontextmanager
+async def cluster(count: int) -> AsyncIterator[Cluster]:
+    c = Cluster()
+    try:
+        for _ in range(count):
+            await c.add()
+        yield c
+    finally:
+        await c.aclose()
+
+
+async def eventually(check: Any, timeout: float = 5.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            result = await check()
+        except cf.CfactorError:
+            result = None
+        if result:
+            return result
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_members_see_each_other_and_one_leads_placement() -> None:
+    async with cluster(3) as c:
+        ids = {c.member_id(s) for s in c.systems}
+        for system in c.systems:
+            runtime: Any = system.cluster
+            assert set(runtime.membership.members()) == ids
+
+        async def one_leader() -> bool:
+            leaders = {s.cluster.membership.leader("placement") for s in c.systems}  # type: ignore[union-attr]
+            return len(leaders) == 1 and None not in leaders
+
+        await eventually(one_leader)
+
+
+async def test_a_named_actor_is_reachable_by_name_from_every_member() -> None:
+    async with cluster(3) as c:
+        a, b, d = c.systems
+        ref = await a.spawn(Counter, 40, name="counter")
+        assert await ref.ask(("add", 1)) == 41
+        for system in (b, d):
+            assert await system.ref("counter").ask(("add", 1)) == await system.ref("counter").ask(
+                "get"
+            )
+        assert await a.ref("counter").ask("get") == 43
+        with pytest.raises(cf.NameTaken):
+            await b.spawn(Counter, name="counter")
+
+
+async def test_placement_spreads_actors_over_members() -> None:
+    async with cluster(3) as c:
+        a = c.systems[0]
+        for i in range(9):
+            await a.spawn(Counter, name=f"c{i}")
+        homes = [await a.ref(f"c{i}").ask("where") for i in range(9)]
+        assert sorted(homes.count(s.address) for s in c.systems) == [3, 3, 3]
+
+
+async def test_pin_and_labels_choose_the_member() -> None:
+    async with cluster(0) as c:
+        a = await c.add(zone="east")
+        b = await c.add(zone="west")
+        await a.spawn(Counter, name="pinned", placement=cf.Pin(b.address))
+        await a.spawn(Counter, name="eastern", placement=cf.Labels(zone="east"))
+        assert await a.ref("pinned").ask("where") == b.address
+        assert await b.ref("eastern").ask("where") == a.address
+        with pytest.raises(cf.MembershipUnavailable, match="no member can host"):
+            await a.spawn(Counter, name="nowhere", placement=cf.Labels(zone="mars"))
+
+
+async def test_actors_of_a_dead_member_come_back_elsewhere_with_one_activation() -> None:
+    async with cluster(3) as c:
+        a = c.systems[0]
+        for i in range(6):
+            await a.spawn(Counter, i, name=f"c{i}")
+        victim = c.systems[1]
+        homes = {i: await a.ref(f"c{i}").ask("where") for i in range(6)}
+        lost = [i for i, home in homes.items() if home == victim.address]
+        assert lost
+        survivor = next(s for s in c.systems if s is not victim)
+        c.kill(victim)
+        for i in lost:
+            # Fresh instances elsewhere: their state starts from the constructor's.
+            assert (
+                await eventually(lambda i=i: survivor.ref(f"c{i}").ask("where")) != victim.address
+            )
+            assert await survivor.ref(f"c{i}").ask("get") == i
+        # At most one accepted activation per name: every member agrees.
+        survivor_runtime: Any = survivor.cluster
+        survivor_view = survivor_runtime.membership.activations()
+        for system in c.systems:
+            runtime: Any = system.cluster
+            acts = runtime.membership.activations()
+            assert {name: act.member_id for name, act in acts.items() if name.startswith("c")} == {
+                name: act.member_id
+                for name, act in survivor_view.items()
+                if name.startswith("c")
+            }
+
+
+async def test_a_new_placement_leader_takes_over_and_remembers_the_specs() -> None:
+    async with cluster(3) as c:
+        a = c.systems[0]
+
+        async def leader() -> str | None:
+            found: str | None = a.cluster.membership.leader("placement")  # type: ignore[union-attr]
+            return found
+
+        leader_id = await eventually(leader)
+        await a.spawn(Counter, name="survivor")
+        old = next(s for s in c.systems if c.member_id(s) == leader_id)
+        c.kill(old)
+        rest = c.systems[0]
+
+        async def new_leader() -> bool:
+            current = rest.cluster.membership.leader("placement")  # type: ignore[union-attr]
+            return current not in (None, leader_id)
+
+        await eventually(new_leader)
+        # The new leader rebuilt its specs from the store: placing still works, and a
+        # name still taken is refused.
+        await rest.spawn(Counter, name="after-failover")
+        assert await rest.ref("after-failover").ask("get") == 0
+        assert await eventually(lambda: rest.ref("survivor").ask("where")) != old.address
+        assert await rest.ref("survivor").ask("get") == 0
+
+
+async def test_an_unavailable_store_leaves_messaging_alone_and_fails_placement_fast() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        await a.spawn(Counter, name="steady")
+        ref = b.ref("steady")
+        c.store.set_available(False)
+        try:
+            assert await ref.ask(("add", 2)) == 2
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(cf.MembershipUnavailable):
+                await a.spawn(Counter, name="new")
+            assert loop.time() - started < 2.0
+        finally:
+            c.store.set_available(True)
+        await eventually(lambda: a.spawn(Counter, name="new-after"))
+        assert await b.ref("new-after").ask("get") == 0
+
+
+async def test_stopping_a_cluster_actor_removes_it_for_good() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        ref = await a.spawn(Counter, name="brief")
+        await b.ref("brief").stop()
+        await asyncio.sleep(0.3)
+        with pytest.raises(cf.ActorNotFound):
+            await a.ref("brief").ask("get", timeout=0.5)
+        del ref
+        await a.spawn(Counter, name="brief")  # the name is free again
+
+
+async def test_arguments_that_cannot_cross_the_wire_are_refused_at_spawn() -> None:
+    async with cluster(1) as c:
+        with pytest.raises(cf.MessageNotSerializable):
+            await c.systems[0].spawn(Counter, {1, 2}, name="bad")
