@@ -143,7 +143,10 @@ async def test_refs_travel_between_three_processes() -> None:
         # b asks an actor in this process through a ref we passed it.
         assert await forwarder_b.ask(("ask", mine, "hello"), timeout=5) == "local got 'hello'"
         assert await forwarder_b.ask(("tell", mine, "note"), timeout=5) == "told"
-        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(await mine.ask("notes")) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.02)  # polling another process
         assert await mine.ask("notes") == ["hello", "note"]
 
 
