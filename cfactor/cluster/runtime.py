@@ -500,27 +500,33 @@ class ClusterMember:
         self._stop_local(PLACER)
 
     def stats(self) -> dict[str, Any]:
+        """This member's figures for ``cfactor status`` (the runtime's own ``$`` services
+        are not counted as actors)."""
         system = self.system
-        actors = []
-        depth = 0
+        named = []
+        actors = depth = 0
         for name, cell in system._names.items():
+            if name.startswith("$") and not name[1:].isdigit():
+                continue  # a runtime service, not a user's actor
+            actors += 1
             depth += cell.depth
-            if name in self.hosted:
-                actors.append(
+            activation = self.hosted.get(name)
+            if activation is not None:
+                named.append(
                     {
                         "name": name,
                         "depth": cell.depth,
                         "restarts": cell.restarts,
-                        "epoch": self.hosted[name].epoch,
+                        "epoch": activation.epoch,
                     }
                 )
         stats = system.statistics()
         return {
             "member_id": self.member_id,
             "address": system.address,
-            "actors": stats.actors,
+            "actors": actors,
             "depth": depth,
-            "named": actors,
+            "named": named,
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
             "leader": self.membership.leader(PLACEMENT) == self.member_id,

@@ -473,6 +473,16 @@ class EtcdMembership(MembershipBase):
             return None
         return int(responses[1][0][1].create_revision)
 
+    async def observe(self) -> None:
+        """Read the cluster's state into the local views without joining it.
+
+        For observers such as ``cfactor status``: no lease, no registration, no watch.
+
+        Raises:
+            MembershipUnavailable: etcd cannot be reached.
+        """
+        await self._load()
+
     async def _load(self) -> None:
         """Read the cluster's whole state and make it the view (announcing the changes)."""
         client = self._connect()
