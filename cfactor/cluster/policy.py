@@ -36,9 +36,22 @@ def choose_member(
     load: Mapping[str, int],
     placement: tuple[Any, ...] | None,
     rng: Chooser,
+    *,
+    replacing: bool = False,
 ) -> str | None:
     """The member id to place on: the least loaded eligible member, ties broken at
-    random (so a burst of spawns spreads); None if no member is eligible."""
+    random (so a burst of spawns spreads); None if no member is eligible.
+
+    A pin binds the first placement only: when ``replacing`` an actor whose pinned
+    member is gone, any member will do (an actor that can run nowhere would be lost).
+    """
+    if (
+        replacing
+        and placement is not None
+        and placement[0] == "pin"
+        and not any(placement[1] in (m.member_id, m.address) for m in members.values())
+    ):
+        placement = None
     best: list[str] = []
     best_load = -1
     for member_id, member in members.items():

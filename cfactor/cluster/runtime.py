@@ -197,13 +197,15 @@ class PlacementActor(Actor):
                 return await self._reconcile()
         raise ValueError(f"unknown placement message {message!r:.100}")
 
-    async def _place(self, spec: ActorSpec) -> Activation:
+    async def _place(self, spec: ActorSpec, *, replacing: bool = False) -> Activation:
         membership = self.runtime.membership
         members = membership.members()
         load: dict[str, int] = {}
         for activation in membership.activations().values():
             load[activation.member_id] = load.get(activation.member_id, 0) + 1
-        member_id = choose_member(members, load, spec.placement, self.system.random)
+        member_id = choose_member(
+            members, load, spec.placement, self.system.random, replacing=replacing
+        )
         if member_id is None:
             raise MembershipUnavailable(
                 f"no member can host {spec.name!r} (placement {spec.placement})"
@@ -226,7 +228,7 @@ class PlacementActor(Actor):
                 await self.runtime.membership.delete_record(SPECS, name)
                 continue
             try:
-                activation = await self._place(spec)
+                activation = await self._place(spec, replacing=True)
             except CfactorError as exc:
                 log.warning("re-placing %r failed, will retry: %r", name, exc)
                 continue

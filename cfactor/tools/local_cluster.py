@@ -237,6 +237,8 @@ def _stop_all(started: Started) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """True if ``pid`` runs; an exited process its parent has not reaped yet (a zombie)
+    counts as gone."""
     if pid <= 0:
         return False
     try:
@@ -245,6 +247,9 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
     return True
 
 

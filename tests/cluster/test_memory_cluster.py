@@ -160,9 +160,7 @@ async def test_actors_of_a_dead_member_come_back_elsewhere_with_one_activation()
             runtime: Any = system.cluster
             acts = runtime.membership.activations()
             assert {name: act.member_id for name, act in acts.items() if name.startswith("c")} == {
-                name: act.member_id
-                for name, act in survivor_view.items()
-                if name.startswith("c")
+                name: act.member_id for name, act in survivor_view.items() if name.startswith("c")
             }
 
 

@@ -1,0 +1,268 @@
+"""A real cluster: a real etcd, member processes (``cfactor cluster join``), loopback.
+
+The test process joins as one more member (after the workers, so a worker leads
+placement) and places actors on the workers with ``cf.Labels(role="worker")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import cfactor as cf
+from cfactor.tools.etcd_server import EtcdServer
+from tests.cluster.actors import Counter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = cf.Labels(role="worker")
+
+
+class Worker:
+    """A ``cfactor cluster join`` process."""
+
+    def __init__(self, etcd: str, name: str, ttl_s: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cfactor.cli",
+                "cluster",
+                "join",
+                "--etcd",
+                etcd,
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--name",
+                name,
+                "--ttl",
+                str(ttl_s),
+                "--label",
+                "role=worker",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if " listening on " not in line:
+            self.kill()
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise AssertionError(f"worker did not join: {line!r} {stderr}")
+        self.member_id = line.split()[1]
+        self.address = line.split(" listening on ")[1].split()[0]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.communicate(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        else:
+            self.process.communicate(timeout=10)
+
+
+class RealCluster:
+    def __init__(self, etcd: EtcdServer, ttl_s: float) -> None:
+        self.etcd = etcd
+        self.ttl_s = ttl_s
+        self.name = "t" + os.urandom(4).hex()
+        self.workers: list[Worker] = []
+        self.me: cf.ActorSystem | None = None
+
+    async def add_workers(self, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        started = await asyncio.gather(
+            *(
+                loop.run_in_executor(None, Worker, self.etcd.endpoint, self.name, self.ttl_s)
+                for _ in range(count)
+            )
+        )
+        self.workers.extend(started)
+
+    @property
+    def runtime(self) -> Any:
+        assert self.me is not None
+        return self.me.cluster
+
+    def leader(self) -> str | None:
+        found: str | None = self.runtime.membership.leader("placement")
+        return found
+
+
+@asynccontextmanager
+async def real_cluster(
+    workers: int, ttl_s: float, etcd: EtcdServer | None = None
+) -> AsyncIterator[RealCluster]:
+    own = etcd is None
+    server = etcd or EtcdServer()
+    if own:
+        await server.astart()
+    c = RealCluster(server, ttl_s)
+    try:
+        await c.add_workers(workers)
+        c.me = cf.ActorSystem(
+            listen="tcp://127.0.0.1:0",
+            cluster=cf.Cluster(etcd=server.endpoint, name=c.name, ttl_s=ttl_s),
+            transport_options={"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 1.0},
+            ask_timeout_s=5.0,
+        )
+        await c.me.start()
+        yield c
+    finally:
+        if c.me is not None:
+            await c.me.aclose()
+        for worker in c.workers:
+            worker.stop()
+        if own:
+            await asyncio.to_thread(server.close)
+
+
+async def eventually(check: Any, timeout: float) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            result = await check()
+        except cf.CfactorError:
+            result = None
+        if result:
+            return result
+        if loop.time() >= deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_members_join_see_each_other_and_reach_named_actors() -> None:
+    async with real_cluster(3, ttl_s=5.0) as c:
+        ids = {w.member_id for w in c.workers} | {c.runtime.member_id}
+        assert set(c.runtime.membership.members()) == ids
+        assert c.leader() in {w.member_id for w in c.workers}
+        assert c.me is not None
+        ref = await c.me.spawn(Counter, 10, name="counter", placement=WORKERS)
+        assert await ref.ask(("add", 5)) == 15
+        home = await ref.ask("where")
+        assert home in {w.address for w in c.workers}
+        # Another member (a worker) asks it by name, through its own directory.
+        other = next(w for w in c.workers if w.address != home)
+        forwarded = c.me.ref("$cluster", at=other.address)
+        stats = await forwarded.ask("stats")
+        assert stats["address"] == other.address
+        assert await c.me.ref("counter").ask("get") == 15
+
+
+async def test_a_killed_members_actors_answer_again_with_one_activation_each() -> None:
+    ttl = 2.0
+    async with real_cluster(3, ttl_s=ttl) as c:
+        assert c.me is not None
+        target = c.workers[0]
+        names = [f"n{i}" for i in range(10)]
+        for name in names:
+            await c.me.spawn(Counter, 1, name=name, placement=cf.Pin(target.address))
+        # Record every activation change: a name may never have two at once.
+        history: list[tuple[str, str | None]] = []
+        live: dict[str, str] = {}
+        doubled: list[str] = []
+
+        def seen(name: str, activation: Any) -> None:
+            if activation is None:
+                live.pop(name, None)
+            else:
+                if name in live and live[name] != activation.member_id:
+                    doubled.append(name)
+                live[name] = activation.member_id
+            history.append((name, None if activation is None else activation.member_id))
+
+        c.runtime.membership.subscribe_activations(seen)
+        slow = asyncio.create_task(c.me.ref("n0").ask(("sleep", 30.0), timeout=20))
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        target.kill()
+        with pytest.raises((cf.NodeUnreachable, cf.ActorNotFound)):
+            await slow  # in flight to the dead member: a typed error, not a hang
+        for name in names:
+            home = await eventually(
+                lambda name=name: c.me.ref(name).ask("where", timeout=1.0), ttl + 10
+            )
+            assert home != target.address
+            assert await c.me.ref(name).ask("get") == 1  # a fresh instance
+        elapsed = loop.time() - killed_at
+        assert elapsed < ttl + 10
+        assert doubled == []
+        # Each name went away with the dead member, then came back exactly once.
+        for name in names:
+            changes = [member for n, member in history if n == name]
+            assert changes[0] is None
+            assert len([m for m in changes if m is not None]) == 1
+
+
+async def test_a_new_placement_leader_is_elected_after_the_leader_is_killed() -> None:
+    ttl = 2.0
+    async with real_cluster(3, ttl_s=ttl) as c:
+        assert c.me is not None
+        old = c.leader()
+        leader = next(w for w in c.workers if w.member_id == old)
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        leader.kill()
+
+        async def new_leader() -> bool:
+            current = c.leader()
+            return current is not None and current != old
+
+        await eventually(new_leader, ttl + 10)
+        assert loop.time() - killed_at < ttl + 10
+        ref = await c.me.spawn(Counter, 3, name="after", placement=WORKERS)
+        assert await ref.ask("get") == 3
+
+
+async def test_etcd_down_for_ten_seconds_messages_flow_spawn_fails_fast_then_heals() -> None:
+    # The TTL must outlast the outage: a member whose lease may have expired stops its
+    # named actors (fencing), since another activation could be accepted elsewhere.
+    ttl = 15.0
+    etcd = EtcdServer()
+    await etcd.astart()
+    try:
+        async with real_cluster(2, ttl_s=ttl, etcd=etcd) as c:
+            assert c.me is not None
+            ref = await c.me.spawn(Counter, name="steady", placement=WORKERS)
+            await etcd.astop()
+            loop = asyncio.get_running_loop()
+            outage_ends = loop.time() + 10
+            total = 0
+            while loop.time() < outage_ends:
+                total = await ref.ask(("add", 1), timeout=5)
+                await asyncio.sleep(0.5)
+            assert total >= 15
+            started = loop.time()
+            with pytest.raises(cf.MembershipUnavailable):
+                await c.me.spawn(Counter, name="during", placement=WORKERS)
+            assert loop.time() - started < 2.5
+            await etcd.astart()
+            await eventually(lambda: c.me.spawn(Counter, name="after", placement=WORKERS), 20)
+            assert await c.me.ref("after").ask("get") == 0
+            assert await ref.ask("get") == total  # never restarted: nothing was fenced
+    finally:
+        await asyncio.to_thread(etcd.close)
