@@ -226,3 +226,37 @@ async def test_arguments_that_cannot_cross_the_wire_are_refused_at_spawn() -> No
     async with cluster(1) as c:
         with pytest.raises(cf.MessageNotSerializable):
             await c.systems[0].spawn(Counter, {1, 2}, name="bad")
+
+
+async def test_a_message_to_a_stale_epoch_is_rejected_and_counted() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        await a.spawn(Counter, name="epoched", placement=cf.Pin(b.address))
+        runtime: Any = a.cluster
+        epoch = runtime.membership.activations()["epoched"].epoch
+        current = a.ref(f"epoched@{epoch}", at=b.address)
+        assert await current.ask("get") == 0
+        stale = a.ref(f"epoched@{epoch - 1}", at=b.address)
+        with pytest.raises(cf.ActorNotFound, match="not the current activation"):
+            await stale.ask("get")
+        await stale.tell(("add", 1))
+        await asyncio.sleep(0.05)
+        assert b.statistics().stale_rejected == 2
+        assert await current.ask("get") == 0  # the stale tell never arrived
+
+
+async def test_a_member_cut_off_from_the_store_stops_its_actors_before_they_move() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        await a.spawn(Counter, 7, name="fenced", placement=cf.Pin(b.address))
+        old = b.ref("fenced", at=b.address)  # the local cell on b
+        assert old.is_alive
+        c.store.disconnect(c.member_id(b))  # b alone loses the store; the network is fine
+
+        async def moved() -> bool:
+            where = await a.ref("fenced").ask("where", timeout=0.5)
+            return bool(where == a.address)
+
+        await eventually(moved, timeout=10)
+        assert not old.is_alive  # b stopped its activation (fencing)
+        assert await a.ref("fenced").ask("get") == 7  # a fresh instance on a
