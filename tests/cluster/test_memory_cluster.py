@@ -250,7 +250,7 @@ async def test_a_member_cut_off_from_the_store_stops_its_actors_before_they_move
         a, b = c.systems
         await a.spawn(Counter, 7, name="fenced", placement=cf.Pin(b.address))
         old = b.ref("fenced", at=b.address)  # the local cell on b
-        assert old.is_alive
+        alive_before = old.is_alive
         c.store.disconnect(c.member_id(b))  # b alone loses the store; the network is fine
 
         async def moved() -> bool:
@@ -258,5 +258,5 @@ async def test_a_member_cut_off_from_the_store_stops_its_actors_before_they_move
             return bool(where == a.address)
 
         await eventually(moved, timeout=10)
-        assert not old.is_alive  # b stopped its activation (fencing)
+        assert (alive_before, old.is_alive) == (True, False)  # b fenced its activation
         assert await a.ref("fenced").ask("get") == 7  # a fresh instance on a
