@@ -106,23 +106,24 @@ class Started:
     addresses: list[str]
 
 
+def join_command(
+    etcd: str,
+    name: str,
+    ttl_s: float,
+    labels: tuple[str, ...] = (),
+    listen: str = "tcp://127.0.0.1:0",
+) -> list[str]:
+    """The command line of one ``cfactor cluster join`` member process."""
+    command = [sys.executable, "-m", "cfactor.cli", "cluster", "join", "--etcd", etcd]
+    command += ["--listen", listen, "--name", name, "--ttl", str(ttl_s)]
+    for label in labels:
+        command += ["--label", label]
+    return command
+
+
 def _start_member(endpoint: str, name: str, ttl_s: float) -> subprocess.Popen[str]:
     return subprocess.Popen(  # noqa: S603 - this interpreter running this package
-        [
-            sys.executable,
-            "-m",
-            "cfactor.cli",
-            "cluster",
-            "join",
-            "--etcd",
-            endpoint,
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--name",
-            name,
-            "--ttl",
-            str(ttl_s),
-        ],
+        join_command(endpoint, name, ttl_s),
         stdout=subprocess.PIPE,
         stderr=None,  # members' warnings reach the terminal of `cluster start`
         stdin=subprocess.DEVNULL,

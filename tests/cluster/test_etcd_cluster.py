@@ -19,7 +19,7 @@ import pytest
 
 import cfactor as cf
 from cfactor.tools.etcd_server import EtcdServer
-from tests.cluster.actors import Counter
+from tests.cluster.actors import Counter, eventually
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -137,21 +137,6 @@ async def real_cluster(
             worker.stop()
         if own:
             await asyncio.to_thread(server.close)
-
-
-async def eventually(check: Any, timeout: float) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            result = await check()
-        except cf.CfactorError:
-            result = None
-        if result:
-            return result
-        if loop.time() >= deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 async def test_members_join_see_each_other_and_reach_named_actors() -> None:

@@ -16,7 +16,7 @@ import pytest
 import cfactor as cf
 from cfactor.membership import MemoryStore
 from cfactor.testing import MemoryNetwork, MemoryTransport
-from tests.cluster.actors import Counter
+from tests.cluster.actors import Counter, eventually
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -71,20 +71,6 @@ async def cluster(count: int) -> AsyncIterator[Cluster]:
         yield c
     finally:
         await c.aclose()
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            result = await check()
-        except cf.CfactorError:
-            result = None
-        if result:
-            return result
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_members_see_each_other_and_one_leads_placement() -> None:
