@@ -395,6 +395,25 @@ class ClusterRuntime(Protocol):
         ...
 
 
+class ReplicaGroup(Protocol):
+    """A replicated actor, as its autoscaler sees it (``cfactor._core.replicas``)."""
+
+    name: str
+
+    @property
+    def count(self) -> int:
+        """Replicas taking work now."""
+        ...
+
+    def load(self) -> tuple[int, int]:
+        """(messages waiting anywhere in the group, replicas taking work)."""
+        ...
+
+    async def scale_to(self, count: int) -> None:
+        """Add replicas, or drain the surplus (they finish what they hold, then stop)."""
+        ...
+
+
 class Codec(Protocol):
     """Turns envelopes into frames and back. Pure: no sockets, no clocks."""
 
@@ -419,6 +438,7 @@ __all__ = [
     "MemberInfo",
     "Membership",
     "RefAddress",
+    "ReplicaGroup",
     "Transport",
     "TransportHandler",
     "TransportStatistics",

@@ -322,6 +322,13 @@ class Remote:
                     return
                 target = name
         cell = self.system._names.get(target)
+        if cell is None and kind is not Kind.STOP:
+            group = self.system._groups.get(target)
+            if group is not None and group.is_alive:
+                group.deliver(
+                    (envelope.payload, reply), self._credits.get(peer) or self._credit_for(peer)
+                )
+                return
         if cell is None or cell.state >= STOPPING:
             self.transport.credit(peer)
             if reply is None:

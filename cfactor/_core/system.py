@@ -12,6 +12,7 @@ from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
 from cfactor._core.remote import Remote
+from cfactor._core.replicas import ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
@@ -172,6 +173,8 @@ class ActorSystem:
         self.epochs: dict[str, int] = {}
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
+        #: Replicated actors by name (their replicas are in _names under "$" names).
+        self._groups: dict[str, ReplicaSet] = {}
         self._next_uid = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -235,6 +238,8 @@ class ActorSystem:
         self._closed = True
         if self.cluster is not None:
             await self.cluster.aclose()  # leave first: others re-place our actors now
+        for group in list(self._groups.values()):
+            await self.stop_group(group)
         root = self._root
         root.closing = True
         await root.stop_children()
@@ -257,6 +262,7 @@ class ActorSystem:
         supervision: Supervision | None = None,
         restart: Restart | str = Restart.PERMANENT,
         placement: Any = None,
+        replicas: Any = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start an actor and return its ref.
@@ -275,6 +281,10 @@ class ActorSystem:
             placement: In a cluster, where a named top-level actor goes: ``None`` lets
                 the cluster pick (least loaded), ``"local"`` keeps it on this member;
                 see ``cf.Pin`` and ``cf.Labels``. Ignored without a cluster.
+            replicas: ``cf.Replicas(min=, max=, target_depth=)``: run the actor as
+                replicas behind one ref, pulling from one bounded backlog (its bound is
+                ``mailbox_capacity``), scaled on the backlog's depth. See
+                docs/replicas.md.
             *args: Positional arguments for the constructor.
             **kwargs: Keyword arguments for the constructor.
 
@@ -293,6 +303,10 @@ class ActorSystem:
         restart_type = restart if type(restart) is Restart else parse_restart(restart)
         parent = current_cell.get()
         top_level = parent is None or parent.system is not self
+        if replicas is not None:
+            return await self._spawn_group(
+                cls, args, kwargs, name, mailbox_capacity, restart_type, replicas
+            )
         if self.cluster is not None and name is not None and top_level and placement != "local":
             return await self.cluster.spawn(  # type: ignore[no-any-return]
                 cls, args, kwargs, name=name, placement=placement, restart=restart_type.value
@@ -302,6 +316,64 @@ class ActorSystem:
         return await self._spawn_here(
             cls, args, kwargs, name, mailbox_capacity, supervision, restart_type
         )
+
+    async def _spawn_group(  # noqa: PLR0917 - private; spawn names them
+        self,
+        cls: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        mailbox_capacity: int | None,
+        restart_type: Restart,
+        replicas: Any,
+    ) -> ActorRef:
+        if self._closed or self._loop is None:
+            raise SystemClosed("the actor system is not running; use 'async with ActorSystem()'")
+        if name is not None and (not isinstance(name, str) or not name or name.startswith("$")):
+            raise ConfigError(f"actor names are non-empty strings not starting with '$': {name!r}")
+        uid = self._next_uid
+        self._next_uid = uid + 1
+        name = name or f"${uid}"
+        if name in self._names or name in self._groups:
+            raise NameTaken(f"an actor named {name!r} is already running")
+        capacity = (
+            self.mailbox_capacity
+            if mailbox_capacity is None
+            else _check_positive_int("mailbox_capacity", mailbox_capacity)
+        )
+        group = ReplicaSet(
+            self,
+            cls,
+            args,
+            kwargs,
+            name=name,
+            uid=uid,
+            capacity=capacity,
+            in_flight=replicas.in_flight,
+            restart=restart_type,
+        )
+        self._groups[name] = group
+        try:
+            await group.scale_to(replicas.min)
+            start = getattr(replicas, "start", None)
+            if start is not None:  # the autoscaler (cfactor.autoscale), outside the core
+                group.controller = await start(group, self)
+        except BaseException:
+            await self.stop_group(group)
+            raise
+        return group.ref
+
+    async def spawn_replica(self, group: ReplicaSet) -> ActorRef:
+        """One more replica of ``group`` (its mailbox holds what it pulled, no more)."""
+        return await self._spawn_here(
+            group.cls, group.args, group.kwargs, None, group.in_flight, None, group.replica_restart
+        )
+
+    async def stop_group(self, group: ReplicaSet) -> None:
+        """Stop a replicated actor for good."""
+        if self._groups.get(group.name) is group:
+            del self._groups[group.name]
+        await group.close()
 
     async def spawn_service(
         self, cls: type[Actor], *args: Any, name: str, **kwargs: Any
@@ -338,7 +410,7 @@ class ActorSystem:
         if name is None:
             name = f"${uid}"
         names = self._names
-        if name in names:
+        if name in names or name in self._groups:
             raise NameTaken(f"an actor named {name!r} is already running")
         self._next_uid = uid + 1
         parent = current_cell.get()
@@ -386,6 +458,9 @@ class ActorSystem:
                     "ActorSystem(listen='tcp://127.0.0.1:0')"
                 )
             return self._remote.target(at, name).ref
+        group = self._groups.get(name)
+        if group is not None:
+            return group.ref
         cell = self._names.get(name)
         if cell is not None and (at is not None or name not in self.epochs or self.cluster is None):
             return cell.ref
