@@ -154,6 +154,11 @@ class PlacementActor(Actor):
         self.runtime = runtime
         self.specs: dict[str, ActorSpec] = {}
         self.task: asyncio.Task[None] | None = None
+        #: Names placed lately: (when, epoch). Until the watch has shown that claim, a
+        #: reconcile must not take its absence for a loss and place it again.
+        self.recent: dict[str, tuple[float, int]] = {}
+        self.losses_seen = -1
+        self.last_sweep = float("-inf")
 
     async def on_start(self) -> None:
         # Rebuild from the store: a new leader knows every spec the old one stored.
@@ -181,6 +186,7 @@ class PlacementActor(Actor):
                     await self.runtime.membership.put_record(SPECS, spec.name, data)
                     self.specs[spec.name] = spec
                     activation = await self._place(spec)
+                    self.recent[spec.name] = (self.system.clock.now(), activation.epoch)
                 except CfactorError as exc:  # an answer, not a crash of placement
                     return refusal(exc)
                 return ("ok", activation.member_id, activation.address, activation.epoch)
@@ -220,9 +226,15 @@ class PlacementActor(Actor):
         """Place every remembered actor that has no activation; how many were placed."""
         placed = 0
         current = self.runtime.membership.activations()
+        now = self.system.clock.now()
+        grace = self.runtime.config.placement_timeout_s
         for name, spec in list(self.specs.items()):
             if name in current:
+                self.recent.pop(name, None)
                 continue
+            placed_at, epoch = self.recent.get(name, (-grace, 0))
+            if self.runtime.seen_epochs.get(name, 0) < epoch and now - placed_at < grace:
+                continue  # just placed: the watch has not shown the claim yet
             if spec.restart == "temporary":
                 self.specs.pop(name, None)
                 await self.runtime.membership.delete_record(SPECS, name)
@@ -233,16 +245,30 @@ class PlacementActor(Actor):
                 log.warning("re-placing %r failed, will retry: %r", name, exc)
                 continue
             placed += 1
+            self.recent[name] = (self.system.clock.now(), activation.epoch)
             log.info("re-placed %r on %s (epoch %d)", name, activation.address, activation.epoch)
         return placed
 
     async def _reconcile_forever(self) -> None:
+        """Reconcile when an activation vanished or a member left, and once a second
+        (to retry what failed); not on every new claim, which loses nothing."""
         while True:
             await self.runtime.changed_or(1.0)
+            losses = self.runtime.losses
+            if losses == self.losses_seen and not self._due():
+                continue
+            self.losses_seen = losses
             try:
                 await self.ref.tell("reconcile")
             except CfactorError:
                 return
+
+    def _due(self) -> bool:
+        now = self.system.clock.now()
+        if now - self.last_sweep >= 1.0:
+            self.last_sweep = now
+            return True
+        return False
 
 
 class ClusterMember:
@@ -265,6 +291,10 @@ class ClusterMember:
         self.hosted: dict[str, Activation] = {}
         self._targets: dict[str, ClusterTarget] = {}
         self._changed = asyncio.Event()
+        #: Activations seen vanishing so far: placement reconciles when it grows.
+        self.losses = 0
+        #: The newest epoch the watch has shown per name.
+        self.seen_epochs: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Any] = []
         self._closed = False
@@ -333,15 +363,18 @@ class ClusterMember:
 
     def _activation_changed(self, name: str, activation: Activation | None) -> None:
         if activation is None:
+            self.losses += 1
             self.routes.pop(name, None)
             if name in self.hosted:  # ours vanished from the store: stop it (fencing)
                 self.hosted.pop(name)
                 self._stop_local(name)
         elif activation.member_id == self.member_id:
+            self.seen_epochs[name] = activation.epoch
             cell = self.system._names.get(name)
             if cell is not None:
                 self.routes[name] = cell
         else:
+            self.seen_epochs[name] = activation.epoch
             assert self.system._remote is not None
             self.routes[name] = self.system._remote.target(
                 activation.address, f"{name}@{activation.epoch}"
