@@ -34,6 +34,7 @@ from cfactor._core import Strategy as Strategy
 from cfactor._core import Supervision as Supervision
 from cfactor._core import SystemStatistics as SystemStatistics
 from cfactor._run import run as run
+from cfactor.autoscale import Replicas as Replicas
 from cfactor.cluster import Cluster as Cluster
 from cfactor.cluster import Labels as Labels
 from cfactor.cluster import Pin as Pin

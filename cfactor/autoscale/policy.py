@@ -26,9 +26,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cfactor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cfactor.abc import ReplicaGroup
 
 #: What a decision does to the replica count.
 Direction = Literal["out", "in", "hold"]
@@ -121,6 +124,13 @@ class Replicas:
             _check_int("max_step_out", self.max_step_out, 1)
         _check_int("max_step_in", self.max_step_in, 1)
         _check_int("in_flight", self.in_flight, 1)
+
+    async def start(self, group: ReplicaGroup, system: Any) -> Any:
+        """Attach the autoscaler to a replicated actor (``ActorSystem.spawn`` calls
+        this); returns the running controller, which the group closes when it stops."""
+        from cfactor.autoscale.controller import start_controller  # noqa: PLC0415 - runtime side
+
+        return await start_controller(self, group, system.clock)
 
     @property
     def effective_low_watermark(self) -> float:
