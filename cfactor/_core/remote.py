@@ -322,12 +322,15 @@ class Remote:
                     return
                 target = name
         cell = self.system._names.get(target)
-        if cell is None and kind is not Kind.STOP:
+        if cell is None:
             group = self.system._groups.get(target)
             if group is not None and group.is_alive:
-                group.deliver(
-                    (envelope.payload, reply), self._credits.get(peer) or self._credit_for(peer)
-                )
+                if kind is Kind.STOP:
+                    self.transport.credit(peer)
+                    self.system.spawn_background(self._stop_and_reply(group.stop(), reply))
+                else:
+                    credit = self._credits.get(peer) or self._credit_for(peer)
+                    group.deliver((envelope.payload, reply), credit)
                 return
         if cell is None or cell.state >= STOPPING:
             self.transport.credit(peer)

@@ -71,7 +71,10 @@ class Done:
 
     def set_exception(self, error: BaseException) -> None:
         reply = self.reply
-        if reply is not None and not reply.done():
+        if reply is None:
+            if isinstance(error, ActorStopped):  # a tell the stopping replica never handled
+                self.group.system.dead_letter(self.group.name, None, "its replica stopped")
+        elif not reply.done():
             reply.set_exception(error)
         self.group.finished(self.replica)
 

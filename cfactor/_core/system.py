@@ -88,6 +88,17 @@ def load_transport(
     return transport
 
 
+def check_name(name: object) -> None:
+    """Raises: ConfigError: not a usable actor name (``$`` starts the runtime's own
+    names; ``@`` separates a cluster name from its epoch on the wire)."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name or name.startswith("$") or "@" in name:
+        raise ConfigError(
+            f"actor names are non-empty strings without '@', not starting with '$': {name!r}"
+        )
+
+
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive int, got {value!r}")
@@ -221,7 +232,11 @@ class ActorSystem:
             self._remote = remote
             self.address = transport.address
         if self._cluster_config is not None:
-            self.cluster = await self._cluster_config.start(self)
+            try:
+                self.cluster = await self._cluster_config.start(self)
+            except BaseException:
+                await self.aclose()  # no transport, port or service left behind
+                raise
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -311,8 +326,7 @@ class ActorSystem:
             return await self.cluster.spawn(  # type: ignore[no-any-return]
                 cls, args, kwargs, name=name, placement=placement, restart=restart_type.value
             )
-        if name is not None and (not isinstance(name, str) or not name or name.startswith("$")):
-            raise ConfigError(f"actor names are non-empty strings not starting with '$': {name!r}")
+        check_name(name)
         return await self._spawn_here(
             cls, args, kwargs, name, mailbox_capacity, supervision, restart_type
         )
@@ -329,8 +343,7 @@ class ActorSystem:
     ) -> ActorRef:
         if self._closed or self._loop is None:
             raise SystemClosed("the actor system is not running; use 'async with ActorSystem()'")
-        if name is not None and (not isinstance(name, str) or not name or name.startswith("$")):
-            raise ConfigError(f"actor names are non-empty strings not starting with '$': {name!r}")
+        check_name(name)
         uid = self._next_uid
         self._next_uid = uid + 1
         name = name or f"${uid}"

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
-from cfactor._core.cell import ActorCell
+from cfactor._core.cell import ActorCell, current_cell
 from cfactor._core.clock import wall_time
 from cfactor._core.ref import ActorRef
 from cfactor.abc import Activation, MemberInfo
@@ -24,6 +24,7 @@ from cfactor.cluster.spec import ActorSpec
 from cfactor.errors import (
     ActorNotFound,
     ActorStartFailed,
+    ActorStopped,
     CfactorError,
     ConfigError,
     MembershipUnavailable,
@@ -159,6 +160,9 @@ class PlacementActor(Actor):
         self.recent: dict[str, tuple[float, int]] = {}
         self.losses_seen = -1
         self.last_sweep = float("-inf")
+        #: Names whose re-placement failed: how often, and when to try again.
+        self.failures: dict[str, int] = {}
+        self.retry_at: dict[str, float] = {}
 
     async def on_start(self) -> None:
         # Rebuild from the store: a new leader knows every spec the old one stored.
@@ -179,29 +183,47 @@ class PlacementActor(Actor):
     async def receive(self, message: Any) -> Any:
         match message:
             case ("place", bytes(data)):
+                return await self._place_new(data)
+            case ("remove", str(name)):
                 try:
-                    spec = ActorSpec.decode(data)
-                    if spec.name in self.runtime.membership.activations():
-                        raise NameTaken(f"cluster actor {spec.name!r} is already running")
-                    await self.runtime.membership.put_record(SPECS, spec.name, data)
-                    self.specs[spec.name] = spec
-                    activation = await self._place(spec)
-                    self.recent[spec.name] = (self.system.clock.now(), activation.epoch)
+                    await self._remove(name)
                 except CfactorError as exc:  # an answer, not a crash of placement
                     return refusal(exc)
-                return ("ok", activation.member_id, activation.address, activation.epoch)
-            case ("remove", str(name)):
-                self.specs.pop(name, None)
-                await self.runtime.membership.delete_record(SPECS, name)
-                current = self.runtime.membership.activations().get(name)
-                if current is not None:
-                    await self.runtime.agent_of(current.address).ask(
-                        ("deactivate", name), timeout=10
-                    )
                 return None
             case "reconcile":
                 return await self._reconcile()
         raise ValueError(f"unknown placement message {message!r:.100}")
+
+    async def _place_new(self, data: bytes) -> tuple[Any, ...]:
+        try:
+            spec = ActorSpec.decode(data)
+        except CfactorError as exc:
+            return refusal(exc)
+        if spec.name in self.specs or spec.name in self.runtime.membership.activations():
+            return refusal(NameTaken(f"cluster actor {spec.name!r} is already running"))
+        try:
+            await self.runtime.membership.put_record(SPECS, spec.name, data)
+            self.specs[spec.name] = spec
+            activation = await self._place(spec)
+        except CfactorError as exc:
+            # A spawn that failed leaves nothing behind to re-place (it would retry
+            # forever): the caller got the error and may spawn again.
+            if self.specs.pop(spec.name, None) is not None:
+                with contextlib.suppress(CfactorError):
+                    await self.runtime.membership.delete_record(SPECS, spec.name)
+            return refusal(exc)
+        self.recent[spec.name] = (self.system.clock.now(), activation.epoch)
+        return ("ok", activation.member_id, activation.address, activation.epoch)
+
+    async def _remove(self, name: str) -> None:
+        """Forget ``name`` (so it is not re-placed), then stop its activation."""
+        await self.runtime.membership.delete_record(SPECS, name)
+        self.specs.pop(name, None)
+        current = await self.runtime.membership.lookup(name)  # the store, not a lagging view
+        if current is not None:
+            check_reply(
+                await self.runtime.agent_of(current.address).ask(("deactivate", name), timeout=10)
+            )
 
     async def _place(self, spec: ActorSpec, *, replacing: bool = False) -> Activation:
         membership = self.runtime.membership
@@ -237,13 +259,27 @@ class PlacementActor(Actor):
                 continue  # just placed: the watch has not shown the claim yet
             if spec.restart == "temporary":
                 self.specs.pop(name, None)
-                await self.runtime.membership.delete_record(SPECS, name)
+                with contextlib.suppress(CfactorError):  # the next leader retries
+                    await self.runtime.membership.delete_record(SPECS, name)
                 continue
+            if now < self.retry_at.get(name, now):
+                continue  # failed lately: back off instead of hammering the store
             try:
                 activation = await self._place(spec, replacing=True)
             except CfactorError as exc:
-                log.warning("re-placing %r failed, will retry: %r", name, exc)
+                failures = self.failures[name] = self.failures.get(name, 0) + 1
+                delay = min(0.1 * 2**failures, 10.0)
+                self.retry_at[name] = now + delay
+                log.warning(
+                    "re-placing %r failed (%d times), retry in %.1f s: %r",
+                    name,
+                    failures,
+                    delay,
+                    exc,
+                )
                 continue
+            self.failures.pop(name, None)
+            self.retry_at.pop(name, None)
             placed += 1
             self.recent[name] = (self.system.clock.now(), activation.epoch)
             log.info("re-placed %r on %s (epoch %d)", name, activation.address, activation.epoch)
@@ -302,8 +338,17 @@ class ClusterMember:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.system.spawn_service(ClusterAgent, self, name=AGENT)
+        await self._join()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._lead_when_possible()))
+
+    async def _join(self) -> None:
+        """Register this member (under a fresh lease) and follow the cluster's views.
+
+        Raises:
+            MembershipUnavailable: The store cannot be reached.
+        """
         system = self.system
-        await system.spawn_service(ClusterAgent, self, name=AGENT)
         info = MemberInfo(
             member_id=self.member_id,
             address=system.address,
@@ -315,12 +360,44 @@ class ClusterMember:
         self._unsubscribe.append(self.membership.subscribe_activations(self._activation_changed))
         self._unsubscribe.append(self.membership.subscribe(lambda _event: self._changed.set()))
         self.membership.on_lease_lost(self._fence)
+        self.routes.clear()
         for name, activation in self.membership.activations().items():
             self._activation_changed(name, activation)
-        self._tasks.append(asyncio.get_running_loop().create_task(self._lead_when_possible()))
         log.info(
             "member %s joined cluster %r at %s", self.member_id, self.config.name, system.address
         )
+
+    async def _rejoin_forever(self) -> None:
+        """After fencing: join again as a new incarnation once the store answers."""
+        old = self.membership
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        with contextlib.suppress(CfactorError):
+            await old.aclose()
+        delay = 0.2
+        while not self._closed:
+            self.member_id = f"{self.config.name}-{self.system.random.getrandbits(40):010x}"
+            self.membership = make_membership(
+                self.config.etcd,
+                cluster=self.config.name,
+                clock=self.system.clock,
+                request_timeout_s=self.config.request_timeout_s,
+                wall_clock=wall_time,
+                store=self.config.store,
+            )
+            try:
+                await self._join()
+            except CfactorError as exc:
+                with contextlib.suppress(CfactorError):
+                    await self.membership.aclose()
+                log.info("rejoining the cluster failed (%r); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.warning("member rejoined the cluster as %s", self.member_id)
+            self._changed.set()
+            return
 
     async def aclose(self) -> None:
         if self._closed:
@@ -407,7 +484,7 @@ class ClusterMember:
         placer = await self._placer()
         try:
             reply = await placer.ask(("place", data), timeout=self.config.placement_timeout_s)
-        except NodeUnreachable as exc:
+        except (NodeUnreachable, ActorNotFound, ActorStopped) as exc:
             raise MembershipUnavailable(f"the placement leader is unreachable: {exc}") from exc
         check_reply(reply)
         ref = self.resolve(name)
@@ -418,7 +495,11 @@ class ClusterMember:
 
     async def remove(self, name: str) -> None:
         placer = await self._placer()
-        await placer.ask(("remove", name), timeout=self.config.placement_timeout_s)
+        try:
+            reply = await placer.ask(("remove", name), timeout=self.config.placement_timeout_s)
+        except (NodeUnreachable, ActorNotFound, ActorStopped) as exc:
+            raise MembershipUnavailable(f"the placement leader is unreachable: {exc}") from exc
+        check_reply(reply)
 
     async def _placer(self) -> ActorRef:
         loop = asyncio.get_running_loop()
@@ -442,9 +523,11 @@ class ClusterMember:
         """Campaign whenever nobody leads placement; run the placement actor if we win."""
         while not self._closed:
             try:
-                if self.membership.leader(PLACEMENT) is None and await self.membership.campaign(
-                    PLACEMENT
-                ):
+                leader = self.membership.leader(PLACEMENT)
+                if leader is None and await self.membership.campaign(PLACEMENT):
+                    leader = self.member_id
+                if leader == self.member_id and PLACER not in self.system._names:
+                    # Elected now, or its placement actor was given up on: run one.
                     await self.system.spawn_service(PlacementActor, self, name=PLACER)
             except MembershipUnavailable:
                 pass  # the store is away: existing actors keep talking; retry later
@@ -470,6 +553,9 @@ class ClusterMember:
                 raise MembershipUnavailable(f"{spec.name!r} was claimed and released meanwhile")
             return (found.member_id, found.address, found.epoch)
         self.system.epochs[spec.name] = activation.epoch
+        # Supervised by the root, not by this agent: the agent's restart budget must
+        # not be shared by every cluster actor on the member.
+        token = current_cell.set(None)
         try:
             ref = await self.system.spawn(
                 cls,
@@ -483,6 +569,8 @@ class ClusterMember:
             self.system.epochs.pop(spec.name, None)
             await self.membership.release(activation)
             raise
+        finally:
+            current_cell.reset(token)
         self.hosted[spec.name] = activation
         cell = ref._cell
         if isinstance(cell, ActorCell):
@@ -533,6 +621,8 @@ class ClusterMember:
             self.routes.pop(name, None)
             self._stop_local(name)
         self._stop_local(PLACER)
+        if not self._closed:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._rejoin_forever()))
 
     def stats(self) -> dict[str, Any]:
         """This member's figures for ``cfactor status`` (the runtime's own ``$`` services

@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,19 +134,44 @@ def _start_member(endpoint: str, name: str, ttl_s: float) -> subprocess.Popen[st
     )
 
 
-def _wait_joined(process: subprocess.Popen[str]) -> str:
-    assert process.stdout is not None
+def _wait_joined(process: subprocess.Popen[str], index: int = 0) -> str:
+    """The member's address, from its first line; its later output is copied to ours.
+
+    A thread reads the member's stdout for as long as it runs: a member whose output
+    nobody read would block on a full pipe and stop answering.
+
+    Raises:
+        ToolError: It printed no address within JOIN_TIMEOUT_S (it is killed).
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, name=f"member-{index}-stdout", daemon=True).start()
     deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None:
             break
         if " listening on " in line:
+            threading.Thread(target=_forward, args=(lines, index), daemon=True).start()
             return line.split(" listening on ")[1].split()[0]
     process.kill()
     raise ToolError(
         f"a member did not join within {JOIN_TIMEOUT_S:g} s (exit code {process.poll()})"
     )
+
+
+def _forward(lines: queue.Queue[str | None], index: int) -> None:
+    while (line := lines.get()) is not None:
+        print(f"[member {index}] {line}", end="", flush=True)
 
 
 def start(members: int, etcd: str | None, name: str, ttl_s: float) -> int:
@@ -187,7 +214,7 @@ def start(members: int, etcd: str | None, name: str, ttl_s: float) -> int:
         for _ in range(members):
             started.members.append(_start_member(started.endpoint, name, ttl_s))
         for index, process in enumerate(started.members, 1):
-            address = _wait_joined(process)
+            address = _wait_joined(process, index)
             started.addresses.append(address)
             print(f"member {index}      {address}  (pid {process.pid})", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,8 +258,6 @@ def _stop_all(started: Started) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
     if started.etcd is not None:
         started.etcd.close()
 

@@ -231,3 +231,9 @@ async def test_an_idle_actor_owns_no_task_and_no_queue() -> None:
         assert await ref.ask("get") == 1
         await asyncio.sleep(0)
         assert owns() == (False, False)
+
+
+async def test_names_with_an_at_sign_are_refused() -> None:
+    async with cf.ActorSystem() as system:
+        with pytest.raises(cf.ConfigError, match="'@'"):
+            await system.spawn(Counter, name="job@1")

@@ -139,3 +139,25 @@ async def test_a_replicated_actor_is_reachable_from_another_member() -> None:
             await remote.tell(i)
         assert await remote.ask("end") == "end"
         assert sorted(m for _, m in seen if isinstance(m, int)) == list(range(80))
+
+
+async def test_a_remote_stop_stops_a_replicated_actor() -> None:
+    network = MemoryNetwork()
+    async with (
+        cf.ActorSystem(listen="mem://", transport=MemoryTransport(network)) as a,
+        cf.ActorSystem(listen="mem://", transport=MemoryTransport(network)) as b,
+    ):
+        local = await b.spawn(Slow, [], 0.001, name="work", replicas=Fixed(min=2))
+        await a.ref("work", at=b.address).stop()
+        assert not local.is_alive
+
+
+async def test_tells_held_by_a_stopping_group_are_counted_as_dead_letters() -> None:
+    async with cf.ActorSystem(stop_timeout_s=0.05) as system:
+        ref = await system.spawn(Slow, [], 10.0, name="work", replicas=Fixed(min=2, in_flight=3))
+        for i in range(20):
+            await ref.tell(i)
+        await asyncio.sleep(0.01)
+        await ref.stop()
+        # Six were held by replicas (cancelled mid-wait), fourteen queued: all counted.
+        assert system.statistics().dead_letters == 20
