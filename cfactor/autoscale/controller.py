@@ -45,8 +45,10 @@ class Controller:
         self._timer: Cancellable | None = None
         self._applying: asyncio.Task[None] | None = None
         self._closed = False
+        self._next_at = 0.0
 
     def start(self) -> None:
+        self._next_at = self.clock.now() + self.config.report_interval_s
         self._timer = self.clock.call_later(self.config.report_interval_s, self._tick)
 
     @property
@@ -57,11 +59,17 @@ class Controller:
     def _tick(self) -> None:
         if self._closed:
             return
-        self._timer = self.clock.call_later(self.config.report_interval_s, self._tick)
+        # Reports on an absolute schedule, stamped with their scheduled time: timer
+        # jitter must not make two reports one window apart look a hair closer, which
+        # would cost a whole report interval in the policy's window checks.
+        at = self._next_at
+        interval = self.config.report_interval_s
+        self._next_at = max(at + interval, self.clock.now())
+        self._timer = self.clock.call_later(self._next_at - self.clock.now(), self._tick)
         if self._applying is not None and not self._applying.done():
             return  # the last change is still being applied; observe the result next time
         depth, replicas = self.group.load()
-        decision = self.autoscaler.observe(Observation(self.clock.now(), depth, replicas))
+        decision = self.autoscaler.observe(Observation(at, depth, replicas))
         if decision.replicas != replicas:
             self.decisions.append(decision)
             log.info("autoscale %r: %s", self.group.name, decision.reason)
