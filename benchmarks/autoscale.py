@@ -37,22 +37,24 @@ message was lost or handled twice.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import itertools
-import json
 import math
 import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import core
+import harness
+from harness import progress, stop_tasks
 
 import cfactor as cf
+
+if TYPE_CHECKING:
+    import argparse
 
 #: What one message costs the worker: an awaited sleep (I/O-bound).
 SERVICE_S = 0.010
@@ -148,18 +150,6 @@ class Worker(cf.Actor):
 
 def group_of(ref: cf.ActorRef) -> Any:
     return ref._cell
-
-
-def remaining(deadline: float) -> float:
-    return max(0.001, deadline - perf_counter())
-
-
-async def stop_tasks(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]]) -> None:
-    tasks = [t for t in tasks if not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks)
 
 
 # -- throughput with N fixed replicas ---------------------------------------------------------
@@ -396,19 +386,15 @@ class Row:
 
     @property
     def cf(self) -> float:
-        runs = [v for v in self.cf_runs if not math.isnan(v)]
-        return statistics.median(runs) if runs else math.nan
+        return harness.median(self.cf_runs)
 
     @property
     def base(self) -> float:
-        runs = [v for v in self.base_runs if not math.isnan(v)]
-        return statistics.median(runs) if runs else math.nan
+        return harness.median(self.base_runs)
 
     @property
     def ratio(self) -> float:
-        if math.isnan(self.cf) or math.isnan(self.base) or self.base == 0:
-            return math.nan
-        return self.cf / self.base
+        return harness.ratio(self.cf, self.base)
 
     @property
     def met(self) -> bool | None:
@@ -436,46 +422,17 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def fmt_ratio(row: Row) -> str:
-    ratio = row.ratio
-    if math.isnan(ratio):
-        return "n/a"
-    if row.unit == "rate":
-        return f"{ratio * 100:.0f} %"
-    return f"{ratio:.2f}x"
-
-
-def spread(runs: list[float]) -> str:
-    runs = [v for v in runs if not math.isnan(v)]
-    if len(runs) < 2:
-        return "-"
-    median = statistics.median(runs)
-    return f"±{(max(runs) - min(runs)) / 2 / median * 100:.0f} %" if median else "-"
-
-
 def main_table(rows: list[Row]) -> str:
     body = []
     for r in rows:
-        met = r.met
-        flag = "-" if met is None else ("yes" if met else "NO")
-        body.append([r.label, fmt(r.cf, r.unit), fmt(r.base, r.unit), fmt_ratio(r), r.target, flag])
-    header = ["metric", "cfactor", "baseline", "ratio", "target", "met?"]
-    return core.markdown_table(header, body, right={1, 2, 3})
+        cf_text, base_text = fmt(r.cf, r.unit), fmt(r.base, r.unit)
+        ratio = harness.fmt_ratio(r.ratio, r.unit)
+        body.append([r.label, cf_text, base_text, ratio, r.target, harness.met_flag(r.met)])
+    return harness.results_table(body)
 
 
 def spread_table(rows: list[Row]) -> str:
-    body = [
-        [
-            r.label,
-            ", ".join(fmt(v, r.unit) for v in r.cf_runs) or "-",
-            spread(r.cf_runs),
-            ", ".join(fmt(v, r.unit) for v in r.base_runs) or "-",
-            spread(r.base_runs),
-        ]
-        for r in rows
-    ]
-    header = ["metric", "cfactor runs", "spread", "baseline runs", "spread"]
-    return core.markdown_table(header, body, right={2, 4})
+    return harness.every_run_table(((r.label, r.unit, r.cf_runs, r.base_runs) for r in rows), fmt)
 
 
 # -- the plot ---------------------------------------------------------------------------------
@@ -555,20 +512,11 @@ def plot(run: StepRun, path: Path) -> str:
 
 # -- the benchmark ----------------------------------------------------------------------------
 
-STARTED = perf_counter()
-
-
-def progress(text: str) -> None:
-    print(f"[{perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr, flush=True)
-
 
 async def benchmark(sizes: Sizes, source: str, plot_path: Path) -> tuple[int, dict[str, Any]]:
-    facts = core.machine_facts(asyncio.get_running_loop(), source)
+    facts = harness.machine_facts(asyncio.get_running_loop(), source)
     cfg = STEP_CONFIG
-    print("# cfactor autoscaling benchmark")
-    print()
-    for name, value in facts.items():
-        print(f"- {name}: {value}")
+    harness.print_header("cfactor autoscaling benchmark", facts)
     print(
         f"- worker: awaits asyncio.sleep({SERVICE_S:g}) per message; step load "
         f"{OVERLOAD:g}x the single-replica throughput for {sizes.load_s:g} s, "
@@ -832,9 +780,7 @@ async def benchmark(sizes: Sizes, source: str, plot_path: Path) -> tuple[int, di
 
 
 def row_json(r: Row) -> dict[str, Any]:
-    def clean(value: float) -> float | None:
-        return None if math.isnan(value) else value
-
+    clean = harness.clean
     return {
         "label": r.label,
         "unit": r.unit,
@@ -849,21 +795,15 @@ def row_json(r: Row) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(
-            "Measure cfactor's autoscaler on a replicated I/O-bound actor (10 ms per "
-            "message): reaction to a step load of 5x one replica (first scale-out, max, "
-            "drain, scale-in), throughput with 1/2/4/8 fixed replicas against N x one "
-            "replica, exactly-once delivery; print a table and save a PNG plot of depth "
-            "and replicas over time. Exits 1 when a target is missed."
-        )
+    parser = harness.parser(
+        "Measure cfactor's autoscaler on a replicated I/O-bound actor (10 ms per "
+        "message): reaction to a step load of 5x one replica (first scale-out, max, "
+        "drain, scale-in), throughput with 1/2/4/8 fixed replicas against N x one "
+        "replica, exactly-once delivery; print a table and save a PNG plot of depth "
+        "and replicas over time. Exits 1 when a target is missed.",
+        "one short step run, no wait for the scale-in to min (under ~40 s)",
+        repeat=False,
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="one short step run, no wait for the scale-in to min (under ~40 s)",
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument(
         "--plot",
         type=Path,
@@ -871,17 +811,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=HERE / "autoscale.png",
         help="where to save the PNG (default benchmarks/autoscale.png)",
     )
-    return parser.parse_args(argv)
+    return harness.parse(parser, argv)
 
 
 def main() -> int:
     args = parse_args()
     sizes = QUICK if args.quick else FULL
-    status, document = cf.run(benchmark(sizes, core.source_version(), args.plot))
-    if args.json is not None:
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        progress(f"wrote {args.json}")
-    progress("done")
+    status, document = cf.run(benchmark(sizes, harness.source_version(), args.plot))
+    harness.finish(args.json, document)
     return status
 
 

@@ -36,7 +36,6 @@ Ctrl-C (members by process group: SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import atexit
 import contextlib
@@ -45,7 +44,6 @@ import math
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import urllib.request
@@ -55,12 +53,14 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import core
+import harness
+from harness import progress
 
 import cfactor as cf
 from cfactor.tools.local_cluster import join_command
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import AsyncIterator, Callable
 
     from cfactor.tools.etcd_server import EtcdServer
@@ -181,7 +181,7 @@ class Member:
 
 async def start_member(endpoint: str, cluster: str, ttl_s: float, log: Path) -> Member:
     env = dict(os.environ)
-    # `import core` (this file imports it) must work when a member loads this file.
+    # `import harness` (this file imports it) must work when a member loads this file.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
@@ -560,18 +560,15 @@ class Metric:
 
     @property
     def cf(self) -> float:
-        runs = [v for v in self.cf_runs if not math.isnan(v)]
-        return statistics.median(runs) if runs else math.nan
+        return harness.median(self.cf_runs)
 
     @property
     def base(self) -> float:
-        return statistics.median(self.base_runs) if self.base_runs else math.nan
+        return harness.median(self.base_runs)
 
     @property
     def ratio(self) -> float:
-        if math.isnan(self.cf) or math.isnan(self.base) or self.base == 0:
-            return math.nan
-        return self.cf / self.base
+        return harness.ratio(self.cf, self.base)
 
 
 def fmt(value: float, unit: str) -> str:
@@ -584,45 +581,19 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:.2f} s"
 
 
-def fmt_ratio(m: Metric) -> str:
-    ratio = m.ratio
-    if math.isnan(ratio):
-        return "n/a"
-    if m.unit == "rate":
-        return f"{ratio * 100:.2f} %" if ratio < 0.01 else f"{ratio * 100:.0f} %"
-    return f"{ratio:.2f}x"
-
-
-def spread(runs: list[float]) -> str:
-    runs = [v for v in runs if not math.isnan(v)]
-    if len(runs) < 2:
-        return "-"
-    median = statistics.median(runs)
-    return f"±{(max(runs) - min(runs)) / 2 / median * 100:.0f} %" if median else "-"
-
-
 def main_table(metrics: list[Metric]) -> str:
     rows = []
     for m in metrics:
         label = m.label + (f" [error: {m.error}]" if m.error else "")
-        rows.append([label, fmt(m.cf, m.unit), fmt(m.base, m.unit), fmt_ratio(m), m.target, "-"])
-    header = ["metric", "cfactor", "baseline", "ratio", "target", "met?"]
-    return core.markdown_table(header, rows, right={1, 2, 3})
+        ratio = harness.fmt_ratio(m.ratio, m.unit, fine=True)
+        rows.append([label, fmt(m.cf, m.unit), fmt(m.base, m.unit), ratio, m.target, "-"])
+    return harness.results_table(rows)
 
 
 def runs_table(metrics: list[Metric]) -> str:
-    rows = [
-        [
-            m.label,
-            ", ".join(fmt(v, m.unit) for v in m.cf_runs) or "-",
-            spread(m.cf_runs),
-            ", ".join(fmt(v, m.unit) for v in m.base_runs) or "-",
-            spread(m.base_runs),
-        ]
-        for m in metrics
-    ]
-    header = ["metric", "cfactor runs", "spread", "baseline runs", "spread"]
-    return core.markdown_table(header, rows, right={2, 4})
+    return harness.every_run_table(
+        ((m.label, m.unit, m.cf_runs, m.base_runs) for m in metrics), fmt
+    )
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -707,13 +678,6 @@ class CpuShare:
         return max(0.0, machine - own) / (perf_counter() - self.t0)
 
 
-STARTED = perf_counter()
-
-
-def progress(text: str) -> None:
-    print(f"[{perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr, flush=True)
-
-
 def etcd_version(endpoint: str) -> str:
     try:
         with urllib.request.urlopen(f"{endpoint}/version", timeout=2) as reply:
@@ -734,7 +698,7 @@ async def benchmark(
     progress("starting etcd ...")
     await etcd.astart()
     try:
-        facts = core.machine_facts(asyncio.get_running_loop(), source)
+        facts = harness.machine_facts(asyncio.get_running_loop(), source)
         facts["etcd"] = (
             f"{etcd_version(etcd.endpoint)} (EtcdServer(fast=False): 100 ms heartbeat, "
             f"1000 ms election, fsync on; data dir under {tempfile.gettempdir()})"
@@ -752,10 +716,7 @@ async def measure(
     endpoint: str, sizes: Sizes, repeat: int, log_dir: Path, facts: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
     busy = CpuShare()
-    print("# cfactor cluster benchmark")
-    print()
-    for key, value in facts.items():
-        print(f"- {key}: {value}")
+    harness.print_header("cfactor cluster benchmark", facts)
     print(
         f"- sizes: spawn {sizes.spawn} actors per run ({sizes.spawners} concurrent spawners "
         f"in the concurrent runs; again with {sizes.preplaced:,} actors placed first); "
@@ -902,20 +863,11 @@ async def measure(
         txn_ms,
         ask_ms,
     ]
-    print("## Results (median of runs; ratio = cfactor / baseline)")
-    print()
-    print(main_table(metrics))
-    print()
-    print("## Every run (spread = half the range, relative to the median)")
-    print()
-    print(runs_table(metrics + diagnostics))
-    print()
-    print("## Diagnostics (cfactor only; what a placement is made of)")
-    print()
-    print(main_table(diagnostics))
-    print()
-    print("## Re-placement runs")
-    print()
+    harness.print_section(harness.RESULTS, main_table(metrics))
+    harness.print_section(harness.EVERY_RUN, runs_table(metrics + diagnostics))
+    harness.print_section(
+        "Diagnostics (cfactor only; what a placement is made of)", main_table(diagnostics)
+    )
     rows = [
         [
             str(i + 1),
@@ -937,8 +889,7 @@ async def measure(
         "placing + checking before the kill",
         "failed polling asks",
     ]
-    print(core.markdown_table(header, rows, right=set()))
-    print()
+    harness.print_section("Re-placement runs", harness.markdown_table(header, rows, right=set()))
     print(
         "Baselines: spawn = the same named spawns on an embedded cf.ActorSystem() in this "
         "process (no cluster), one after the other, for both spawn rows; re-placement = the "
@@ -973,9 +924,7 @@ async def measure(
 
 
 def metric_json(m: Metric) -> dict[str, Any]:
-    def clean(value: float) -> float | None:
-        return None if math.isnan(value) else value
-
+    clean = harness.clean
     return {
         "label": m.label.strip(),
         "unit": {"rate": "per_second", "s": "seconds", "ms": "milliseconds"}[m.unit],
@@ -990,20 +939,12 @@ def metric_json(m: Metric) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(
-            "Measure cfactor's cluster on a real local cluster (an etcd and member processes "
-            "on loopback): the spawn rate through the placement actor, next to local spawns, "
-            "and the time to re-place actors after their member is killed, next to the "
-            "lease TTL. Prints a table; exits 2 when a measurement failed."
-        )
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes: a smoke run under a minute"
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    parser.add_argument(
-        "--repeat", type=int, default=3, metavar="N", help="runs per figure (default 3)"
+    parser = harness.parser(
+        "Measure cfactor's cluster on a real local cluster (an etcd and member processes "
+        "on loopback): the spawn rate through the placement actor, next to local spawns, "
+        "and the time to re-place actors after their member is killed, next to the "
+        "lease TTL. Prints a table; exits 2 when a measurement failed.",
+        "small sizes: a smoke run under a minute",
     )
     parser.add_argument(
         "--logs",
@@ -1011,10 +952,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="keep the members' stderr logs here (default: a temporary directory, removed)",
     )
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
+    return harness.parse(parser, argv)
 
 
 async def run_main(args: argparse.Namespace, log_dir: Path) -> tuple[int, dict[str, Any]]:
@@ -1023,7 +961,7 @@ async def run_main(args: argparse.Namespace, log_dir: Path) -> tuple[int, dict[s
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     sizes = QUICK if args.quick else FULL
-    return await benchmark(sizes, args.repeat, log_dir, core.source_version())
+    return await benchmark(sizes, args.repeat, log_dir, harness.source_version())
 
 
 def main() -> int:
@@ -1042,10 +980,7 @@ def main() -> int:
         _kill_leftovers()
         if args.logs is None:
             shutil.rmtree(log_dir, ignore_errors=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        progress(f"wrote {args.json}")
-    progress("done")
+    harness.finish(args.json, document)
     return status
 
 

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import gc
 import json
 import math
-import os
-import platform
-import statistics
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from time import perf_counter, perf_counter_ns
 from typing import Any
+
+import harness
+from harness import progress, remaining
 
 import cfactor as cf
 
@@ -135,15 +133,6 @@ async def raw_idle(queue: asyncio.Queue[Any]) -> None:
         await get()
 
 
-async def stop_task(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    await asyncio.wait((task,))
-
-
-def remaining(deadline: float) -> float:
-    return max(0.001, deadline - perf_counter())
-
-
 # -- one run of one measurement ---------------------------------------------------------------
 
 
@@ -197,7 +186,7 @@ async def raw_tell(n: int, deadline: float) -> Run:
             counted = await future
         elapsed = perf_counter() - t0
     finally:
-        await stop_task(consumer)
+        await harness.stop_tasks([consumer])
     if counted != sent:
         raise AssertionError(f"raw consumer counted {counted} of {sent} puts")
     return Run({"rate": sent / elapsed}, truncated=sent < n)
@@ -253,7 +242,7 @@ async def raw_pipelined(n: int, in_flight: int, deadline: float) -> Run:
     try:
         return await run_workers(n, in_flight, deadline, ask_one)
     finally:
-        await stop_task(consumer)
+        await harness.stop_tasks([consumer])
 
 
 def percentile(sorted_samples: list[int], p: float) -> float:
@@ -306,7 +295,7 @@ async def raw_latency(n: int, deadline: float) -> Run:
     try:
         return await time_sequential(n, deadline, ask_one)
     finally:
-        await stop_task(consumer)
+        await harness.stop_tasks([consumer])
 
 
 async def cf_spawn(n: int, deadline: float) -> Run:
@@ -388,7 +377,7 @@ async def memory_child(
         await ref.ask(0)
         await ref.stop()
     warm_queue: asyncio.Queue[Any] = asyncio.Queue()
-    await stop_task(asyncio.get_running_loop().create_task(raw_idle(warm_queue)))
+    await harness.stop_tasks([asyncio.get_running_loop().create_task(raw_idle(warm_queue))])
     del warm_queue
 
     gc.collect()
@@ -518,18 +507,15 @@ class Metric:
 
     @property
     def cf(self) -> float:
-        return statistics.median(self.cf_runs) if self.cf_runs else math.nan
+        return harness.median(self.cf_runs)
 
     @property
     def raw(self) -> float:
-        return statistics.median(self.raw_runs) if self.raw_runs else math.nan
+        return harness.median(self.raw_runs)
 
     @property
     def ratio(self) -> float:
-        cf_value, raw_value = self.cf, self.raw
-        if math.isnan(cf_value) or math.isnan(raw_value) or raw_value == 0:
-            return math.nan
-        return cf_value / raw_value
+        return harness.ratio(self.cf, self.raw)
 
     @property
     def met(self) -> bool | None:
@@ -542,141 +528,19 @@ class Metric:
         return value >= bound if op.endswith(">=") else value <= bound
 
 
-def fmt(value: float, unit: str) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if unit == "rate":
-        if value >= 1e6:
-            return f"{value / 1e6:.2f} M/s"
-        return f"{value / 1e3:.1f} k/s"
-    if unit == "us":
-        return f"{value:.1f} µs"
-    return f"{value:,.0f} B"
-
-
-def fmt_ratio(metric: Metric) -> str:
-    ratio = metric.ratio
-    if math.isnan(ratio):
-        return "n/a"
-    if metric.unit == "rate":
-        return f"{ratio * 100:.0f} %"
-    return f"{ratio:.2f}x"
-
-
-def spread(runs: list[float]) -> str:
-    if len(runs) < 2:
-        return "-"
-    median = statistics.median(runs)
-    return f"±{(max(runs) - min(runs)) / 2 / median * 100:.0f} %" if median else "-"
-
-
-def markdown_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return "| " + " | ".join(parts) + " |"
-
-    rule = [
-        "-" * (widths[i] - 1) + ":" if i in right else "-" * widths[i] for i in range(len(header))
-    ]
-    return "\n".join([line(header), line(rule), *(line(row) for row in rows)])
-
-
 def main_table(metrics: list[Metric]) -> str:
     rows = []
     for m in metrics:
-        met = m.met
-        flag = "-" if met is None else ("yes" if met else "NO")
         label = m.label + (" (cut short)" if m.truncated else "")
         if m.error:
             label += f" [error: {m.error}]"
-        rows.append([label, fmt(m.cf, m.unit), fmt(m.raw, m.unit), fmt_ratio(m), m.target, flag])
-    header = ["metric", "cfactor", "baseline", "ratio", "target", "met?"]
-    return markdown_table(header, rows, right={1, 2, 3})
-
-
-def spread_table(metrics: list[Metric]) -> str:
-    rows = [
-        [
-            m.label,
-            ", ".join(fmt(v, m.unit) for v in m.cf_runs) or "-",
-            spread(m.cf_runs),
-            ", ".join(fmt(v, m.unit) for v in m.raw_runs) or "-",
-            spread(m.raw_runs),
-        ]
-        for m in metrics
-    ]
-    header = ["metric", "cfactor runs", "spread", "baseline runs", "spread"]
-    return markdown_table(header, rows, right={2, 4})
+        cf_text, raw_text = harness.fmt(m.cf, m.unit), harness.fmt(m.raw, m.unit)
+        ratio = harness.fmt_ratio(m.ratio, m.unit)
+        rows.append([label, cf_text, raw_text, ratio, m.target, harness.met_flag(m.met)])
+    return harness.results_table(rows)
 
 
 # -- the benchmark ----------------------------------------------------------------------------
-
-
-def source_version() -> str:
-    """The commit measured, and whether the runtime's files differ from it."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "cfactor"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return f"{commit} (cfactor/ has uncommitted changes)" if dirty else commit
-
-
-def machine_facts(loop: asyncio.AbstractEventLoop, source: str) -> dict[str, Any]:
-    try:
-        import uvloop
-
-        uvloop_version = uvloop.__version__
-    except ImportError:
-        uvloop_version = "not installed"
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                cpu_model = text.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        memory_gib = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
-    except ImportError:
-        memory_gib = "unknown"
-    return {
-        "command": " ".join(sys.orig_argv),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": sys.version.split()[0] + f" ({platform.python_implementation()})",
-        "uvloop": uvloop_version,
-        "cfactor": f"{cf.__version__}, commit {source}",
-        "event_loop": f"{type(loop).__module__}.{type(loop).__qualname__}",
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "memory": memory_gib,
-        "platform": platform.platform(),
-        "load_average": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
-    }
 
 
 async def paired(
@@ -715,20 +579,10 @@ async def paired(
                 metric.truncated |= run.truncated
 
 
-STARTED = perf_counter()
-
-
-def progress(text: str) -> None:
-    print(f"[{perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr, flush=True)
-
-
 async def benchmark(sizes: Sizes, repeat: int, source: str) -> tuple[int, dict[str, Any]]:
     """Run every measurement, print the tables; the exit status and the JSON document."""
-    facts = machine_facts(asyncio.get_running_loop(), source)
-    print("# cfactor core benchmark")
-    print()
-    for name, value in facts.items():
-        print(f"- {name}: {value}")
+    facts = harness.machine_facts(asyncio.get_running_loop(), source)
+    harness.print_header("cfactor core benchmark", facts)
     print(
         f"- sizes: tell {sizes.tell:,}; pipelined asks {sizes.asks:,} with {sizes.in_flight:,} "
         f"in flight; sequential asks {sizes.latency:,}; spawn {sizes.spawn:,}; "
@@ -835,18 +689,14 @@ async def benchmark(sizes: Sizes, repeat: int, source: str) -> tuple[int, dict[s
 
     metrics = [tell, pipelined, p50, p99, spawn, mem_fresh, mem_one, traced_fresh, traced_one]
     diagnostics = [pipelined_inf, p50_inf, p99_inf, close]
-    print("## Results (median of runs; ratio = cfactor / baseline)")
-    print()
-    print(main_table(metrics))
-    print()
-    print("## Every run (spread = half the range, relative to the median)")
-    print()
-    print(spread_table(metrics + diagnostics))
-    print()
-    print("## Diagnostics (cfactor only; not targets)")
-    print()
-    print(main_table(diagnostics))
-    print()
+    harness.print_section(harness.RESULTS, main_table(metrics))
+    harness.print_section(
+        harness.EVERY_RUN,
+        harness.every_run_table(
+            (m.label, m.unit, m.cf_runs, m.raw_runs) for m in metrics + diagnostics
+        ),
+    )
+    harness.print_section("Diagnostics (cfactor only; not targets)", main_table(diagnostics))
     print(
         "Baselines: tell = asyncio.Queue(maxsize=1000) + one consumer task; asks = the same "
         "queue carrying (msg, future), the consumer completing each future; spawn = "
@@ -866,9 +716,7 @@ async def benchmark(sizes: Sizes, repeat: int, source: str) -> tuple[int, dict[s
 
 
 def metric_json(m: Metric) -> dict[str, Any]:
-    def clean(value: float) -> float | None:
-        return None if math.isnan(value) else value
-
+    clean = harness.clean
     return {
         "label": m.label,
         "unit": {"rate": "per_second", "us": "microseconds", "bytes": "bytes"}[m.unit],
@@ -885,27 +733,16 @@ def metric_json(m: Metric) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(
-            "Measure cfactor's core runtime (tell and ask throughput, ask latency, spawn "
-            "rate, memory per idle actor) next to raw asyncio baselines measured in the "
-            "same run, and print a table. Exits 1 when a target is missed."
-        )
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes: a smoke run of a few seconds"
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    parser.add_argument(
-        "--repeat", type=int, default=3, metavar="N", help="runs per figure (default 3)"
+    parser = harness.parser(
+        "Measure cfactor's core runtime (tell and ask throughput, ask latency, spawn "
+        "rate, memory per idle actor) next to raw asyncio baselines measured in the "
+        "same run, and print a table. Exits 1 when a target is missed.",
+        "small sizes: a smoke run of a few seconds",
     )
     parser.add_argument("--memory-child", choices=MEMORY_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--memory-n", type=int, default=FULL.memory, help=argparse.SUPPRESS)
     parser.add_argument("--tracemalloc", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
+    return harness.parse(parser, argv)
 
 
 def main() -> int:
@@ -917,11 +754,8 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     sizes = QUICK if args.quick else FULL
-    status, document = cf.run(benchmark(sizes, args.repeat, source_version()))
-    if args.json is not None:
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        progress(f"wrote {args.json}")
-    progress("done")
+    status, document = cf.run(benchmark(sizes, args.repeat, harness.source_version()))
+    harness.finish(args.json, document)
     return status
 
 

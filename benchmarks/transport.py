@@ -34,7 +34,6 @@ import contextlib
 import cProfile
 import gc
 import itertools
-import json
 import math
 import os
 import selectors
@@ -50,9 +49,11 @@ from time import perf_counter, perf_counter_ns
 from typing import IO, TYPE_CHECKING, Any
 
 import core
+import harness
 import msgpack
 import zmq
 import zmq.asyncio
+from harness import progress
 
 import cfactor as cf
 
@@ -561,7 +562,7 @@ class Profiling:
 async def cf_tell(address: str, listen: str, n: int, deadline: float) -> core.Run:
     async with cf.ActorSystem(listen=listen) as system:
         ref = system.ref("sink", at=address)
-        await ref.ask(COUNT, timeout=core.remaining(deadline))  # connected, count reset
+        await ref.ask(COUNT, timeout=harness.remaining(deadline))  # connected, count reset
         tell = ref.tell
         sent = 0
         t0 = perf_counter()
@@ -572,7 +573,7 @@ async def cf_tell(address: str, listen: str, n: int, deadline: float) -> core.Ru
             sent = stop
             if perf_counter() > deadline:
                 break
-        counted = await ref.ask(COUNT, timeout=core.remaining(deadline))
+        counted = await ref.ask(COUNT, timeout=harness.remaining(deadline))
         elapsed = perf_counter() - t0
     if counted != sent:
         raise AssertionError(f"the sink counted {counted} of {sent} tells")
@@ -616,7 +617,7 @@ async def sync_tell(clients: Clients, server: Server, n: int, deadline: float) -
 
 async def async_count(push: zmq.asyncio.Socket, ack: zmq.asyncio.Socket, deadline: float) -> int:
     try:
-        async with asyncio.timeout(core.remaining(deadline)):
+        async with asyncio.timeout(harness.remaining(deadline)):
             await push.send(_pack(COUNT))
             return int(_unpackb(await ack.recv()))
     except TimeoutError:
@@ -659,7 +660,7 @@ async def async_tell_await(clients: Clients, server: Server, n: int, deadline: f
     pack = _pack
     sent = 0
     t0 = perf_counter()
-    async with asyncio.timeout(core.remaining(deadline) + 1):
+    async with asyncio.timeout(harness.remaining(deadline) + 1):
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)
             for i in range(start, stop):
@@ -682,7 +683,7 @@ async def cf_pipelined(
 ) -> core.Run:
     async with cf.ActorSystem(listen=listen) as system:
         ref = system.ref("echo", at=address)
-        await ref.ask(0, timeout=core.remaining(deadline))  # connected
+        await ref.ask(0, timeout=harness.remaining(deadline))  # connected
         return await core.run_workers(n, in_flight, deadline, ref.ask)
 
 
@@ -763,7 +764,7 @@ async def async_pipelined(
 
     reading = loop.create_task(reader())
     try:
-        async with asyncio.timeout(core.remaining(deadline)):
+        async with asyncio.timeout(harness.remaining(deadline)):
             await ask_one(-1)  # connected
         return await core.run_workers(n, in_flight, deadline, ask_one)
     finally:
@@ -778,7 +779,7 @@ async def async_pipelined(
 async def cf_latency(address: str, listen: str, n: int, deadline: float) -> core.Run:
     async with cf.ActorSystem(listen=listen) as system:
         ref = system.ref("echo", at=address)
-        await ref.ask(0, timeout=core.remaining(deadline))  # connected
+        await ref.ask(0, timeout=harness.remaining(deadline))  # connected
         return await core.time_sequential(n, deadline, ref.ask)
 
 
@@ -816,7 +817,7 @@ async def async_latency(clients: Clients, server: Server, n: int, deadline: floa
         await send(pack([i, i]))
         return unpackb(await recv())
 
-    async with asyncio.timeout(core.remaining(deadline) + 1):
+    async with asyncio.timeout(harness.remaining(deadline) + 1):
         await ask_one(-1)  # connected
         return await core.time_sequential(n, deadline, ask_one)
 
@@ -954,20 +955,15 @@ class Row:
 
     @property
     def cf_value(self) -> float:
-        runs = self.cf.values(self.key)
-        return statistics.median(runs) if runs else math.nan
+        return harness.median(self.cf.values(self.key))
 
     @property
     def raw_value(self) -> float:
-        runs = self.baseline.values(self.key)
-        return statistics.median(runs) if runs else math.nan
+        return harness.median(self.baseline.values(self.key))
 
     @property
     def ratio(self) -> float:
-        cf_value, raw_value = self.cf_value, self.raw_value
-        if math.isnan(cf_value) or math.isnan(raw_value) or raw_value == 0:
-            return math.nan
-        return cf_value / raw_value
+        return harness.ratio(self.cf_value, self.raw_value)
 
     @property
     def met(self) -> bool | None:
@@ -984,7 +980,7 @@ def cell(side: Side, value: float, unit: str) -> str:
     if side.error is not None and math.isnan(value):
         text = side.error
         return "error: " + (text if len(text) <= 60 else text[:57] + "...")
-    text = core.fmt(value, unit)
+    text = harness.fmt(value, unit)
     if side.error is not None:
         text += " (then error)"
     elif side.truncated:
@@ -992,30 +988,20 @@ def cell(side: Side, value: float, unit: str) -> str:
     return text
 
 
-def fmt_ratio(row: Row) -> str:
-    ratio = row.ratio
-    if math.isnan(ratio):
-        return "n/a"
-    return f"{ratio * 100:.0f} %" if row.unit == "rate" else f"{ratio:.2f}x"
-
-
 def main_table(rows: list[Row]) -> str:
-    lines = []
-    for row in rows:
-        met = row.met
-        flag = "-" if met is None else ("yes" if met else "NO")
-        lines.append(
+    return harness.results_table(
+        [
             [
                 row.label,
                 cell(row.cf, row.cf_value, row.unit),
                 cell(row.baseline, row.raw_value, row.unit),
-                fmt_ratio(row),
+                harness.fmt_ratio(row.ratio, row.unit),
                 row.target,
-                flag,
+                harness.met_flag(row.met),
             ]
-        )
-    header = ["metric", "cfactor", "baseline", "ratio", "target", "met?"]
-    return core.markdown_table(header, lines, right={1, 2, 3})
+            for row in rows
+        ]
+    )
 
 
 def runs_table(measurements: list[tuple[str, str, str, list[Side]]]) -> str:
@@ -1023,18 +1009,17 @@ def runs_table(measurements: list[tuple[str, str, str, list[Side]]]) -> str:
     for label, key, unit, sides in measurements:
         for side in sides:
             runs = side.values(key)
-            median = statistics.median(runs) if runs else math.nan
             lines.append(
                 [
                     label,
                     SIDE_NAMES[side.name],
-                    ", ".join(core.fmt(v, unit) for v in runs) or "-",
-                    core.fmt(median, unit),
-                    core.spread(runs),
+                    ", ".join(harness.fmt(v, unit) for v in runs) or "-",
+                    harness.fmt(harness.median(runs), unit),
+                    harness.spread(runs),
                 ]
             )
     header = ["measurement", "side", "runs", "median", "spread"]
-    return core.markdown_table(header, lines, right={3, 4})
+    return harness.markdown_table(header, lines, right={3, 4})
 
 
 def cpu_table(figures: list[tuple[str, list[Side]]]) -> str:
@@ -1047,7 +1032,7 @@ def cpu_table(figures: list[tuple[str, list[Side]]]) -> str:
                 cells.append(f"{statistics.median(runs) * 100:.0f} %" if runs else "-")
             lines.append([label, SIDE_NAMES[side.name], *cells])
     header = ["measurement", "side", "client process", "server process", "rest of machine"]
-    return core.markdown_table(header, lines, right={2, 3, 4})
+    return harness.markdown_table(header, lines, right={2, 3, 4})
 
 
 SIDE_NAMES = {
@@ -1093,31 +1078,13 @@ def transport_rows(
 
 def source_version() -> str:
     """The commit measured, and whether the runtime's or the transport's files differ."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "cfactor", "transports"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    if dirty:
-        return f"{commit} (cfactor/ or transports/ differ from it: uncommitted changes)"
-    return commit
+    return harness.source_version(
+        ("cfactor", "transports"), "cfactor/ or transports/ differ from it: uncommitted changes"
+    )
 
 
 def facts(source: str, servers: list[Server]) -> dict[str, Any]:
-    found = core.machine_facts(asyncio.get_running_loop(), source)
+    found = harness.machine_facts(asyncio.get_running_loop(), source)
     ordered: dict[str, Any] = {}
     for name, value in found.items():
         ordered[name] = value
@@ -1128,13 +1095,6 @@ def facts(source: str, servers: list[Server]) -> dict[str, Any]:
     loops = sorted({f"{s.kind}: {s.loop}" for s in servers if s.loop and s.loop != "sync"})
     ordered["server event loops"] = "; ".join(loops) or "none started"
     return ordered
-
-
-STARTED = perf_counter()
-
-
-def progress(text: str) -> None:
-    print(f"[{perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 async def benchmark(
@@ -1148,10 +1108,7 @@ async def benchmark(
 ) -> tuple[int, dict[str, Any]]:
     """Run every measurement, print the tables; the exit status and the JSON document."""
     found = facts(source_version(), servers)
-    print("# cfactor transport benchmark")
-    print()
-    for name, value in found.items():
-        print(f"- {name}: {value}")
+    harness.print_header("cfactor transport benchmark", found)
     print(
         f"- sizes: tell {sizes.tell:,}; pipelined asks {sizes.asks:,} with "
         f"{sizes.in_flight:,} in flight; sequential asks {sizes.latency:,}; "
@@ -1237,21 +1194,13 @@ async def benchmark(
         clients.close()
         profiling.dump()
 
-    print("## Results (median of runs; ratio = cfactor / baseline)")
-    print()
-    print(main_table(rows))
-    print()
-    print("## Every run (spread = half the range, relative to the median)")
-    print()
-    print(runs_table(measurements))
-    print()
-    print(
-        "## CPU use during the runs (median; share of one core, all threads; the rest of "
-        "the machine is other processes' load)"
+    harness.print_section(harness.RESULTS, main_table(rows))
+    harness.print_section(harness.EVERY_RUN, runs_table(measurements))
+    harness.print_section(
+        "CPU use during the runs (median; share of one core, all threads; the rest of "
+        "the machine is other processes' load)",
+        cpu_table(figures),
     )
-    print()
-    print(cpu_table(figures))
-    print()
     others = [
         run["other_cpu"]
         for _, sides in figures
@@ -1305,9 +1254,7 @@ async def benchmark(
 
 
 def row_json(row: Row) -> dict[str, Any]:
-    def clean(value: float) -> float | None:
-        return None if math.isnan(value) else value
-
+    clean = harness.clean
     return {
         "label": row.label,
         "unit": {"rate": "per_second", "us": "microseconds"}[row.unit],
@@ -1326,20 +1273,12 @@ def row_json(row: Row) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(
-            "Measure cfactor across two processes (tell throughput, pipelined ask "
-            "throughput, sequential ask latency; over tcp://127.0.0.1 and ipc://) next to "
-            "raw pyzmq baselines measured in the same run, and print a table. Exits 1 when a "
-            "target is missed, 2 when a side (cfactor's or a baseline's) failed."
-        )
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes: a smoke run of a few seconds"
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    parser.add_argument(
-        "--repeat", type=int, default=3, metavar="N", help="runs per figure (default 3)"
+    parser = harness.parser(
+        "Measure cfactor across two processes (tell throughput, pipelined ask "
+        "throughput, sequential ask latency; over tcp://127.0.0.1 and ipc://) next to "
+        "raw pyzmq baselines measured in the same run, and print a table. Exits 1 when a "
+        "target is missed, 2 when a side (cfactor's or a baseline's) failed.",
+        "small sizes: a smoke run of a few seconds",
     )
     parser.add_argument(
         "--transport",
@@ -1357,10 +1296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--lifetime", type=float, default=FULL.lifetime_s, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    return args
+    return harness.parse(parser, argv)
 
 
 def on_sigterm(signum: int, frame: object) -> None:
@@ -1399,10 +1335,7 @@ def main() -> int:
     finally:
         stop_servers(servers)
         shutil.rmtree(directory, ignore_errors=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        progress(f"wrote {args.json}")
-    progress("done")
+    harness.finish(args.json, document)
     return status
 
 
