@@ -365,7 +365,8 @@ class Remote:
     def _reject_stale(self, peer: str, envelope: Envelope, reply: RemoteReply | None) -> None:
         self.stale_rejected += 1
         self.transport.credit(peer)
-        log.info("rejected a message to a stale activation %r from %s", envelope.target, peer)
+        # Counted in stale_rejected; one line per message would flood the log in a storm.
+        log.debug("rejected a message to a stale activation %r from %s", envelope.target, peer)
         if reply is not None:
             reply.set_exception(
                 ActorNotFound(

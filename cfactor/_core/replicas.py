@@ -19,8 +19,10 @@ outside the core (``cfactor.autoscale``) and reaches the group through
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.cell import ALIVE, STOPPING, ActorCell
@@ -30,8 +32,6 @@ from cfactor.abc import RefAddress
 from cfactor.errors import ActorStopped, AskTimeout, ConfigError, MailboxFull
 
 if TYPE_CHECKING:
-    import asyncio
-
     from cfactor._core.actor import Actor
     from cfactor._core.supervision import Restart
     from cfactor._core.system import ActorSystem
@@ -184,7 +184,7 @@ class ReplicaSet(Mailbox):
         self.dispatch()
         if timeout == math.inf:
             return await future
-        key = system.deadlines.add(future, remaining, lambda: _ask_timeout(self.name, timeout))
+        key = system.deadlines.add(future, remaining, partial(_ask_timeout, self.name, timeout))
         try:
             return await future
         finally:
@@ -223,24 +223,34 @@ class ReplicaSet(Mailbox):
     # -- dispatching ------------------------------------------------------------------------------
 
     def dispatch(self) -> None:
-        """Hand backlog messages to replicas with a free slot, least held first."""
+        """Hand backlog messages to replicas with a free slot, least held first.
+
+        Runs once per message: a linear scan, no allocation (a group has few replicas).
+        """
         queue = self.queue
         if not queue:
             return
         limit = self.in_flight
-        for replica in sorted(self.replicas, key=_held):
-            if replica.draining or replica.cell.state >= STOPPING:
-                continue
-            while replica.held < limit and queue:
-                message, reply = queue.popleft()
-                if self.waiters:
-                    self.admit_waiter()
-                replica.held += 1
-                cell = replica.cell
-                cell.append((message, Done(self, replica, reply)))
-                cell.schedule()
-            if not queue:
-                break
+        replicas = self.replicas
+        while queue:
+            best = None
+            for replica in replicas:
+                if (
+                    replica.held < limit
+                    and not replica.draining
+                    and replica.cell.state < STOPPING
+                    and (best is None or replica.held < best.held)
+                ):
+                    best = replica
+            if best is None:
+                break  # every replica is full: the next finished message pulls again
+            message, reply = queue.popleft()
+            if self.waiters:
+                self.admit_waiter()
+            best.held += 1
+            cell = best.cell
+            cell.append((message, Done(self, best, reply)))
+            cell.schedule()
         if not queue and self.queue is queue:
             self.queue = None
 
@@ -283,7 +293,7 @@ class ReplicaSet(Mailbox):
             self.dispatch()
         elif count < len(active):
             # Drain the least busy first: they finish soonest.
-            for replica in sorted(active, key=_held)[: len(active) - count]:
+            for replica in sorted(active, key=lambda r: r.held)[: len(active) - count]:
                 replica.draining = True
                 if replica.held == 0:
                     self._retire(replica)
@@ -307,9 +317,5 @@ class ReplicaSet(Mailbox):
             elif not reply.done():
                 reply.set_exception(ActorStopped(f"replicated actor {self.name!r} stopped"))
         replicas, self.replicas = self.replicas, []
-        for replica in replicas:
-            await replica.cell.terminate()
-
-
-def _held(replica: Replica) -> int:
-    return replica.held
+        # All at once: a replica stuck in a handler costs stop_timeout_s once, not N times.
+        await asyncio.gather(*(replica.cell.terminate() for replica in replicas))

@@ -25,6 +25,7 @@ from cfactor.errors import (
     ActorNotFound,
     ActorStartFailed,
     ActorStopped,
+    AskTimeout,
     CfactorError,
     ConfigError,
     MembershipUnavailable,
@@ -110,7 +111,7 @@ class ClusterTarget:
         return target.statistics()
 
     async def tell(self, message: Any) -> None:
-        target = await self.runtime.route(self.name)
+        target = self.runtime.routes.get(self.name) or await self.runtime.route(self.name)
         await target.tell(message)
 
     def tell_nowait(self, message: Any) -> None:
@@ -120,8 +121,18 @@ class ClusterTarget:
         target.tell_nowait(message)
 
     async def ask(self, message: Any, timeout: float | None) -> Any:
-        target = await self.runtime.route(self.name, timeout)
-        return await target.ask(message, timeout)
+        target = self.runtime.routes.get(self.name)
+        if target is not None:
+            return await target.ask(message, timeout)
+        # No activation now: waiting for one spends the same budget as the answer.
+        clock = self.runtime.system.clock
+        budget = self.runtime.system.ask_timeout_s if timeout is None else timeout
+        started = clock.now()
+        target = await self.runtime.route(self.name, budget)
+        remaining = budget - (clock.now() - started)
+        if remaining <= 0:
+            raise AskTimeout(f"cluster actor {self.name!r} did not answer within {budget:g} s")
+        return await target.ask(message, remaining)
 
     async def stop(self) -> None:
         await self.runtime.remove(self.name)
@@ -331,7 +342,7 @@ class ClusterMember:
         self.losses = 0
         #: The newest epoch the watch has shown per name.
         self.seen_epochs: dict[str, int] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Any] = []
         self._closed = False
 
@@ -340,7 +351,7 @@ class ClusterMember:
     async def start(self) -> None:
         await self.system.spawn_service(ClusterAgent, self, name=AGENT)
         await self._join()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._lead_when_possible()))
+        self._background(self._lead_when_possible())
 
     async def _join(self) -> None:
         """Register this member (under a fresh lease) and follow the cluster's views.
@@ -399,12 +410,20 @@ class ClusterMember:
             self._changed.set()
             return
 
+    def _background(self, coro: Any) -> None:
+        """Run ``coro`` as a task this member cancels when it leaves (done ones drop out)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         try:
@@ -594,7 +613,7 @@ class ClusterMember:
         if self.system.epochs.get(name) == activation.epoch:
             del self.system.epochs[name]
         if not self._closed:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._release(activation)))
+            self._background(self._release(activation))
 
     async def _release(self, activation: Activation) -> None:
         try:
@@ -622,7 +641,7 @@ class ClusterMember:
             self._stop_local(name)
         self._stop_local(PLACER)
         if not self._closed:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._rejoin_forever()))
+            self._background(self._rejoin_forever())
 
     def stats(self) -> dict[str, Any]:
         """This member's figures for ``cfactor status`` (the runtime's own ``$`` services
