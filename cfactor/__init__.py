@@ -46,6 +46,7 @@ from cfactor.errors import AskTimeout as AskTimeout
 from cfactor.errors import CfactorError as CfactorError
 from cfactor.errors import ConfigError as ConfigError
 from cfactor.errors import DeliveryError as DeliveryError
+from cfactor.errors import FlowError as FlowError
 from cfactor.errors import FrameTooLarge as FrameTooLarge
 from cfactor.errors import MailboxFull as MailboxFull
 from cfactor.errors import MalformedFrame as MalformedFrame
@@ -53,12 +54,20 @@ from cfactor.errors import MembershipError as MembershipError
 from cfactor.errors import MembershipUnavailable as MembershipUnavailable
 from cfactor.errors import MessageNotSerializable as MessageNotSerializable
 from cfactor.errors import NameTaken as NameTaken
+from cfactor.errors import NodeFailed as NodeFailed
 from cfactor.errors import NodeUnreachable as NodeUnreachable
 from cfactor.errors import ProtocolError as ProtocolError
 from cfactor.errors import RemoteActorError as RemoteActorError
+from cfactor.errors import StepFailed as StepFailed
 from cfactor.errors import SupervisionError as SupervisionError
 from cfactor.errors import SystemClosed as SystemClosed
 from cfactor.errors import UnsupportedVersion as UnsupportedVersion
+from cfactor.errors import WorkerLost as WorkerLost
+from cfactor.flow import App as App
+from cfactor.flow import Auto as Auto
+from cfactor.flow import Context as Context
+from cfactor.flow import RunResult as RunResult
+from cfactor.flow import shell as shell
 from cfactor.security import Curve as Curve
 
 __version__ = "0.1.0"

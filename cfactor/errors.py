@@ -129,6 +129,67 @@ class SupervisionError(CfactorError):
         self.child = child
 
 
+# -- flows ------------------------------------------------------------------------------
+
+
+class FlowError(CfactorError):
+    """A flow run failed; ``app.run()`` raises a subclass that says where and why.
+
+    Attributes:
+        result: What the run produced before it failed (a ``cf.RunResult``), or None.
+    """
+
+    result: object = None
+
+
+class NodeFailed(FlowError):
+    """A Node function raised (after its retries) on an item.
+
+    Attributes:
+        node: The node's path, ``app.session.flow.node``.
+        item: ``repr`` of the item it failed on (cut to 200 characters).
+        type_name: The exception's type name.
+        traceback: The formatted traceback from the replica that ran it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str = "",
+        item: str = "",
+        type_name: str = "",
+        traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.item = item
+        self.type_name = type_name
+        self.traceback = traceback
+
+
+class StepFailed(FlowError):
+    """A stage-gated step failed, so the steps after it did not run.
+
+    Attributes:
+        step: The step's path, ``app.session.flow.step``.
+        exit_code: A shell step's exit code (None for a Python step or a timeout).
+        stderr: The end of what the step wrote to stderr, or the traceback.
+    """
+
+    def __init__(
+        self, message: str, *, step: str = "", exit_code: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+class WorkerLost(FlowError):
+    """A Node replica stopped before its flow finished (its member left, say)."""
+
+
 # -- configuration ----------------------------------------------------------------------
 
 
@@ -149,6 +210,7 @@ __all__ = [
     "CfactorError",
     "ConfigError",
     "DeliveryError",
+    "FlowError",
     "FrameTooLarge",
     "MailboxFull",
     "MalformedFrame",
@@ -156,10 +218,13 @@ __all__ = [
     "MembershipUnavailable",
     "MessageNotSerializable",
     "NameTaken",
+    "NodeFailed",
     "NodeUnreachable",
     "ProtocolError",
     "RemoteActorError",
+    "StepFailed",
     "SupervisionError",
     "SystemClosed",
     "UnsupportedVersion",
+    "WorkerLost",
 ]

@@ -485,6 +485,11 @@ class ActorSystem:
             raise ActorNotFound(f"no actor named {name!r}")
         return cell.ref
 
+    def group(self, name: str) -> ReplicaSet | None:
+        """The replicated actor called ``name`` in this system (its ``count`` of
+        replicas, its ``load()``), or None if there is none."""
+        return self._groups.get(name)
+
     def statistics(self) -> SystemStatistics:
         transport, remote = self._transport, self._remote
         return SystemStatistics(

@@ -49,21 +49,9 @@ class ActorSpec:
         placement: Any,
     ) -> ActorSpec:
         """Raises: ConfigError: the class cannot be found by path on another member."""
-        module = actor_cls.__module__
-        qualname = actor_cls.__qualname__
-        if "<locals>" in qualname:
-            raise ConfigError(
-                f"{qualname} is defined inside a function; cluster actors must be "
-                "module-level classes so other members can import them"
-            )
-        file = ""
-        if module == "__main__":
-            main = sys.modules["__main__"]
-            file = str(Path(getattr(main, "__file__", "") or "").resolve())
-            if not file:
-                raise ConfigError(
-                    f"{qualname} lives in an interactive __main__; put it in a module"
-                )
+        module, qualname, file = import_path(
+            actor_cls, "cluster actors must be module-level classes"
+        )
         return cls(
             name,
             module,
@@ -119,26 +107,61 @@ class ActorSpec:
         Raises:
             ConfigError: The module or class cannot be found, or is not an Actor.
         """
-        try:
-            if self.module == "__main__":
-                module = _load_file(self.file)
-            else:
-                module = importlib.import_module(self.module)
-            target: Any = module
-            for part in self.qualname.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError, OSError, SyntaxError) as exc:
-            where = self.file or self.module
-            raise ConfigError(
-                f"cannot load actor class {self.qualname} from {where}: {exc}"
-            ) from exc
+        target = load_object(self.module, self.qualname, self.file)
         if not (isinstance(target, type) and issubclass(target, Actor)):
             raise ConfigError(f"{self.module}.{self.qualname} is not an Actor subclass")
         return target
 
 
-def _load_file(path: str) -> Any:
-    name = "cfactor_user_" + hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
+def import_path(obj: Any, rule: str) -> tuple[str, str, str]:
+    """Where another member finds ``obj`` (a module-level class or function): its
+    module, qualified name, and the script's file when it lives in a script.
+
+    Raises:
+        ConfigError: ``obj`` is defined inside a function, or in an interactive session.
+    """
+    module = obj.__module__
+    qualname = obj.__qualname__
+    if "<" in qualname:  # <locals>, <lambda>
+        raise ConfigError(
+            f"{qualname} is not reachable by name; {rule} so other members can import them"
+        )
+    file = ""
+    if module == "__main__" or module.startswith(_USER_PREFIX):
+        file = str(Path(getattr(sys.modules.get(module), "__file__", "") or "").resolve())
+        if not getattr(sys.modules.get(module), "__file__", None):
+            raise ConfigError(f"{qualname} lives in an interactive __main__; put it in a module")
+        module = "__main__"
+    return module, qualname, file
+
+
+def load_object(module_name: str, qualname: str, file: str) -> Any:
+    """Import what ``import_path`` described, on this member.
+
+    Something from a script is loaded from the script's file under a private module
+    name (the members of a local cluster share the file system).
+
+    Raises:
+        ConfigError: The module or the name cannot be found.
+    """
+    try:
+        module = (
+            load_file(file) if module_name == "__main__" else importlib.import_module(module_name)
+        )
+        target: Any = module
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError, OSError, SyntaxError) as exc:
+        raise ConfigError(f"cannot load {qualname} from {file or module_name}: {exc}") from exc
+    return target
+
+
+_USER_PREFIX = "cfactor_user_"
+
+
+def load_file(path: str) -> Any:
+    """The module of the script at ``path``, loaded once per process."""
+    name = _USER_PREFIX + hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
     module = sys.modules.get(name)
     if module is not None:
         return module

@@ -1,0 +1,583 @@
+"""Running an App: turn its flows into actors, feed them, watch them, collect.
+
+The process that calls ``app.run()`` is the driver. It spawns, per Node, its
+replicas (embedded: here; on a cluster: pinned round-robin over the other members,
+so a Node's replicas spread), wires each replica to the replicas downstream, starts
+the sources, and waits for every leaf Node's end of stream at its monitor actor,
+which also collects the leaves' outputs and the replicas' progress reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self, cast
+
+from cfactor._core.actor import Actor
+from cfactor._core.system import ActorSystem
+from cfactor.autoscale import Replicas
+from cfactor.cluster.config import Cluster, Pin
+from cfactor.errors import (
+    ActorNotFound,
+    CfactorError,
+    ConfigError,
+    FlowError,
+    NodeFailed,
+    StepFailed,
+    WorkerLost,
+)
+from cfactor.flow.model import Auto, Shell
+from cfactor.flow.progress import Display, render
+from cfactor.flow.workers import (
+    BATCH_ITEMS,
+    AutoHost,
+    Endpoint,
+    FunctionService,
+    NodeWorker,
+    SessionStore,
+    StepWorker,
+    portable,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from cfactor._core.ref import ActorRef
+    from cfactor.cluster.runtime import ClusterMember
+    from cfactor.flow.model import App, Flow, Node, Step
+
+log = logging.getLogger("cfactor.flow")
+
+#: How often the driver redraws progress and checks that every replica is alive.
+WATCH_EVERY_S = 0.5
+
+
+# -- what a run returns --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """One Node's figures: items in and out (summed over replicas), replicas."""
+
+    path: str
+    kind: str
+    replicas: int = 0
+    items_in: int = 0
+    items_out: int = 0
+    finished: int = 0
+    dropped: int = 0
+    per_replica: dict[int, tuple[int, int, bool, int]] = field(default_factory=dict)
+
+    def update(self, index: int, n_in: int, n_out: int, finished: bool, dropped: int) -> None:
+        self.per_replica[index] = (n_in, n_out, finished, dropped)
+        values = self.per_replica.values()
+        self.items_in = sum(v[0] for v in values)
+        self.items_out = sum(v[1] for v in values)
+        self.finished = sum(1 for v in values if v[2])
+        self.dropped = sum(v[3] for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """How a stage-gated step ended: ``ok``, ``failed`` or ``skipped``."""
+
+    path: str
+    status: str
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class FlowResult:
+    """One flow's outputs (per leaf Node), Node figures and step results."""
+
+    path: str
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+    steps: dict[str, StepResult] = field(default_factory=dict)
+
+    @property
+    def output(self) -> list[Any]:
+        """The outputs of the flow's one leaf Node.
+
+        Raises:
+            ConfigError: The flow has several leaves (use ``outputs[name]``).
+        """
+        if len(self.outputs) != 1:
+            raise ConfigError(
+                f"flow {self.path!r} has {len(self.outputs)} leaf nodes; use .outputs[name]"
+            )
+        return next(iter(self.outputs.values()))
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What ``app.run()`` returns: every flow's result, by ``session.flow``."""
+
+    app: str
+    flows: dict[str, FlowResult] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def flow(self, name: str, session: str | None = None) -> FlowResult:
+        """The result of flow ``name`` (of ``session``, if two sessions have one).
+
+        Raises:
+            ConfigError: No such flow, or the name is ambiguous without ``session``.
+        """
+        found = [
+            r
+            for key, r in self.flows.items()
+            if key.split(".")[1] == name and (session is None or key.split(".")[0] == session)
+        ]
+        if len(found) != 1:
+            raise ConfigError(f"{len(found)} flows match {name!r} (have {sorted(self.flows)})")
+        return found[0]
+
+    @property
+    def output(self) -> list[Any]:
+        """The outputs of the app's one flow (and its one leaf Node)."""
+        if len(self.flows) != 1:
+            raise ConfigError(f"the app ran {len(self.flows)} flows; use .flow(name).output")
+        return next(iter(self.flows.values())).output
+
+
+# -- the monitor: outputs, ends of stream, progress, failures --------------------------------
+
+
+class RunState:
+    """What the monitor learns, read by the driver (same process)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.nodes: dict[str, NodeStats] = {}
+        self.outputs: dict[str, list[Any]] = {}
+        self.expected: dict[str, int] = {}
+        self.ended: dict[str, set[int]] = {}
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def check_done(self) -> None:
+        if self.done.done():
+            return
+        if all(len(self.ended[leaf]) >= n for leaf, n in self.expected.items()):
+            self.done.set_result(None)
+
+    def fail(self, error: FlowError) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
+class RunMonitor(Actor):
+    """The leaves' sink and the replicas' reporting address (lives in the driver)."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    async def receive(self, message: Any) -> Any:
+        state = self.state
+        match message:
+            case ("batch", (str(path), _index), items):
+                state.outputs[path].extend(items)
+            case ("eos", (str(path), int(index))):
+                state.ended[path].add(index)
+                state.check_done()
+            case ("progress", str(path), int(index), n_in, n_out, finished, dropped):
+                stats = state.nodes.get(path)
+                if stats is not None:
+                    stats.update(index, n_in, n_out, finished, dropped)
+                    if stats.kind != "auto":
+                        stats.replicas = len(stats.per_replica)
+            case ("replicas", str(path), int(count)):
+                if path in state.nodes:
+                    state.nodes[path].replicas = count
+            case ("failed", str(path), int(index), item, type_name, text, traceback):
+                state.fail(
+                    NodeFailed(
+                        f"node {path} (replica {index}) failed on {item}: {type_name}: {text}",
+                        node=path,
+                        item=item,
+                        type_name=type_name,
+                        traceback=traceback,
+                    )
+                )
+            case _:
+                raise ValueError(f"the run monitor got an unknown message {message!r:.100}")
+        return None
+
+
+# -- services ----------------------------------------------------------------------------
+
+
+class Running:
+    """An app's services, up (``async with app.start(system) as running``)."""
+
+    def __init__(self, app: App, system: ActorSystem) -> None:
+        self.app = app
+        self.system = system
+        self.refs: dict[str, ActorRef] = {}
+        #: Where Node replicas on any member find each service.
+        self.endpoints: dict[str, Endpoint] = {}
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        system = self.system
+        remote = system.cluster is not None
+        for name, spec in self.app.services.items():
+            full = f"{self.app.name}.{name}"
+            replicas: Replicas | None
+            if isinstance(spec.replicas, int):
+                count = spec.replicas
+                replicas = None if count == 1 else Replicas(min=count, max=count)
+            else:
+                replicas = spec.replicas
+            if spec.is_function:
+                cls, args, kwargs = FunctionService, (portable(spec.target, remote=remote),), {}
+            else:
+                cls, args, kwargs = spec.target, spec.args, spec.kwargs
+            self.refs[name] = await system.spawn(cls, *args, name=full, replicas=replicas, **kwargs)
+            # A replicated service is a group on this member; a single one may be
+            # placed anywhere in a cluster and is found through its directory.
+            here = replicas is not None or not remote
+            self.endpoints[name] = (system.address if here else None, full)
+            log.info("service %s started (%s)", full, spec.description or spec.target)
+
+    async def stop(self) -> None:
+        refs, self.refs = self.refs, {}
+        for ref in refs.values():
+            with contextlib.suppress(CfactorError):
+                await ref.stop()
+
+    def service(self, name: str) -> ActorRef:
+        """The ref of service ``name``.
+
+        Raises:
+            ConfigError: The app has no such service (or it is not running).
+        """
+        ref = self.refs.get(name)
+        if ref is None:
+            raise ConfigError(f"app {self.app.name!r} runs no service {name!r}")
+        return ref
+
+    async def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call a function registered with ``app.reg``; its return value.
+
+        Raises:
+            RemoteActorError: The function raised (its type, message, traceback).
+        """
+        return await self.service(name).ask(("call", args), timeout=timeout)
+
+
+# -- the driver ----------------------------------------------------------------------------
+
+
+async def run_app(
+    app: App,
+    system: ActorSystem | None,
+    *,
+    cluster: str | Cluster | None,
+    progress: bool | None,
+) -> RunResult:
+    if not app.flows():
+        raise ConfigError(f"app {app.name!r} has no flows to run")
+    if system is not None:
+        return await Driver(app, system, progress).run()
+    if cluster is None:
+        async with ActorSystem() as fresh:
+            return await Driver(app, fresh, progress).run()
+    if isinstance(cluster, str):
+        cluster = Cluster(etcd=cluster)
+    async with ActorSystem(listen="tcp://127.0.0.1:0", cluster=cluster) as fresh:
+        return await Driver(app, fresh, progress).run()
+
+
+class Driver:
+    """One run of an app on one actor system."""
+
+    def __init__(self, app: App, system: ActorSystem, progress: bool | None) -> None:
+        self.app = app
+        self.system = system
+        self.remote = system.cluster is not None
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.run_id = f"{system.random.getrandbits(24):06x}"
+        self.state = RunState(system.loop)
+        self.refs: list[ActorRef] = []  # every actor of this run, stopped at the end
+        self.workers: dict[str, list[ActorRef]] = {}
+        self.stores: dict[str, Endpoint] = {}
+        self.turn = 0
+        self.result = RunResult(app.name)
+
+    async def run(self) -> RunResult:
+        started = self.system.clock.now()
+        try:
+            async with Running(self.app, self.system) as running:
+                self.services = running.endpoints
+                await self._start_common()
+                flows = self.app.flows()
+                for flow in flows:
+                    self.result.flows[f"{flow.session.name}.{flow.name}"] = FlowResult(flow.path)
+                await asyncio.gather(*(self._run_flow(flow) for flow in flows))
+        except FlowError as exc:
+            exc.result = self.result
+            raise
+        finally:
+            self.result.seconds = self.system.clock.now() - started
+            await self._stop_all()
+        return self.result
+
+    async def _start_common(self) -> None:
+        system = self.system
+        self.monitor = await system.spawn(
+            RunMonitor, self.state, name=f"{self.app.name}.run-{self.run_id}", placement="local"
+        )
+        self.refs.append(self.monitor)
+        self.monitor_endpoint: Endpoint = (system.address, self.monitor.name)
+        for session in self.app.sessions.values():
+            ref = await system.spawn(
+                SessionStore, name=f"{session.path}.store-{self.run_id}", placement="local"
+            )
+            self.refs.append(ref)
+            self.stores[session.name] = (system.address, ref.name)
+
+    async def _stop_all(self) -> None:
+        refs, self.refs = self.refs, []
+        results = await asyncio.gather(*(r.stop() for r in reversed(refs)), return_exceptions=True)
+        for ref, outcome in zip(reversed(refs), results, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ActorNotFound):
+                log.warning("stopping %s: %r", ref.name, outcome)
+
+    # -- one flow ---------------------------------------------------------------------
+
+    async def _run_flow(self, flow: Flow) -> None:
+        result = self.result.flows[f"{flow.session.name}.{flow.name}"]
+        if flow.steps:
+            await self._run_steps(flow, result)
+        if not flow.nodes:
+            return
+        await self._spawn_nodes(flow, result)
+        await self._watch(flow)
+        for leaf in flow.leaves():
+            result.outputs[leaf.name] = self.state.outputs[leaf.path]
+
+    async def _run_steps(self, flow: Flow, result: FlowResult) -> None:
+        session = flow.session.name
+        workers: dict[str, ActorRef] = {}
+        for step in flow.steps.values():
+            action = step.action
+            portable_action = (
+                ("shell", action.command, action.cwd, action.env, action.timeout_s)
+                if isinstance(action, Shell)
+                else portable(action, remote=self.remote)
+            )
+            workers[step.name] = ref = await self.system.spawn(
+                StepWorker,
+                step.path,
+                portable_action,
+                self.stores[session],
+                self.services,
+                name=f"{step.path}-{self.run_id}",
+                placement=self._place(),
+                restart="temporary",
+            )
+            self.refs.append(ref)
+        done: dict[str, asyncio.Future[StepResult]] = {
+            name: self.system.loop.create_future() for name in flow.steps
+        }
+
+        async def run(step: Step) -> None:
+            for dep in step.after:
+                before = await done[dep.name]
+                if before.status != "ok":
+                    outcome = StepResult(step.path, "skipped", stderr=f"{dep.name} {before.status}")
+                    result.steps[step.name] = outcome
+                    done[step.name].set_result(outcome)
+                    return
+            log.info("step %s started", step.path)
+            ok, code, out, err, seconds = await workers[step.name].ask("run", timeout=float("inf"))
+            outcome = StepResult(step.path, "ok" if ok else "failed", code, out, err, seconds)
+            log.info("step %s %s in %.2f s", step.path, outcome.status, seconds)
+            result.steps[step.name] = outcome
+            done[step.name].set_result(outcome)
+
+        await asyncio.gather(*(run(step) for step in flow.steps.values()))
+        for step in flow.steps.values():
+            outcome = result.steps[step.name]
+            if outcome.status == "failed":
+                why = (
+                    f"exit code {outcome.exit_code}" if outcome.exit_code is not None else "raised"
+                )
+                tail = outcome.stderr.strip().splitlines()[-5:]
+                skipped = [s for s, r in result.steps.items() if r.status == "skipped"]
+                raise StepFailed(
+                    f"step {step.path} failed ({why})"
+                    + (f"; skipped after it: {', '.join(skipped)}" if skipped else "")
+                    + ("\n  " + "\n  ".join(tail) if tail else ""),
+                    step=step.path,
+                    exit_code=outcome.exit_code,
+                    stderr=outcome.stderr,
+                )
+
+    def _member(self) -> ClusterMember | None:
+        """This system's cluster member (the flow layer sits above placement)."""
+        return cast("ClusterMember | None", self.system.cluster)
+
+    def _place(self) -> Any:
+        """Where the next replica goes: round-robin over the other members."""
+        cluster = self._member()
+        if cluster is None:
+            return "local"
+        me = cluster.member_id
+        members = sorted(m for m in cluster.membership.members() if m != me) or [me]
+        member = members[self.turn % len(members)]
+        self.turn += 1
+        return Pin(member)
+
+    async def _endpoint(self, ref: ActorRef) -> Endpoint:
+        """Where other members reach a replica just spawned (its activation, in a cluster)."""
+        if not self.remote:
+            return (None, ref.name)
+        cluster = self._member()
+        assert cluster is not None
+        await cluster.route(ref.name, cluster.config.placement_timeout_s)
+        address = ref.__cfactor_address__()
+        return (address.address, address.name)
+
+    async def _spawn_nodes(self, flow: Flow, result: FlowResult) -> None:
+        """Spawn every Node's replicas, leaves first (each is wired to its downstream)."""
+        endpoints: dict[str, list[Endpoint]] = {}
+        gates: dict[str, Endpoint] = {}
+        order = _topological(flow)
+        senders = {n.name: _senders(n) for n in order}
+        for node in reversed(order):
+            stats = self.state.nodes[node.path] = NodeStats(
+                node.path, "auto" if isinstance(node.parallelism, Auto) else node.kind
+            )
+            result.nodes[node.name] = stats
+            edges: list[tuple[Any, ...]] = []
+            for child in node.children:
+                if isinstance(child.parallelism, Auto):
+                    edges.append(("auto", endpoints[child.name], gates[child.name], None))
+                else:
+                    mode = "part" if child.kind == "reduce" else "spread"
+                    partition = portable(child.partition, remote=self.remote)
+                    edges.append((mode, endpoints[child.name], None, partition))
+            if not node.children:  # a leaf: its outputs are the flow's
+                edges.append(("spread", [self.monitor_endpoint], None, None))
+                self.state.outputs[node.path] = []
+                self.state.expected[node.path] = senders[node.name]
+                self.state.ended[node.path] = set()
+            plan = {
+                "kind": node.kind,
+                "node": node.path,
+                "index": 0,
+                "fn": portable(node.fn, remote=self.remote),
+                "arg": node.arg,
+                "retries": node.retries,
+                "expected": senders[node.parent.name] if node.parent is not None else 0,
+                "edges": edges,
+                "monitor": self.monitor_endpoint,
+                "store": self.stores[flow.session.name],
+                "services": self.services,
+                "batch": BATCH_ITEMS,
+            }
+            refs: list[ActorRef] = []
+            if isinstance(node.parallelism, Auto):
+                host = await self._spawn(
+                    AutoHost, plan, _auto_dict(node.parallelism), name=f"{node.path}-{self.run_id}"
+                )
+                refs.append(host)
+                gates[node.name] = await self._endpoint(host)
+                address, group = await host.ask("where")
+                endpoints[node.name] = [(address, group)]
+            else:
+                count = 1 if node.kind == "source" else node.parallelism
+                endpoints[node.name] = []
+                for index in range(count):
+                    ref = await self._spawn(
+                        NodeWorker,
+                        {**plan, "index": index},
+                        name=f"{node.path}.{index}-{self.run_id}",
+                    )
+                    refs.append(ref)
+                    endpoints[node.name].append(await self._endpoint(ref))
+            self.workers[node.path] = refs
+        for source in flow.sources():
+            for ref in self.workers[source.path]:
+                await ref.tell("start")
+
+    async def _spawn(self, cls: type[Actor], *args: Any, name: str) -> ActorRef:
+        ref = await self.system.spawn(
+            cls, *args, name=name, placement=self._place(), restart="temporary"
+        )
+        self.refs.append(ref)
+        return ref
+
+    async def _watch(self, flow: Flow) -> None:
+        """Wait for the flow's leaves to end, redrawing progress, checking replicas."""
+        display = Display(sys.stderr) if self.progress else None
+        clock = self.system.clock
+        started = clock.now()
+        paths = [node.path for node in flow.nodes.values()]
+        try:
+            while True:
+                done, _ = await asyncio.wait({self.state.done}, timeout=WATCH_EVERY_S)
+                if display is not None:
+                    display.show(render(self.state.nodes, paths, clock.now() - started))
+                if done:
+                    self.state.done.result()  # raises the failure, if any
+                    return
+                for path in paths:
+                    for ref in self.workers.get(path, ()):
+                        if not ref.is_alive:
+                            raise WorkerLost(
+                                f"{ref.name} stopped before flow {flow.path} finished "
+                                "(its member left, or it crashed; see the log)"
+                            )
+        finally:
+            if display is not None:
+                display.show(render(self.state.nodes, paths, clock.now() - started))
+
+
+def _topological(flow: Flow) -> list[Node]:
+    """Nodes, each after its parent."""
+    order: list[Node] = []
+
+    def visit(node: Node) -> None:
+        order.append(node)
+        for child in node.children:
+            visit(child)
+
+    for source in flow.sources():
+        visit(source)
+    return order
+
+
+def _senders(node: Node) -> int:
+    """How many ends of stream a Node's downstream gets from it."""
+    if node.kind == "source" or isinstance(node.parallelism, Auto):
+        return 1
+    return node.parallelism
+
+
+def _auto_dict(auto: Auto) -> dict[str, Any]:
+    return {
+        "min": auto.min,
+        "max": auto.max,
+        "target_depth": auto.target_depth,
+        "scale_out_window_s": auto.scale_out_window_s,
+        "scale_in_cooldown_s": auto.scale_in_cooldown_s,
+    }

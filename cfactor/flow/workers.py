@@ -1,0 +1,841 @@
+"""The actors a flow runs as: Node replicas, autoscaled groups, steps, the run's monitor.
+
+How items move (docs/flow.md has the picture):
+
+- A replica's outputs are buffered per downstream edge and sent in batches, each
+  batch an ``ask`` whose answer means "taken and processed". A replica keeps a few
+  batches in flight (its window) and waits when the window is full, so a slow Node
+  holds its upstream back: bounded mailboxes, bounded memory, nothing dropped.
+- End of stream: when a replica's upstream has all finished, it flushes, waits for
+  every batch it sent to be answered, then sends ``("eos", sender)`` to each replica
+  downstream. A replica finishes when it has an end of stream from every upstream
+  sender; a reduce calls its function then. Because the batches were answered first,
+  no ordering between senders is assumed (it holds across members too).
+- A ``cf.Auto`` map is a replicated group behind one ref (it autoscales on its
+  backlog). Its replicas forward each batch's outputs before answering it, and the
+  group's host actor counts the ends of stream and speaks for the group downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import traceback as tb_module
+import zlib
+from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from cfactor._core.actor import Actor
+from cfactor.cluster.spec import import_path, load_object
+from cfactor.errors import CfactorError, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cfactor._core.ref import ActorRef
+    from cfactor._core.system import ActorSystem
+
+log = logging.getLogger("cfactor.flow")
+step_log = logging.getLogger("cfactor.flow.step")
+
+#: Items per batch, and the bytes (roughly) after which a batch goes early.
+BATCH_ITEMS = 256
+BATCH_BYTES = 1 << 20
+#: Batches one replica keeps unanswered per downstream replica (at least MIN_WINDOW).
+WINDOW_PER_TARGET = 2
+MIN_WINDOW = 4
+#: How often a replica reports its counts to the run's monitor.
+REPORT_EVERY_S = 0.25
+#: A source sends what it has after this long, even if the batch is not full.
+SOURCE_LINGER_S = 0.2
+
+Endpoint = tuple[str | None, str]  # (member address or None for this one, actor name)
+
+
+# -- functions that travel --------------------------------------------------------------
+
+
+def portable(fn: Any, *, remote: bool) -> Any:
+    """``fn`` itself in one process; on a cluster, where a member can import it.
+
+    Raises:
+        ConfigError: On a cluster, ``fn`` is a lambda or a nested function.
+    """
+    if fn is None or not remote:
+        return fn
+    return ("fn", *import_path(fn, "Node functions on a cluster must be module-level functions"))
+
+
+def resolve(fn: Any) -> Any:
+    """The function ``portable`` described (loaded on this member if need be)."""
+    if isinstance(fn, tuple) and len(fn) == 4 and fn[0] == "fn":
+        return load_object(fn[1], fn[2], fn[3])
+    return fn
+
+
+def endpoint_ref(system: ActorSystem, endpoint: Endpoint) -> ActorRef:
+    """The ref for an endpoint the driver chose (``name@epoch`` for a cluster actor)."""
+    address, name = endpoint
+    if address is None or address == system.address:
+        return system.ref(name.partition("@")[0])
+    return system.ref(name, at=address)
+
+
+def stable_hash(key: Any) -> int:
+    """A hash that is the same in every process (``hash()`` of a str is not)."""
+    if isinstance(key, bool):
+        return int(key)
+    if isinstance(key, int):
+        return key & 0x7FFFFFFFFFFFFFFF
+    if isinstance(key, str):
+        return zlib.crc32(key.encode("utf-8", "surrogatepass"))
+    if isinstance(key, bytes | bytearray | memoryview):
+        return zlib.crc32(key)
+    if isinstance(key, tuple):
+        h = 0
+        for part in key:
+            h = zlib.crc32(stable_hash(part).to_bytes(8, "little"), h)
+        return h
+    return zlib.crc32(repr(key).encode("utf-8", "surrogatepass"))
+
+
+def default_partition(key: Any, n: int) -> int:
+    return stable_hash(key) % n
+
+
+def item_size(item: Any) -> int:
+    """A cheap guess of an item's encoded size, to keep batches under the frame limit."""
+    if isinstance(item, str | bytes | bytearray):
+        return len(item) + 8
+    if isinstance(item, Mapping | list | tuple):
+        return 32 * len(item) + 16
+    return 16
+
+
+def collect(result: Any, out: list[Any]) -> None:
+    """A function's result as outputs: None is none, a generator is several."""
+    if result is None:
+        return
+    if isinstance(result, Iterator) and not isinstance(result, str | bytes):
+        out.extend(result)
+    else:
+        out.append(result)
+
+
+class ItemFailed(Exception):
+    """A Node function raised on an item (after its retries)."""
+
+    def __init__(self, item: Any, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.item = repr(item)[:200]
+        self.type_name = type(exc).__name__
+        self.message = str(exc)
+        self.traceback = "".join(tb_module.format_exception(exc))
+
+
+def apply_sync(fn: Callable[..., Any], ctx: Context, items: list[Any], retries: int) -> list[Any]:
+    """Run a sync map over a batch (in a worker thread, off the event loop)."""
+    out: list[Any] = []
+    for item in items:
+        for attempt in range(retries + 1):
+            try:
+                produced: list[Any] = []
+                collect(fn(ctx, item), produced)
+            except Exception as exc:
+                if attempt == retries:
+                    raise ItemFailed(item, exc) from exc
+                ctx.log.warning("retrying %r (%s): %r", item, attempt + 1, exc)
+            else:
+                out.extend(produced)
+                break
+    return out
+
+
+async def apply_async(
+    fn: Callable[..., Any], ctx: Context, items: list[Any], retries: int
+) -> list[Any]:
+    out: list[Any] = []
+    agen = inspect.isasyncgenfunction(fn)
+    for item in items:
+        for attempt in range(retries + 1):
+            try:
+                produced: list[Any] = []
+                if agen:
+                    produced.extend([x async for x in fn(ctx, item)])
+                else:
+                    collect(await fn(ctx, item), produced)
+            except Exception as exc:
+                if attempt == retries:
+                    raise ItemFailed(item, exc) from exc
+                ctx.log.warning("retrying %r (%s): %r", item, attempt + 1, exc)
+            else:
+                out.extend(produced)
+                break
+    return out
+
+
+def is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def take(iterator: Iterator[Any], n: int) -> list[Any]:
+    """Up to ``n`` items from a sync source (in a worker thread)."""
+    out = []
+    for item in iterator:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+# -- what a Node function sees ----------------------------------------------------------
+
+
+class Store:
+    """The session's key-value store (one per session, shared by all its nodes).
+
+    From an async function: ``await ctx.store.get("k")``. From a sync function (which
+    runs in a worker thread): ``ctx.store.get("k")`` returns the value directly.
+    """
+
+    def __init__(self, ref: ActorRef, loop: asyncio.AbstractEventLoop) -> None:
+        self._ref = ref
+        self._loop = loop
+
+    def _call(self, message: tuple[Any, ...]) -> Any:
+        coro = self._ref.ask(message)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync Node function, in a worker thread
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return coro
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._call(("get", key, default))
+
+    def put(self, key: str, value: Any) -> Any:
+        return self._call(("put", key, value))
+
+    def add(self, key: str, delta: float = 1) -> Any:
+        """Add ``delta`` to the number at ``key`` (0 if unset); the new value."""
+        return self._call(("add", key, delta))
+
+    def items(self) -> Any:
+        return self._call(("items",))
+
+
+class Context:
+    """The first argument of every Node function (the seed's ``self *cf.Node``).
+
+    Attributes:
+        name: The node's name; ``path`` is ``app.session.flow.node``.
+        index: This replica's index among the node's replicas (for a ``cf.Auto`` node,
+            a number unique among its replicas).
+        log: A logger named after the node.
+        store: The session's key-value store.
+    """
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        path: str,
+        index: int,
+        store: Store,
+        services: dict[str, Endpoint],
+    ) -> None:
+        self.system = system
+        self.path = path
+        self.name = path.rpartition(".")[2]
+        self.index = index
+        self.log = logging.getLogger(f"cfactor.flow.node.{path}")
+        self.store = store
+        self._services = services
+
+    def service(self, name: str) -> ActorRef:
+        """The ref of the app's service ``name``.
+
+        Raises:
+            ConfigError: The app has no such service.
+        """
+        endpoint = self._services.get(name)
+        if endpoint is None:
+            raise ConfigError(f"the app has no service {name!r} (it has {sorted(self._services)})")
+        return endpoint_ref(self.system, endpoint)
+
+    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call a function the app registered with ``app.reg`` (awaitable in async
+        functions; the value itself in sync ones)."""
+        coro = self.service(name).ask(("call", args), timeout=timeout)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run_coroutine_threadsafe(coro, self.system.loop).result()
+        return coro
+
+    def __repr__(self) -> str:
+        return f"<Context {self.path}[{self.index}]>"
+
+
+# -- sending: batches per edge, a window of unanswered batches -----------------------------
+
+
+class Edge:
+    """Where one Node's outputs go: the replicas of one downstream Node (or the monitor).
+
+    ``mode`` is ``spread`` (any replica; the one with the fewest unanswered batches),
+    ``part`` (one partition per key), or ``auto`` (one group ref; ends of stream go to
+    its host, ``gate``).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        refs: list[ActorRef],
+        gate: ActorRef | None,
+        partition: Callable[[Any, int], int] | None,
+    ) -> None:
+        self.mode = mode
+        self.refs = refs
+        self.gate = gate
+        self.partition = partition or default_partition
+        n = len(refs) if mode == "part" else 1
+        self.buffers: list[list[Any]] = [[] for _ in range(n)]
+        self.sizes = [0] * n
+        self.unanswered = [0] * len(refs)
+        self.turn = 0
+
+    def put(self, item: Any, emitter: Emitter) -> None:
+        if self.mode != "part":
+            self._append(0, item, emitter)
+            return
+        n = len(self.refs)
+        partition = self.partition
+        if isinstance(item, Mapping):  # a dict output is split across partitions by key
+            parts: dict[int, dict[Any, Any]] = {}
+            for key, value in item.items():
+                parts.setdefault(partition(key, n) % n, {})[key] = value
+            for p, sub in parts.items():
+                self._append(p, sub, emitter)
+            return
+        key = item[0] if isinstance(item, tuple) and len(item) == 2 else item
+        self._append(partition(key, n) % n, item, emitter)
+
+    def _append(self, index: int, item: Any, emitter: Emitter) -> None:
+        buffer = self.buffers[index]
+        buffer.append(item)
+        self.sizes[index] += item_size(item)
+        if len(buffer) >= emitter.batch_items or self.sizes[index] >= BATCH_BYTES:
+            self.send(index, emitter)
+
+    def send(self, index: int, emitter: Emitter) -> None:
+        buffer = self.buffers[index]
+        if not buffer:
+            return
+        self.buffers[index] = []
+        self.sizes[index] = 0
+        if self.mode == "part":
+            target = index
+        else:  # the replica with the fewest unanswered batches, taking turns on ties
+            n = len(self.refs)
+            target = self.turn % n
+            self.turn += 1
+            for k in range(n):
+                if self.unanswered[k] < self.unanswered[target]:
+                    target = k
+        emitter.launch(self, target, buffer)
+
+    def flush(self, emitter: Emitter) -> None:
+        for index in range(len(self.buffers)):
+            self.send(index, emitter)
+
+    def ends(self) -> list[ActorRef]:
+        """Who gets this sender's end of stream."""
+        if self.mode == "auto":
+            assert self.gate is not None
+            return [self.gate]
+        return self.refs
+
+
+class Emitter:
+    """One replica's outputs: batched per edge, sent as asks, a bounded window of them."""
+
+    def __init__(self, sender: tuple[str, int], edges: list[Edge], batch_items: int) -> None:
+        self.sender = sender
+        self.edges = edges
+        self.batch_items = batch_items
+        self.window = max(MIN_WINDOW, WINDOW_PER_TARGET * sum(len(e.refs) for e in edges))
+        self.pending: set[asyncio.Future[Any]] = set()
+        self.error: BaseException | None = None
+        self.sent = 0
+
+    def put(self, item: Any) -> None:
+        for edge in self.edges:
+            edge.put(item, self)
+
+    def launch(self, edge: Edge, target: int, items: list[Any]) -> None:
+        edge.unanswered[target] += 1
+        self.sent += len(items)
+        ask = edge.refs[target].ask(("batch", self.sender, items), timeout=math.inf)
+        future = asyncio.ensure_future(ask)
+        self.pending.add(future)
+        future.add_done_callback(partial(self._answered, edge, target))
+
+    def _answered(self, edge: Edge, target: int, future: asyncio.Future[Any]) -> None:
+        self.pending.discard(future)
+        edge.unanswered[target] -= 1
+        if not future.cancelled() and future.exception() is not None and self.error is None:
+            self.error = future.exception()
+
+    async def pace(self) -> None:
+        """Wait while the window is full (this is the backpressure)."""
+        while len(self.pending) > self.window:
+            await asyncio.wait(self.pending, return_when=asyncio.FIRST_COMPLETED)
+        self._raise()
+
+    def flush(self) -> None:
+        for edge in self.edges:
+            edge.flush(self)
+
+    async def drain(self) -> None:
+        """Send what is buffered and wait until every batch was answered."""
+        self.flush()
+        if self.pending:
+            await asyncio.wait(set(self.pending))
+        self._raise()
+
+    async def end(self) -> None:
+        """Drain, then tell everyone downstream that this sender is done."""
+        await self.drain()
+        ends = [
+            ref.ask(("eos", self.sender), timeout=math.inf) for e in self.edges for ref in e.ends()
+        ]
+        await asyncio.gather(*ends)
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def cancel(self) -> None:
+        for future in self.pending:
+            future.cancel()
+
+
+def make_edges(system: ActorSystem, plan: Any) -> list[Edge]:
+    """The edges a plan describes, as refs on this member."""
+    out = []
+    for mode, targets, gate, partition in plan:
+        refs = [endpoint_ref(system, tuple(t)) for t in targets]
+        gate_ref = endpoint_ref(system, tuple(gate)) if gate is not None else None
+        out.append(Edge(mode, refs, gate_ref, resolve(partition)))
+    return out
+
+
+# -- the replicas ------------------------------------------------------------------------
+
+
+class NodeWorker(Actor):
+    """One replica of a Node: a source, a map or a reduce (see the module docstring).
+
+    Its constructor takes one plan (plain values, so it can be placed on any member).
+    """
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.plan = plan
+        self.kind: str = plan["kind"]
+        self.path: str = plan["node"]
+        self.index: int = plan["index"]
+        self.expected: int = plan["expected"]
+        self.retries: int = plan["retries"]
+        self.auto: bool = plan.get("auto_replica", False)
+        self.ends: set[tuple[Any, ...]] = set()
+        self.items: list[Any] = []
+        self.n_in = 0
+        self.n_out = 0
+        self.failed = False
+        self.finished = False
+        self.dropped = 0
+        self.reported_at = float("-inf")
+
+    async def on_start(self) -> None:
+        system = self.system
+        plan = self.plan
+        if self.auto:
+            self.index = self.ref.uid
+        self.fn = resolve(plan["fn"])
+        self.sync = not is_async(self.fn)
+        self.monitor = endpoint_ref(system, plan["monitor"])
+        store = Store(endpoint_ref(system, plan["store"]), system.loop)
+        self.ctx = Context(system, self.path, self.index, store, dict(plan["services"]))
+        edges = make_edges(system, plan["edges"])
+        self.emitter = Emitter((self.path, self.index), edges, plan["batch"])
+
+    async def on_stop(self) -> None:
+        self.emitter.cancel()
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("batch", _sender, items):
+                await self._batch(list(items))
+                return None
+            case ("eos", sender):
+                await self._end_from(tuple(sender))
+                return None
+            case "start" if self.kind == "source":
+                await self._run_source()
+                return None
+        raise ValueError(f"a {self.kind} replica got an unknown message {message!r:.100}")
+
+    # -- the work ---------------------------------------------------------------------
+
+    async def _batch(self, items: list[Any]) -> None:
+        self.n_in += len(items)
+        if self.failed:
+            self.dropped += len(items)  # the run is failing already; counted, not processed
+            return
+        if self.kind == "reduce":
+            self.items.extend(items)
+            self._report()
+            return
+        try:
+            if self.sync:
+                out = await self.system.loop.run_in_executor(
+                    None, apply_sync, self.fn, self.ctx, items, self.retries
+                )
+            else:
+                out = await apply_async(self.fn, self.ctx, items, self.retries)
+            await self._emit(out)
+            if self.auto:  # answer only once the outputs were taken downstream
+                await self.emitter.drain()
+            elif self.ref.statistics().depth == 0:
+                self.emitter.flush()  # nothing more queued: do not sit on a partial batch
+        except ItemFailed as exc:
+            await self._fail(exc.item, exc.type_name, exc.message, exc.traceback)
+        except CfactorError as exc:
+            await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+        self._report()
+
+    async def _emit(self, out: list[Any]) -> None:
+        self.n_out += len(out)
+        emitter = self.emitter
+        for item in out:
+            emitter.put(item)
+            if len(emitter.pending) > emitter.window:
+                await emitter.pace()
+        emitter._raise()
+
+    async def _end_from(self, sender: tuple[Any, ...]) -> None:
+        if sender in self.ends:
+            log.warning(
+                "%s[%d]: a second end of stream from %r ignored", self.path, self.index, sender
+            )
+            return
+        self.ends.add(sender)
+        if len(self.ends) < self.expected:
+            return
+        await self._finish()
+
+    async def _finish(self) -> None:
+        if not self.failed and self.kind == "reduce":
+            items, self.items = self.items, []
+            try:
+                out = await self._reduce(items)
+                await self._emit(out)
+            except ItemFailed as exc:
+                await self._fail(exc.item, exc.type_name, exc.message, exc.traceback)
+            except CfactorError as exc:
+                await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+        try:
+            if not self.failed:
+                await self.emitter.end()
+        except CfactorError as exc:
+            await self._fail("(end of stream)", type(exc).__name__, str(exc), "")
+        self.finished = True
+        self._report(force=True)
+
+    async def _reduce(self, items: list[Any]) -> list[Any]:
+        what = f"<{len(items)} items of partition {self.index}>"
+        fn, ctx = self.fn, self.ctx
+        for attempt in range(self.retries + 1):
+            try:
+                out: list[Any] = []
+                if inspect.isasyncgenfunction(fn):
+                    out.extend([x async for x in fn(ctx, items)])
+                elif self.sync:
+                    out = await self.system.loop.run_in_executor(None, _reduce_sync, fn, ctx, items)
+                else:
+                    collect(await fn(ctx, items), out)
+            except Exception as exc:
+                if attempt == self.retries:
+                    failed = ItemFailed(what, exc)
+                    failed.item = what
+                    raise failed from exc
+                ctx.log.warning("retrying the reduce (%s): %r", attempt + 1, exc)
+            else:
+                return out
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_source(self) -> None:
+        fn, ctx = self.fn, self.ctx
+        loop = self.system.loop
+        clock = self.system.clock
+        batch = self.emitter.batch_items
+        try:
+            last_flush = clock.now()
+            if inspect.isasyncgenfunction(fn):
+                async for item in fn(ctx, self.plan["arg"]):
+                    await self._emit([item])
+                    if clock.now() - last_flush >= SOURCE_LINGER_S:
+                        self.emitter.flush()
+                        last_flush = clock.now()
+                        self._report()
+            else:
+                produced = (
+                    await fn(ctx, self.plan["arg"])
+                    if inspect.iscoroutinefunction(fn)
+                    else await loop.run_in_executor(None, fn, ctx, self.plan["arg"])
+                )
+                iterator = iter(() if produced is None else produced)
+                while chunk := await loop.run_in_executor(None, take, iterator, batch):
+                    await self._emit(chunk)
+                    if clock.now() - last_flush >= SOURCE_LINGER_S:
+                        self.emitter.flush()
+                        last_flush = clock.now()
+                    self._report()
+        except CfactorError as exc:
+            await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+        except Exception as exc:  # the user's generator raised
+            failed = ItemFailed(f"<source after {self.n_out} items>", exc)
+            await self._fail(failed.item, failed.type_name, failed.message, failed.traceback)
+        await self._finish()
+
+    # -- reporting --------------------------------------------------------------------
+
+    async def _fail(self, item: str, type_name: str, message: str, traceback: str) -> None:
+        self.failed = True
+        self.emitter.cancel()
+        log.error("%s[%d] failed on %s: %s: %s", self.path, self.index, item, type_name, message)
+        try:
+            await self.monitor.tell(
+                ("failed", self.path, self.index, item, type_name, message, traceback)
+            )
+        except CfactorError:
+            log.exception("%s[%d]: could not report the failure", self.path, self.index)
+
+    def _report(self, *, force: bool = False) -> None:
+        now = self.system.clock.now()
+        if not force and now - self.reported_at < REPORT_EVERY_S:
+            return
+        self.reported_at = now
+        report = (
+            "progress",
+            self.path,
+            self.index,
+            self.n_in,
+            self.n_out,
+            self.finished,
+            self.dropped,
+        )
+        try:
+            self.monitor.tell_nowait(report)
+        except CfactorError:  # a display update only: the next report carries the totals
+            log.debug("%s[%d]: progress report skipped (monitor busy)", self.path, self.index)
+
+
+def _reduce_sync(fn: Callable[..., Any], ctx: Context, items: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    collect(fn(ctx, items), out)
+    return out
+
+
+class AutoHost(Actor):
+    """Hosts a ``cf.Auto`` map: a replicated group here, plus its ends of stream.
+
+    Upstream replicas send batches to the group's ref and their end of stream here;
+    once every upstream sender ended, every batch was processed and forwarded (the
+    group's replicas answer a batch only after that), so the host ends the stream
+    downstream on the group's behalf.
+    """
+
+    def __init__(self, plan: dict[str, Any], auto: dict[str, Any]) -> None:
+        self.plan = plan
+        self.auto = auto
+        self.ends: set[tuple[Any, ...]] = set()
+        self.group: ActorRef | None = None
+        self.reporting: Any = None
+
+    @property
+    def group_name(self) -> str:
+        return f"{self.ref.name}-replicas"
+
+    async def on_start(self) -> None:
+        from cfactor.flow.model import Auto  # noqa: PLC0415
+
+        replica_plan = {**self.plan, "auto_replica": True}
+        self.group = await self.system.spawn(
+            NodeWorker,
+            replica_plan,
+            name=self.group_name,
+            placement="local",
+            replicas=Auto(**self.auto).replicas(),
+            mailbox_capacity=1000,
+        )
+        self.monitor = endpoint_ref(self.system, self.plan["monitor"])
+        self.edges = make_edges(self.system, self.plan["edges"])
+        self._schedule_report()
+
+    def _schedule_report(self) -> None:
+        self.reporting = self.system.clock.call_later(REPORT_EVERY_S, self._report)
+
+    def _report(self) -> None:
+        group = self.system.group(self.group_name)
+        if group is None:
+            return
+        try:
+            self.monitor.tell_nowait(("replicas", self.plan["node"], group.count))
+        except CfactorError:
+            log.debug("%s: replica count report skipped", self.plan["node"])
+        self._schedule_report()
+
+    async def on_stop(self) -> None:
+        if self.reporting is not None:
+            self.reporting.cancel()
+        if self.group is not None:
+            await self.group.stop()
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case "where":
+                return (self.system.address, self.group_name)
+            case ("eos", sender):
+                sender = tuple(sender)
+                if sender in self.ends:
+                    return None
+                self.ends.add(sender)
+                if len(self.ends) == self.plan["expected"]:
+                    me = (self.plan["node"], -1)
+                    await asyncio.gather(
+                        *(
+                            ref.ask(("eos", me), timeout=math.inf)
+                            for e in self.edges
+                            for ref in e.ends()
+                        )
+                    )
+                return None
+        raise ValueError(f"an auto host got an unknown message {message!r:.100}")
+
+
+class StepWorker(Actor):
+    """Runs one stage-gated step when asked: a shell command or a function."""
+
+    def __init__(
+        self, path: str, action: Any, store: Endpoint, services: dict[str, Endpoint]
+    ) -> None:
+        self.path = path
+        self.action = action
+        self.store_endpoint = store
+        self.services = services
+
+    async def receive(self, message: Any) -> Any:
+        if message != "run":
+            raise ValueError(f"a step got an unknown message {message!r:.100}")
+        started = self.system.clock.now()
+        if isinstance(self.action, tuple) and self.action and self.action[0] == "shell":
+            outcome = await self._shell(*self.action[1:])
+        else:
+            outcome = await self._call()
+        return (*outcome, self.system.clock.now() - started)
+
+    async def _shell(
+        self, command: str, cwd: str | None, env: dict[str, str] | None, timeout_s: float | None
+    ) -> tuple[bool, int | None, str, str]:
+        import os  # noqa: PLC0415 - only shell steps need the environment
+
+        step_log.info("%s: $ %s", self.path, command)
+        try:
+            process = await asyncio.create_subprocess_shell(
+                command,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env={**os.environ, **env} if env else None,
+            )
+        except OSError as exc:
+            return (False, None, "", f"could not start: {exc}")
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+        except TimeoutError:
+            process.kill()
+            stdout, stderr = await process.communicate()
+            out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
+            return (False, None, out, err + f"\n(killed after {timeout_s:g} s)")
+        out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
+        for line in out.splitlines():
+            step_log.info("%s | %s", self.path, line)
+        for line in err.splitlines():
+            step_log.warning("%s ! %s", self.path, line)
+        code = process.returncode
+        step_log.info("%s: exit code %s", self.path, code)
+        return (code == 0, code, out, err)
+
+    async def _call(self) -> tuple[bool, int | None, str, str]:
+        fn = resolve(self.action)
+        store = Store(endpoint_ref(self.system, self.store_endpoint), self.system.loop)
+        ctx = Context(self.system, self.path, 0, store, dict(self.services))
+        try:
+            if is_async(fn):
+                result = await fn(ctx)
+            else:
+                result = await self.system.loop.run_in_executor(None, fn, ctx)
+        except Exception as exc:
+            return (False, None, "", "".join(tb_module.format_exception(exc)))
+        return (True, None, "" if result is None else str(result), "")
+
+
+class SessionStore(Actor):
+    """A session's key-value store."""
+
+    def __init__(self) -> None:
+        self.data: dict[Any, Any] = {}
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("get", key, default):
+                return self.data.get(key, default)
+            case ("put", key, value):
+                self.data[key] = value
+                return None
+            case ("add", key, delta):
+                self.data[key] = self.data.get(key, 0) + delta
+                return self.data[key]
+            case ("items",):
+                return dict(self.data)
+        raise ValueError(f"the session store got an unknown message {message!r:.100}")
+
+
+class FunctionService(Actor):
+    """A function registered with ``app.reg``: ``("call", args)`` runs it."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = resolve(fn)
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("call", args):
+                if is_async(self.fn):
+                    return await self.fn(*args)
+                return await self.system.loop.run_in_executor(None, self.fn, *args)
+        raise ValueError(f"expected ('call', args), got {message!r:.100}")
+
+
+__all__ = [
+    "AutoHost",
+    "Context",
+    "FunctionService",
+    "NodeWorker",
+    "SessionStore",
+    "StepWorker",
+    "Store",
+]
