@@ -46,6 +46,20 @@ def _status(args: argparse.Namespace) -> int:
     return local_cluster.status(args.etcd, args.name, args.json)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from cfactor.tools import run_app  # noqa: PLC0415
+
+    progress = {"auto": None, "on": True, "off": False}[args.progress]
+    return run_app.run(
+        args.file,
+        app_name=args.app,
+        cluster_url=args.cluster,
+        cluster_name=args.name,
+        progress=progress,
+        as_json=args.json,
+    )
+
+
 def _keys_generate(args: argparse.Namespace) -> int:
     import zmq  # noqa: PLC0415 - only this command needs it
 
@@ -132,6 +146,28 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--name", default="local", help="the cluster's name (default: local)")
     stop.set_defaults(handler=_cluster_stop)
     cluster.set_defaults(handler=None, subparser=cluster)
+
+    run = commands.add_parser(
+        "run",
+        help="run the app a Python file defines (embedded, or on a cluster)",
+        description="Import FILE (its `if __name__ == '__main__':` block does not run), "
+        "find the cf.App it defines at module level, and run it: embedded in this process, "
+        "or with --cluster on the members of a cluster started with `cfactor cluster start` "
+        "(they import FILE from the same path). Prints each flow's figures and outputs; "
+        "exit code 1 if a Node or step failed, 2 for a usage error.",
+    )
+    run.add_argument("file", help="the Python file that defines the app")
+    run.add_argument("--app", help="the app's name, if the file defines several")
+    run.add_argument("--cluster", metavar="ETCD_URL", help="run on this cluster (its etcd URL)")
+    run.add_argument("--name", default="local", help="the cluster's name (default: local)")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="live per-Node progress on stderr (default: auto, on a terminal only)",
+    )
+    run.add_argument("--json", action="store_true", help="print the run's figures as JSON")
+    run.set_defaults(handler=_run)
 
     status = commands.add_parser(
         "status",

@@ -188,8 +188,6 @@ class RunMonitor(Actor):
                 stats = state.nodes.get(path)
                 if stats is not None:
                     stats.update(index, n_in, n_out, finished, dropped)
-                    if stats.kind != "auto":
-                        stats.replicas = len(stats.per_replica)
             case ("replicas", str(path), int(count)):
                 if path in state.nodes:
                     state.nodes[path].replicas = count
@@ -462,11 +460,13 @@ class Driver:
         gates: dict[str, Endpoint] = {}
         order = _topological(flow)
         senders = {n.name: _senders(n) for n in order}
+        for node in order:
+            auto = isinstance(node.parallelism, Auto)
+            stats = NodeStats(node.path, "auto" if auto else node.kind)
+            if not isinstance(node.parallelism, Auto):
+                stats.replicas = 1 if node.kind == "source" else node.parallelism
+            self.state.nodes[node.path] = result.nodes[node.name] = stats
         for node in reversed(order):
-            stats = self.state.nodes[node.path] = NodeStats(
-                node.path, "auto" if isinstance(node.parallelism, Auto) else node.kind
-            )
-            result.nodes[node.name] = stats
             edges: list[tuple[Any, ...]] = []
             for child in node.children:
                 if isinstance(child.parallelism, Auto):
@@ -539,6 +539,7 @@ class Driver:
                     display.show(render(self.state.nodes, paths, clock.now() - started))
                 if done:
                     self.state.done.result()  # raises the failure, if any
+                    await self._final_figures(paths)
                     return
                 for path in paths:
                     for ref in self.workers.get(path, ()):
@@ -550,6 +551,19 @@ class Driver:
         finally:
             if display is not None:
                 display.show(render(self.state.nodes, paths, clock.now() - started))
+
+    async def _final_figures(self, paths: list[str]) -> None:
+        """Wait (briefly) for every replica's final figures: a replica reports them
+        before its end of stream, but from another member they may arrive after the
+        leaves' ends."""
+        loop = self.system.loop
+        deadline = loop.time() + 2.0
+        while loop.time() < deadline:
+            nodes = [self.state.nodes[p] for p in paths]
+            if all(s.kind == "auto" or s.finished >= s.replicas for s in nodes):
+                return
+            await asyncio.sleep(0.01)
+        log.warning("some replicas' final figures did not arrive; the counts may be short")
 
 
 def _topological(flow: Flow) -> list[Node]:

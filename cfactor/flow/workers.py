@@ -549,11 +549,17 @@ class NodeWorker(Actor):
                 await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
         try:
             if not self.failed:
+                await self.emitter.drain()
+        except CfactorError as exc:
+            await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+        # The final figures go before the end of stream, so the run's totals are whole.
+        self.finished = True
+        await self._final_report()
+        try:
+            if not self.failed:
                 await self.emitter.end()
         except CfactorError as exc:
             await self._fail("(end of stream)", type(exc).__name__, str(exc), "")
-        self.finished = True
-        self._report(force=True)
 
     async def _reduce(self, items: list[Any]) -> list[Any]:
         what = f"<{len(items)} items of partition {self.index}>"
@@ -624,12 +630,14 @@ class NodeWorker(Actor):
         except CfactorError:
             log.exception("%s[%d]: could not report the failure", self.path, self.index)
 
-    def _report(self, *, force: bool = False) -> None:
-        now = self.system.clock.now()
-        if not force and now - self.reported_at < REPORT_EVERY_S:
-            return
-        self.reported_at = now
-        report = (
+    async def _final_report(self) -> None:
+        try:
+            await self.monitor.tell(self._figures())
+        except CfactorError:
+            log.exception("%s[%d]: could not report its figures", self.path, self.index)
+
+    def _figures(self) -> tuple[Any, ...]:
+        return (
             "progress",
             self.path,
             self.index,
@@ -638,8 +646,14 @@ class NodeWorker(Actor):
             self.finished,
             self.dropped,
         )
+
+    def _report(self) -> None:
+        now = self.system.clock.now()
+        if now - self.reported_at < REPORT_EVERY_S:
+            return
+        self.reported_at = now
         try:
-            self.monitor.tell_nowait(report)
+            self.monitor.tell_nowait(self._figures())
         except CfactorError:  # a display update only: the next report carries the totals
             log.debug("%s[%d]: progress report skipped (monitor busy)", self.path, self.index)
 
