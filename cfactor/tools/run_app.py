@@ -100,8 +100,9 @@ def print_result(result: RunResult) -> None:
             print(f"  output of {leaf}: [{shown}{more}]")
 
 
-def run(
+def run(  # noqa: PLR0913 - the command's options
     path: str,
+    *,
     app_name: str | None,
     cluster_url: str | None,
     cluster_name: str,
