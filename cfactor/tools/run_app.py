@@ -100,7 +100,7 @@ def print_result(result: RunResult) -> None:
             print(f"  output of {leaf}: [{shown}{more}]")
 
 
-def run(  # noqa: PLR0913 - the command's options
+def run(
     path: str,
     *,
     app_name: str | None,
