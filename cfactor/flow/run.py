@@ -122,6 +122,8 @@ class RunResult:
     app: str
     flows: dict[str, FlowResult] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Each session's key-value store as the run left it.
+    stores: dict[str, dict[Any, Any]] = field(default_factory=dict)
 
     def flow(self, name: str, session: str | None = None) -> FlowResult:
         """The result of flow ``name`` (of ``session``, if two sessions have one).
@@ -316,6 +318,7 @@ class Driver:
         self.refs: list[ActorRef] = []  # every actor of this run, stopped at the end
         self.workers: dict[str, list[ActorRef]] = {}
         self.stores: dict[str, Endpoint] = {}
+        self.monitor: ActorRef | None = None
         self.turn = 0
         self.result = RunResult(app.name)
 
@@ -328,7 +331,10 @@ class Driver:
                 flows = self.app.flows()
                 for flow in flows:
                     self.result.flows[f"{flow.session.name}.{flow.name}"] = FlowResult(flow.path)
-                await asyncio.gather(*(self._run_flow(flow) for flow in flows))
+                try:
+                    await asyncio.gather(*(self._run_flow(flow) for flow in flows))
+                finally:
+                    await self._snapshot_stores()
         except FlowError as exc:
             exc.result = self.result
             raise
@@ -339,11 +345,11 @@ class Driver:
 
     async def _start_common(self) -> None:
         system = self.system
-        self.monitor = await system.spawn(
+        monitor = self.monitor = await system.spawn(
             RunMonitor, self.state, name=f"{self.app.name}.run-{self.run_id}", placement="local"
         )
-        self.refs.append(self.monitor)
-        self.monitor_endpoint: Endpoint = (system.address, self.monitor.name)
+        self.refs.append(monitor)
+        self.monitor_endpoint: Endpoint = (system.address, monitor.name)
         for session in self.app.sessions.values():
             ref = await system.spawn(
                 SessionStore, name=f"{session.path}.store-{self.run_id}", placement="local"
@@ -351,12 +357,27 @@ class Driver:
             self.refs.append(ref)
             self.stores[session.name] = (system.address, ref.name)
 
+    async def _snapshot_stores(self) -> None:
+        for session, endpoint in self.stores.items():
+            try:
+                items = await endpoint_ref(self.system, endpoint).ask(("items",))
+            except CfactorError as exc:
+                log.warning("reading session %s's store: %r", session, exc)
+                continue
+            self.result.stores[session] = items
+
     async def _stop_all(self) -> None:
+        """Stop the replicas and steps, then the monitor and stores they report to."""
         refs, self.refs = self.refs, []
-        results = await asyncio.gather(*(r.stop() for r in reversed(refs)), return_exceptions=True)
-        for ref, outcome in zip(reversed(refs), results, strict=True):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, ActorNotFound):
-                log.warning("stopping %s: %r", ref.name, outcome)
+        common = {name for _, name in self.stores.values()}
+        if self.monitor is not None:
+            common.add(self.monitor.name)
+        workers = [r for r in refs if r.name not in common]
+        for batch in (workers, [r for r in refs if r.name in common]):
+            results = await asyncio.gather(*(r.stop() for r in batch), return_exceptions=True)
+            for ref, outcome in zip(batch, results, strict=True):
+                if isinstance(outcome, BaseException) and not isinstance(outcome, ActorNotFound):
+                    log.warning("stopping %s: %r", ref.name, outcome)
 
     # -- one flow ---------------------------------------------------------------------
 

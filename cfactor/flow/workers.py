@@ -106,12 +106,21 @@ def default_partition(key: Any, n: int) -> int:
     return stable_hash(key) % n
 
 
+def _flat_size(value: Any) -> int:
+    if isinstance(value, str | bytes | bytearray):
+        return len(value) + 8
+    return 16
+
+
 def item_size(item: Any) -> int:
-    """A cheap guess of an item's encoded size, to keep batches under the frame limit."""
+    """A guess of an item's encoded size (one level deep), to keep batches under the
+    frame limit."""
     if isinstance(item, str | bytes | bytearray):
         return len(item) + 8
-    if isinstance(item, Mapping | list | tuple):
-        return 32 * len(item) + 16
+    if isinstance(item, Mapping):
+        return sum(_flat_size(k) + _flat_size(v) for k, v in item.items()) + 16
+    if isinstance(item, list | tuple):
+        return sum(_flat_size(v) for v in item) + 16
     return 16
 
 
@@ -622,7 +631,12 @@ class NodeWorker(Actor):
     async def _fail(self, item: str, type_name: str, message: str, traceback: str) -> None:
         self.failed = True
         self.emitter.cancel()
-        log.error("%s[%d] failed on %s: %s: %s", self.path, self.index, item, type_name, message)
+        # A Node function's failure is the news; a send failing after it (the run is
+        # being stopped) is only its echo.
+        level = logging.WARNING if item.startswith("(") else logging.ERROR
+        log.log(
+            level, "%s[%d] failed on %s: %s: %s", self.path, self.index, item, type_name, message
+        )
         try:
             await self.monitor.tell(
                 ("failed", self.path, self.index, item, type_name, message, traceback)
@@ -649,7 +663,8 @@ class NodeWorker(Actor):
 
     def _report(self) -> None:
         now = self.system.clock.now()
-        if now - self.reported_at < REPORT_EVERY_S:
+        # A cf.Auto replica may be drained away at any time: it reports every batch.
+        if now - self.reported_at < REPORT_EVERY_S and not self.auto:
             return
         self.reported_at = now
         try:
