@@ -39,6 +39,7 @@ from cfactor.flow.workers import (
     NodeWorker,
     SessionStore,
     StepWorker,
+    endpoint_ref,
     portable,
 )
 
