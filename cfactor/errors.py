@@ -17,6 +17,8 @@ Errors are grouped by what the caller can do about them:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CfactorError(Exception):
     """Base class of every error cfactor raises on purpose."""
@@ -139,7 +141,7 @@ class FlowError(CfactorError):
         result: What the run produced before it failed (a ``cf.RunResult``), or None.
     """
 
-    result: object = None
+    result: Any = None
 
 
 class NodeFailed(FlowError):

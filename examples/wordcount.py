@@ -24,7 +24,21 @@ from typing import Any
 
 import cfactor as cf
 
-WORDS = "the quick brown fox jumps over lazy dog actor flow node member replica".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "actor",
+    "flow",
+    "node",
+    "member",
+    "replica",
+]
 BLOCK = 1 << 16  # bytes of text per item
 
 
@@ -78,7 +92,9 @@ app = build()  # `cfactor run` and cluster members find the app here
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", help="count the words of this file (default: generated text)")
-    parser.add_argument("--words", type=int, default=200_000, help="generated words (default 200000)")
+    parser.add_argument(
+        "--words", type=int, default=200_000, help="generated words (default 200000)"
+    )
     parser.add_argument("--cluster", metavar="ETCD_URL", help="run on this cluster's members")
     parser.add_argument("--name", default="default", help="the cluster's name (default: default)")
     args = parser.parse_args()
@@ -90,7 +106,9 @@ def main() -> int:
     counts: Counter[str] = Counter()
     for partition in result.output:
         counts.update(partition)
-    text = Path(source).read_text(encoding="utf-8") if isinstance(source, str) else make_text(source)
+    text = (
+        Path(source).read_text(encoding="utf-8") if isinstance(source, str) else make_text(source)
+    )
     expected = Counter(text.split())
     print(f"{sum(counts.values())} words, {len(counts)} distinct, in {result.seconds:.2f} s")
     print("top 5:", counts.most_common(5))
