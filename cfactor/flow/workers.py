@@ -19,6 +19,7 @@ How items move (docs/flow.md has the picture):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -137,9 +138,9 @@ def collect(result: Any, out: list[Any]) -> None:
 class ItemFailed(Exception):
     """A Node function raised on an item (after its retries)."""
 
-    def __init__(self, item: Any, exc: BaseException) -> None:
+    def __init__(self, item: Any, exc: BaseException, *, label: str | None = None) -> None:
         super().__init__(str(exc))
-        self.item = repr(item)[:200]
+        self.item = label if label is not None else repr(item)[:200]
         self.type_name = type(exc).__name__
         self.message = str(exc)
         self.traceback = "".join(tb_module.format_exception(exc))
@@ -190,14 +191,18 @@ def is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
 
 
-def take(iterator: Iterator[Any], n: int) -> list[Any]:
-    """Up to ``n`` items from a sync source (in a worker thread)."""
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= n:
-            break
-    return out
+def take(iterator: Iterator[Any], n: int) -> tuple[list[Any], Exception | None]:
+    """Up to ``n`` items from a sync source (in a worker thread), and what it raised:
+    the items it yielded before raising still count."""
+    out: list[Any] = []
+    try:
+        for item in iterator:
+            out.append(item)
+            if len(out) >= n:
+                break
+    except Exception as exc:
+        return out, exc
+    return out, None
 
 
 # -- what a Node function sees ----------------------------------------------------------
@@ -584,9 +589,7 @@ class NodeWorker(Actor):
                     collect(await fn(ctx, items), out)
             except Exception as exc:
                 if attempt == self.retries:
-                    failed = ItemFailed(what, exc)
-                    failed.item = what
-                    raise failed from exc
+                    raise ItemFailed(None, exc, label=what) from exc
                 ctx.log.warning("retrying the reduce (%s): %r", attempt + 1, exc)
             else:
                 return out
@@ -613,18 +616,27 @@ class NodeWorker(Actor):
                     else await loop.run_in_executor(None, fn, ctx, self.plan["arg"])
                 )
                 iterator = iter(() if produced is None else produced)
-                while chunk := await loop.run_in_executor(None, take, iterator, batch):
+                error = None
+                while error is None:
+                    chunk, error = await loop.run_in_executor(None, take, iterator, batch)
                     await self._emit(chunk)
+                    if error is None and len(chunk) < batch:
+                        break
                     if clock.now() - last_flush >= SOURCE_LINGER_S:
                         self.emitter.flush()
                         last_flush = clock.now()
                     self._report()
+                if error is not None:
+                    await self._source_failed(error)
         except CfactorError as exc:
             await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
-        except Exception as exc:  # the user's generator raised
-            failed = ItemFailed(f"<source after {self.n_out} items>", exc)
-            await self._fail(failed.item, failed.type_name, failed.message, failed.traceback)
+        except Exception as exc:  # the user's function or async generator raised
+            await self._source_failed(exc)
         await self._finish()
+
+    async def _source_failed(self, exc: Exception) -> None:
+        failed = ItemFailed(None, exc, label=f"<source after {self.n_out} items>")
+        await self._fail(failed.item, failed.type_name, failed.message, failed.traceback)
 
     # -- reporting --------------------------------------------------------------------
 
@@ -790,16 +802,20 @@ class StepWorker(Actor):
                 stderr=asyncio.subprocess.PIPE,
                 cwd=cwd,
                 env={**os.environ, **env} if env else None,
+                start_new_session=True,  # its own process group: a kill reaches its children
             )
         except OSError as exc:
             return (False, None, "", f"could not start: {exc}")
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
         except TimeoutError:
-            process.kill()
+            _kill_group(process.pid)
             stdout, stderr = await process.communicate()
             out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
             return (False, None, out, err + f"\n(killed after {timeout_s:g} s)")
+        except asyncio.CancelledError:  # the run is being stopped
+            _kill_group(process.pid)
+            raise
         out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
         for line in out.splitlines():
             step_log.info("%s | %s", self.path, line)
@@ -821,6 +837,14 @@ class StepWorker(Actor):
         except Exception as exc:
             return (False, None, "", "".join(tb_module.format_exception(exc)))
         return (True, None, "" if result is None else str(result), "")
+
+
+def _kill_group(pid: int) -> None:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 class SessionStore(Actor):
