@@ -9,9 +9,9 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name: str) -> str:
+def run_example(name: str, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -38,3 +38,52 @@ def test_the_two_process_example_crosses_the_wire_both_ways() -> None:
     assert "error from the other process: ValueError: unknown message" in out
     # The bank told the auditor in this process through a ref it got in a message.
     assert "audit log: ['deposit ann 100']" in out
+
+
+def test_wordcount_matches_collections_counter() -> None:
+    out = run_example("wordcount.py", "--words", "50000")
+    assert "50000 words, " in out
+    assert "matches collections.Counter: True" in out
+
+
+def test_gigasort_output_is_sorted_complete_and_checksummed(tmp_path: Path) -> None:
+    out = run_example("gigasort.py", "--records", "20000", "--out", str(tmp_path))
+    assert "sorted 20000 records into 4 partitions" in out
+    assert "sorted and complete: yes" in out
+    parts = sorted(tmp_path.glob("part-*"))
+    assert len(parts) == 4
+    assert sum(p.stat().st_size for p in parts) == 20000 * 100
+
+
+def test_pipeline_runs_its_steps_in_order() -> None:
+    out = run_example("pipeline.py")
+    lines = [line.split()[:2] for line in out.splitlines()]
+    assert lines == [
+        ["prepare", "ok"],
+        ["build", "ok"],
+        ["test", "ok"],
+        ["package", "ok"],
+        ["lint", "ok"],
+    ]
+
+
+def test_pipeline_with_a_failing_step_names_it_and_skips_what_follows() -> None:
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pipeline.py"), "--fail"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "run failed: step pipeline.ci.chain.test failed (exit code 3)" in out.stdout
+    assert "expected 4 lines, got 3" in out.stdout
+    assert "package  skipped" in out.stdout
+    assert "lint     ok" in out.stdout
+
+
+def test_service_example_spreads_lookups_over_replicas() -> None:
+    out = run_example("service.py")
+    assert "24 lookups answered by 3 replicas" in out
+    assert "subtotal 46.2, with tax 55.44" in out
+    assert "asking for durian: KeyError" in out

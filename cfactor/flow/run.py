@@ -434,6 +434,7 @@ class Driver:
             done[step.name].set_result(outcome)
 
         await asyncio.gather(*(run(step) for step in flow.steps.values()))
+        result.steps = {name: result.steps[name] for name in flow.steps}  # as written
         for step in flow.steps.values():
             outcome = result.steps[step.name]
             if outcome.status == "failed":
