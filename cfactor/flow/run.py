@@ -173,6 +173,11 @@ class RunState:
             self.done.set_exception(error)
 
 
+#: Delivery failures that mean a replica is gone (its member died, say): not the
+#: items' fault, so the run fails with WorkerLost rather than NodeFailed.
+_LOST = frozenset({"NodeUnreachable", "ActorStopped", "ActorNotFound"})
+
+
 class RunMonitor(Actor):
     """The leaves' sink and the replicas' reporting address (lives in the driver)."""
 
@@ -194,6 +199,15 @@ class RunMonitor(Actor):
             case ("replicas", str(path), int(count)):
                 if path in state.nodes:
                     state.nodes[path].replicas = count
+            case ("failed", str(path), int(index), str(item), str(type_name), text, _) if (
+                item.startswith("(") and type_name in _LOST
+            ):
+                state.fail(
+                    WorkerLost(
+                        f"node {path} (replica {index}) lost a replica it sends to {item}: "
+                        f"{type_name}: {text}"
+                    )
+                )
             case ("failed", str(path), int(index), item, type_name, text, traceback):
                 state.fail(
                     NodeFailed(

@@ -42,12 +42,12 @@ def test_run_json_and_choosing_an_app() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["app"] == "spread"
-    assert report["flows"]["s.f"]["outputs"] == {"where": 400}
+    assert report["flows"]["s.f"]["outputs"] == {"where": 4000}
     assert report["flows"]["s.f"]["nodes"]["where"] == {
         "kind": "map",
         "replicas": 4,
-        "in": 400,
-        "out": 400,
+        "in": 4000,
+        "out": 4000,
         "dropped": 0,
     }
 
@@ -64,7 +64,10 @@ def test_a_failing_node_exits_1_with_the_node_item_and_traceback() -> None:
     ("args", "message"),
     [
         (["run", "nope.py"], "nope.py: no such file"),
-        (["run", "tests/flow/apps/spread.py"], "defines several apps ['failing', 'spread']"),
+        (
+            ["run", "tests/flow/apps/spread.py"],
+            "defines several apps ['auto', 'failing', 'long', 'spread']",
+        ),
         (["run", "tests/flow/apps/spread.py", "--app", "x"], "defines no app named 'x'"),
         (["run", "tests/__init__.py"], "defines no cf.App at module level"),
         (["run", "examples/wordcount.py", "--cluster", "nothttp"], "--cluster"),
