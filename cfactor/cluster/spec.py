@@ -8,17 +8,13 @@ rebuild its state after the old one died.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cfactor._core.actor import Actor
 from cfactor.cluster.config import placement_to_wire
 from cfactor.errors import ConfigError, MalformedFrame
+from cfactor.loading import import_path, load_object
 from cfactor.wire import MsgpackCodec
 
 _CODEC = MsgpackCodec()
@@ -111,64 +107,3 @@ class ActorSpec:
         if not (isinstance(target, type) and issubclass(target, Actor)):
             raise ConfigError(f"{self.module}.{self.qualname} is not an Actor subclass")
         return target
-
-
-def import_path(obj: Any, rule: str) -> tuple[str, str, str]:
-    """Where another member finds ``obj`` (a module-level class or function): its
-    module, qualified name, and the script's file when it lives in a script.
-
-    Raises:
-        ConfigError: ``obj`` is defined inside a function, or in an interactive session.
-    """
-    module = obj.__module__
-    qualname = obj.__qualname__
-    if "<" in qualname:  # <locals>, <lambda>
-        raise ConfigError(
-            f"{qualname} is not reachable by name; {rule} so other members can import them"
-        )
-    file = ""
-    if module == "__main__" or module.startswith(_USER_PREFIX):
-        file = str(Path(getattr(sys.modules.get(module), "__file__", "") or "").resolve())
-        if not getattr(sys.modules.get(module), "__file__", None):
-            raise ConfigError(f"{qualname} lives in an interactive __main__; put it in a module")
-        module = "__main__"
-    return module, qualname, file
-
-
-def load_object(module_name: str, qualname: str, file: str) -> Any:
-    """Import what ``import_path`` described, on this member.
-
-    Something from a script is loaded from the script's file under a private module
-    name (the members of a local cluster share the file system).
-
-    Raises:
-        ConfigError: The module or the name cannot be found.
-    """
-    try:
-        module = (
-            load_file(file) if module_name == "__main__" else importlib.import_module(module_name)
-        )
-        target: Any = module
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError, OSError, SyntaxError) as exc:
-        raise ConfigError(f"cannot load {qualname} from {file or module_name}: {exc}") from exc
-    return target
-
-
-_USER_PREFIX = "cfactor_user_"
-
-
-def load_file(path: str) -> Any:
-    """The module of the script at ``path``, loaded once per process."""
-    name = _USER_PREFIX + hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module

@@ -30,8 +30,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
-from cfactor.cluster.spec import import_path, load_object
 from cfactor.errors import CfactorError, ConfigError
+from cfactor.loading import import_path, load_object
 
 if TYPE_CHECKING:
     from collections.abc import Callable

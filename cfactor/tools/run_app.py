@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cfactor as cf
-from cfactor.cluster.spec import load_file
 from cfactor.errors import CfactorError, ConfigError, FlowError, NodeFailed
+from cfactor.loading import load_file
 from cfactor.tools.local_cluster import ToolError, check_url
 
 if TYPE_CHECKING:
