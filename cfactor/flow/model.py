@@ -451,12 +451,16 @@ class App:
 
         return await run_app(self, system, cluster=cluster, progress=progress)
 
-    def start(self, system: ActorSystem) -> Running:
+    def start(self, system: ActorSystem, *, http: str | None = None) -> Running:
         """``async with app.start(system) as running:`` — the app's services, up until
-        the block ends (``running.service(name)``, ``await running.call(name, ...)``)."""
+        the block ends (``running.service(name)``, ``await running.call(name, ...)``).
+
+        ``http="127.0.0.1:8080"`` also serves them as JSON over HTTP
+        (``POST /services/NAME``, see docs/flow.md); ``running.http_address`` says where.
+        """
         from cfactor.flow.run import Running  # noqa: PLC0415
 
-        return Running(self, system)
+        return Running(self, system, http=http)
 
     def __repr__(self) -> str:
         return f"<App {self.name} sessions={list(self.sessions)} services={list(self.services)}>"

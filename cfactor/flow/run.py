@@ -29,6 +29,7 @@ from cfactor.errors import (
     StepFailed,
     WorkerLost,
 )
+from cfactor.flow.http import ServiceEndpoint
 from cfactor.flow.model import Auto, Shell
 from cfactor.flow.progress import Display, render
 from cfactor.flow.workers import (
@@ -229,9 +230,11 @@ class RunMonitor(Actor):
 class Running:
     """An app's services, up (``async with app.start(system) as running``)."""
 
-    def __init__(self, app: App, system: ActorSystem) -> None:
+    def __init__(self, app: App, system: ActorSystem, *, http: str | None = None) -> None:
         self.app = app
         self.system = system
+        self.http = http
+        self.endpoint: ServiceEndpoint | None = None
         self.refs: dict[str, ActorRef] = {}
         #: Where Node replicas on any member find each service.
         self.endpoints: dict[str, Endpoint] = {}
@@ -270,8 +273,19 @@ class Running:
             here = replicas is not None or not remote
             self.endpoints[name] = (system.address if here else None, full)
             log.info("service %s started (%s)", full, spec.description or spec.target)
+        if self.http is not None:
+            self.endpoint = ServiceEndpoint(self)
+            await self.endpoint.start(self.http)
+
+    @property
+    def http_address(self) -> str:
+        """Where the HTTP endpoint listens (``http://HOST:PORT``); empty without one."""
+        return self.endpoint.address if self.endpoint is not None else ""
 
     async def stop(self) -> None:
+        endpoint, self.endpoint = self.endpoint, None
+        if endpoint is not None:
+            await endpoint.close()
         refs, self.refs = self.refs, {}
         for ref in refs.values():
             with contextlib.suppress(CfactorError):

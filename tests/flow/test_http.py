@@ -1,0 +1,102 @@
+"""Services over HTTP: JSON in, JSON out, typed errors as JSON, the server stays up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+import cfactor as cf
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+
+class Greeter(cf.Actor):
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ["hello", str(name)]:
+                return f"hello {name}"
+            case ["fail"]:
+                raise RuntimeError("asked to fail")
+            case ["opaque"]:
+                return object()
+        raise ValueError(f"unknown {message!r}")
+
+
+def add(a: int, b: int) -> int:
+    """Adds two numbers."""
+    return a + b
+
+
+def build() -> cf.App:
+    app = cf.App("web")
+    app.service(Greeter, "greeter", replicas=2)
+    app.reg(add)
+    return app
+
+
+async def request(
+    address: str, method: str, path: str, body: bytes = b"", length: int | None = None
+) -> tuple[int, Any]:
+    host, port = address.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    length = len(body) if length is None else length
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+    writer.write(head.encode() + body)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), json.loads(payload)
+
+
+async def test_calls_listing_and_errors_over_http() -> None:
+    async with cf.ActorSystem() as system, build().start(system, http="127.0.0.1:0") as running:
+        address = running.http_address
+        assert address.startswith("http://127.0.0.1:")
+
+        status, listing = await request(address, "GET", "/services")
+        assert status == 200
+        assert listing == [
+            {"name": "greeter", "kind": "actor", "description": ""},
+            {"name": "add", "kind": "function", "description": "Adds two numbers."},
+        ]
+        assert await request(address, "POST", "/services/add", b"[2, 40]") == (
+            200,
+            {"result": 42},
+        )
+        assert await request(address, "POST", "/services/greeter", b'["hello", "ann"]') == (
+            200,
+            {"result": "hello ann"},
+        )
+        status, error = await request(address, "POST", "/services/greeter", b'["fail"]')
+        assert (status, error["message"]) == (500, "RuntimeError: asked to fail")
+        status, error = await request(address, "POST", "/services/greeter", b'["opaque"]')
+        assert status == 500
+        assert "not JSON-serialisable" in error["message"]
+        status, error = await request(address, "POST", "/services/add", b"{not json")
+        assert (status, error["error"]) == (400, "Bad Request")
+        status, error = await request(address, "POST", "/services/nope", b"1")
+        assert (status, error["message"]) == (404, "no service 'nope'")
+        status, _ = await request(address, "GET", "/services/add")
+        assert status == 405
+        status, _ = await request(address, "GET", "/elsewhere")
+        assert status == 404
+        # A body over the limit is refused from its Content-Length, before it is read.
+        status, _ = await request(address, "POST", "/services/add", length=2 << 20)
+        assert status == 413
+        # After all that, the endpoint still answers.
+        assert await request(address, "POST", "/services/add", b"[1, 1]") == (200, {"result": 2})
+
+
+def test_a_bad_bind_address_is_a_config_error() -> None:
+    from cfactor.flow.http import parse_bind
+
+    assert parse_bind("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_bind("[::1]:8080") == ("::1", 8080)
+    for bad in ("nohost", "127.0.0.1:port", ":80", "127.0.0.1:70000"):
+        with pytest.raises(cf.ConfigError, match="HOST:PORT"):
+            parse_bind(bad)
