@@ -50,6 +50,7 @@ import random
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -276,12 +277,65 @@ def check_counts(outputs: list[Any], expected: Counter[str]) -> str | None:
     return None
 
 
+# -- the gigasort flow, traced (the example's functions, each call timed) -------------------
+
+_TRACE_DIR: list[str] = []  # this member's trace dir, read once from the session store
+
+
+def _trace_dir(ctx: cf.Context) -> str:
+    if not _TRACE_DIR:
+        _TRACE_DIR.append(ctx.store.get("trace"))
+    return _TRACE_DIR[0]
+
+
+def traced_generate(ctx: cf.Context, arg: tuple[int, int, str, str]) -> Iterator[bytes]:
+    """``gigasort.generate``; each block's production is traced."""
+    n, seed, out_dir, trace = arg
+    ctx.store.put("trace", trace)
+    blocks = gigasort.generate(ctx, (n, seed, out_dir))
+    while True:
+        started = time.time()
+        blob = next(blocks, None)
+        if blob is None:
+            return
+        _trace(trace, "generate", started)
+        yield blob
+
+
+def traced_split(ctx: cf.Context, blob: bytes) -> dict[int, bytes]:
+    started = time.time()
+    out = gigasort.split(ctx, blob)
+    _trace(_trace_dir(ctx), "split", started)
+    return out
+
+
+def traced_sort(ctx: cf.Context, parts: list[dict[int, bytes]]) -> tuple[Any, ...]:
+    started = time.time()
+    out = gigasort.sort_partition(ctx, parts)
+    _trace(_trace_dir(ctx), "sort", started)
+    return out
+
+
+def build_gigasort(records: int, partitions: int, out: Path, trace: Path | None) -> cf.App:
+    """``gigasort.build``'s flow; with ``trace``, from the traced wrappers above."""
+    if trace is None:
+        return gigasort.build(records, 1, partitions, str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    app = cf.App("gigasort")
+    source = (records, 1, str(out.resolve()), str(trace))
+    app.session("s1").flow("sort").add(traced_generate, "generate", source).map(
+        traced_split, "split", 2
+    ).reduce(traced_sort, "sort", partitions, partition=gigasort.by_range)
+    return app
+
+
 # -- baselines: fresh child processes ---------------------------------------------------------
 
 
 def child_main(argv: list[str]) -> int:
     """``--child KIND ...``: one baseline measurement; prints one JSON line."""
     kind = argv[0]
+    extra: dict[str, float] = {}
     if kind == "wordcount":
         path, out = argv[1], argv[2]
         t0 = perf_counter()
@@ -305,6 +359,8 @@ def child_main(argv: list[str]) -> int:
                 ctx.index = p
                 merge_blocks(ctx, items)
             seconds = perf_counter() - t0
+            calls = read_trace(Path(trace), 0.0).get("count", [])
+            extra["count_ms"] = statistics.mean(c[2] - c[1] for c in calls) * 1e3
         n_bytes = Path(path).stat().st_size
     elif kind == "gigasort":
         n = int(argv[1])
@@ -325,7 +381,8 @@ def child_main(argv: list[str]) -> int:
     else:
         raise SystemExit(f"unknown child {kind!r}")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "bytes": n_bytes, "maxrss": maxrss}), flush=True)
+    figures = {"seconds": seconds, "bytes": n_bytes, "maxrss": maxrss, **extra}
+    print(json.dumps(figures), flush=True)
     return 0
 
 
@@ -563,6 +620,7 @@ _FORMATS = {
     "MiB": lambda v: f"{v:,.0f} MiB",
     "s": lambda v: f"{v:.2f} s",
     "x": lambda v: f"{v * 100:.0f} %",
+    "ms": lambda v: f"{v:.0f} ms",
 }
 
 
@@ -635,29 +693,70 @@ async def run_flow(
     return FlowRun(wall, result.seconds, result, watch)
 
 
-def phases(trace: Path, started_at: float) -> dict[str, float]:
-    """The wordcount run's phases from its trace files (wall clock; one machine)."""
-    rows: list[tuple[str, str, float, float]] = []
+def read_trace(trace: Path, started_at: float) -> dict[str, list[tuple[str, float, float]]]:
+    """Every traced call, by kind: (pid, start, end), seconds after ``started_at``."""
+    rows: dict[str, list[tuple[str, float, float]]] = {}
     for path in trace.glob("trace-*.txt"):
         for line in path.read_text().splitlines():
             pid, what, a, b = line.split()
-            rows.append((pid, what, float(a) - started_at, float(b) - started_at))
-    counts = [r for r in rows if r[1] == "count"]
-    merges = [r for r in rows if r[1] == "merge"]
+            rows.setdefault(what, []).append((pid, float(a) - started_at, float(b) - started_at))
+    return rows
+
+
+def busy_share(calls: list[tuple[str, float, float]]) -> float:
+    """The busiest process's time in these calls over their whole span."""
+    busy: dict[str, float] = {}
+    for who, began, ended in calls:
+        busy[who] = busy.get(who, 0.0) + (ended - began)
+    span = max(c[2] for c in calls) - min(c[1] for c in calls)
+    return max(busy.values()) / span if span > 0 else math.nan
+
+
+def wordcount_phases(trace: Path, started_at: float) -> dict[str, float]:
+    """The wordcount run's phases from its trace files (wall clock; one machine)."""
+    rows = read_trace(trace, started_at)
+    counts, merges = rows.get("count", []), rows.get("merge", [])
     if not counts or not merges:
         return {}
-    busy: dict[str, float] = {}
-    for who, _, began, ended in counts:
-        busy[who] = busy.get(who, 0.0) + (ended - began)
-    span = max(r[3] for r in counts) - min(r[2] for r in counts)
     return {
-        "start -> first block counted": min(r[3] for r in counts),
-        "counting: first block start -> last block end": span,
-        "count busy per member / counting span (max)": max(busy.values()) / span,
-        "last block counted -> merges start": min(r[2] for r in merges) - max(r[3] for r in counts),
-        "merge (reduce) duration, max over partitions": max(r[3] - r[2] for r in merges),
+        "start -> first block counted": min(r[2] for r in counts),
+        "counting: first block start -> last block end": max(r[2] for r in counts)
+        - min(r[1] for r in counts),
+        "count busy per member / counting span (max)": busy_share(counts),
+        "count_block, mean per block (ms)": statistics.mean(r[2] - r[1] for r in counts) * 1e3,
+        "last block counted -> merges start": min(r[1] for r in merges) - max(r[2] for r in counts),
+        "merge (reduce) duration, max over partitions": max(r[2] - r[1] for r in merges),
         "blocks counted": float(len(counts)),
     }
+
+
+def gigasort_phases(trace: Path, started_at: float) -> dict[str, float]:
+    """The gigasort run's phases from its trace files."""
+    rows = read_trace(trace, started_at)
+    gen, split, sort = rows.get("generate", []), rows.get("split", []), rows.get("sort", [])
+    if not gen or not split or not sort:
+        return {}
+    return {
+        "start -> first block generated": min(r[2] for r in gen),
+        "first block generated -> first split starts": min(r[1] for r in split)
+        - min(r[2] for r in gen),
+        "generate: first -> last block (source)": max(r[2] for r in gen) - min(r[1] for r in gen),
+        "split: first start -> last end": max(r[2] for r in split) - min(r[1] for r in split),
+        "split busy per member / split span (max)": busy_share(split),
+        "last split end -> first sort starts": min(r[1] for r in sort) - max(r[2] for r in split),
+        "sort partitions: first start -> last end": max(r[2] for r in sort)
+        - min(r[1] for r in sort),
+        "sort_partition, longest call": max(r[2] - r[1] for r in sort),
+        "last sort end (s after start)": max(r[2] for r in sort),
+    }
+
+
+def phase_unit(label: str) -> str:
+    if "(ms)" in label:
+        return "ms"
+    if "/" in label:
+        return "x"
+    return "n" if label.startswith("blocks") else "s"
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -699,7 +798,22 @@ async def wordcount_section(
     run_s = Metric("cluster: the flow's own time (RunResult.seconds) (s)", "s")
     cpu_m = Metric("cluster: CPU used by members + driver / (2 cores x wall)", "x")
     base_rss = Metric("wordcount baseline process: peak RSS (MiB)", "MiB")
-    phase_ms: dict[str, Metric] = {}
+    ceiling_m = Metric(
+        "2 plain processes at once, each doing the one-process work: aggregate (MB/s) "
+        "(baseline: one alone)",
+        "MB/s",
+    )
+    vs_ceiling = Metric(
+        "cluster vs that 2-process aggregate (the machine's ceiling for this work) (MB/s)", "MB/s"
+    )
+    pair_ms = Metric(
+        "count_block, mean per block, in 2 plain processes at once (ms) (baseline: one alone)",
+        "ms",
+    )
+    count_ms = Metric(
+        "cluster phase: count_block, mean per block (ms) (baseline: in the one-process run)", "ms"
+    )
+    phase_ms: dict[str, Metric] = {"count_block, mean per block (ms)": count_ms}
 
     local = LocalCluster(f"flowbench-wc-{os.getpid()}", work / "wc-cluster")
     (local.workdir / "cwd").mkdir(parents=True)
@@ -727,6 +841,26 @@ async def wordcount_section(
                 timeout_s=child_timeout,
             )
             blocks_m.base_runs.append(blocks["bytes"] / 1e6 / blocks["seconds"])
+            count_ms.base_runs.append(blocks["count_ms"])
+            # What two cores give two plain processes: both do the one-process work at once.
+            pair = await asyncio.gather(
+                *(
+                    run_child(
+                        "wordcount-blocks",
+                        str(text),
+                        str(sizes.block),
+                        str(sizes.merges),
+                        timeout_s=2 * child_timeout,
+                    )
+                    for _ in range(2)
+                )
+            )
+            ceiling = 2 * n_bytes / 1e6 / max(p["seconds"] for p in pair)
+            ceiling_m.cf_runs.append(ceiling)
+            ceiling_m.base_runs.append(blocks["bytes"] / 1e6 / blocks["seconds"])
+            vs_ceiling.base_runs.append(ceiling)
+            pair_ms.cf_runs.append(statistics.mean(p["count_ms"] for p in pair))
+            pair_ms.base_runs.append(blocks["count_ms"])
 
             progress(f"wordcount run {r + 1}/{repeat}: on the cluster ...")
             trace = work / f"trace-{r}"
@@ -737,12 +871,14 @@ async def wordcount_section(
             )
             cluster_m.cf_runs.append(n_bytes / 1e6 / run.wall_s)
             blocks_m.cf_runs.append(n_bytes / 1e6 / run.wall_s)
+            vs_ceiling.cf_runs.append(n_bytes / 1e6 / run.wall_s)
             run_s.cf_runs.append(run.run_s)
             cpu_m.cf_runs.append(sum(run.watch.cpu.values()) / (2 * run.wall_s))
-            for label, value in phases(trace, started_at).items():
-                unit = "x" if "/" in label else ("n" if label.startswith("blocks") else "s")
-                phase_ms.setdefault(label, Metric(f"cluster phase: {label}", unit))
-                phase_ms[label].cf_runs.append(value)
+            for label, value in wordcount_phases(trace, started_at).items():
+                metric = phase_ms.setdefault(
+                    label, Metric(f"cluster phase: {label}", phase_unit(label))
+                )
+                metric.cf_runs.append(value)
             problem = check_counts(run.result.output, expected)
             correct.cf_runs.append(0.0 if problem else 1.0)
             if problem:
@@ -777,7 +913,8 @@ async def wordcount_section(
         await asyncio.to_thread(local.stop)
     correct.base_runs = [1.0] * len(correct.cf_runs)
     metrics = [cluster_m, embedded_m, correct]
-    diagnostics = [blocks_m, example_m, run_s, cpu_m, *phase_ms.values(), base_rss]
+    diagnostics = [blocks_m, ceiling_m, vs_ceiling, pair_ms, example_m, run_s, cpu_m]
+    diagnostics += [*phase_ms.values(), base_rss]
     return [metrics, diagnostics]
 
 
@@ -812,6 +949,7 @@ async def gigasort_section(
         "rec/s",
     )
     embedded_rss = Metric("gigasort embedded: peak RSS of this process (MiB)", "MiB")
+    phase_ms: dict[str, Metric] = {}
 
     local = LocalCluster(f"flowbench-gs-{os.getpid()}", work / "gs-cluster")
     (local.workdir / "cwd").mkdir(parents=True)
@@ -827,9 +965,12 @@ async def gigasort_section(
             for m in rss.values():
                 m.base_runs.append(base["maxrss"] / MIB)
             progress(f"gigasort run {r + 1}/{repeat}: on the cluster ...")
+            trace = work / f"gs-trace-{r}"
+            trace.mkdir()
+            started_at = time.time()
             try:
                 run = await run_flow(
-                    gigasort.build(n, 1, parts, str(out)), local, sizes.deadline_s, os.getpid()
+                    build_gigasort(n, parts, out, trace), local, sizes.deadline_s, os.getpid()
                 )
             except (cf.CfactorError, TimeoutError) as exc:
                 cluster_m.error = f"run {r + 1}: {type(exc).__name__}: {str(exc)[:200]}"
@@ -847,6 +988,11 @@ async def gigasort_section(
             driver_growth.cf_runs.append(
                 (run.watch.peak["driver"] - run.watch.start_rss["driver"]) / MIB
             )
+            for label, value in gigasort_phases(trace, started_at).items():
+                metric = phase_ms.setdefault(
+                    label, Metric(f"gigasort cluster phase: {label}", phase_unit(label))
+                )
+                metric.cf_runs.append(value)
             problems = await asyncio.to_thread(gigasort.verify, run.result)
             correct.cf_runs.append(0.0 if problems else 1.0)
             if problems:
@@ -898,7 +1044,7 @@ async def gigasort_section(
     shutil.rmtree(out, ignore_errors=True)
     correct.base_runs = [1.0] * len(correct.cf_runs)
     metrics = [cluster_m, embedded_m, correct, *rss.values()]
-    diagnostics = [driver_growth, run_s, cpu_m, example_m, embedded_rss]
+    diagnostics = [driver_growth, run_s, cpu_m, *phase_ms.values(), example_m, embedded_rss]
     return [metrics, diagnostics]
 
 
@@ -924,14 +1070,17 @@ async def benchmark(
     details: dict[str, Any] = {}
     metrics: list[Metric] = []
     diagnostics: list[Metric] = []
+    # gigasort first: the driver's RSS is measured in it, before any embedded run.
+    sections: list[list[Metric]] = []
+    if only in (None, "gigasort"):
+        sections = await gigasort_section(sizes, min(repeat, GIGASORT_RUNS), work, details)
     if only in (None, "wordcount"):
         m, d = await wordcount_section(sizes, repeat, work, details)
         metrics += m
         diagnostics += d
-    if only in (None, "gigasort"):
-        m, d = await gigasort_section(sizes, min(repeat, GIGASORT_RUNS), work, details)
-        metrics += m
-        diagnostics += d
+    if sections:
+        metrics += sections[0]
+        diagnostics += sections[1]
     harness.print_section(harness.RESULTS, main_table(metrics))
     harness.print_section(harness.EVERY_RUN, runs_table(metrics + diagnostics))
     harness.print_section("Diagnostics (not targets)", main_table(diagnostics))
@@ -939,7 +1088,9 @@ async def benchmark(
         "Baselines: wordcount = a fresh python process reading the file and running "
         "collections.Counter(text.split()) (read + count timed); 'the flow's own functions "
         "in one process' = the same read_blocks/count_block/merge_blocks calls in a row in a "
-        "fresh process, no runtime; gigasort = a fresh process generating the same records "
+        "fresh process, no runtime ('2 plain processes at once' = two such processes "
+        "started together: what this machine's two cores give this work); gigasort = a "
+        "fresh process generating the same records "
         "(same seed and blocks as the example) and sorted(records, key=first 10 bytes). "
         "Throughputs of flows are input size over the wall time of the whole app.run() call "
         "(join, placement, run, leave). RSS peaks are sampled every "
