@@ -12,7 +12,7 @@ from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
 from cfactor._core.remote import Remote
-from cfactor._core.replicas import ReplicaSet
+from cfactor._core.replicas import KeyedReplicaSet, ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
@@ -298,7 +298,8 @@ class ActorSystem:
                 see ``cf.Pin`` and ``cf.Labels``. Ignored without a cluster.
             replicas: ``cf.Replicas(min=, max=, target_depth=)``: run the actor as
                 replicas behind one ref, pulling from one bounded backlog (its bound is
-                ``mailbox_capacity``), scaled on the backlog's depth. See
+                ``mailbox_capacity``), scaled on the backlog's depth; with
+                ``key=`` the messages of one key go to one replica, in order. See
                 docs/replicas.md.
             *args: Positional arguments for the constructor.
             **kwargs: Keyword arguments for the constructor.
@@ -354,17 +355,33 @@ class ActorSystem:
             if mailbox_capacity is None
             else _check_positive_int("mailbox_capacity", mailbox_capacity)
         )
-        group = ReplicaSet(
-            self,
-            cls,
-            args,
-            kwargs,
-            name=name,
-            uid=uid,
-            capacity=capacity,
-            in_flight=replicas.in_flight,
-            restart=restart_type,
-        )
+        key = getattr(replicas, "key", None)
+        group: ReplicaSet
+        if key is None:
+            group = ReplicaSet(
+                self,
+                cls,
+                args,
+                kwargs,
+                name=name,
+                uid=uid,
+                capacity=capacity,
+                in_flight=replicas.in_flight,
+                restart=restart_type,
+            )
+        else:
+            group = KeyedReplicaSet(
+                self,
+                cls,
+                args,
+                kwargs,
+                name=name,
+                uid=uid,
+                capacity=capacity,
+                in_flight=replicas.in_flight,
+                restart=restart_type,
+                key=key,
+            )
         self._groups[name] = group
         try:
             await group.scale_to(replicas.min)
