@@ -18,6 +18,7 @@ from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, current_cell
 from cfactor._core.clock import wall_time
 from cfactor._core.ref import ActorRef
+from cfactor._core.replicas import KeyedReplicaSet
 from cfactor.abc import Activation, MemberInfo
 from cfactor.cluster.policy import choose_member
 from cfactor.cluster.spec import ActorSpec
@@ -38,6 +39,7 @@ from cfactor.membership import make_membership
 if TYPE_CHECKING:
     from cfactor._core.mailbox import MailboxStatistics
     from cfactor._core.ref import Target
+    from cfactor._core.replicas import ReplicaSet
     from cfactor._core.system import ActorSystem
     from cfactor.abc import Membership, RefAddress
     from cfactor.cluster.config import Cluster
@@ -69,6 +71,39 @@ def check_reply(reply: Any) -> None:
     if isinstance(reply, tuple) and reply and reply[0] == "error":
         cls = _REFUSALS.get(str(reply[1]), MembershipUnavailable)
         raise cls(str(reply[2]))
+
+
+def decision_stats(decision: Any, now: float) -> dict[str, Any] | None:
+    """An autoscaler ``Decision`` for ``cfactor status`` (its age, not its clock time)."""
+    if decision is None:
+        return None
+    return {
+        "replicas": decision.replicas,
+        "direction": decision.direction,
+        "reason": decision.reason,
+        "age_s": round(max(0.0, now - decision.at), 3),
+    }
+
+
+def group_stats(group: ReplicaSet, now: float) -> dict[str, Any]:
+    """One replicated actor for ``cfactor status``: its replicas, its backlog, and
+    what its autoscaler decided last (and last changed), with the reason."""
+    stats = group.statistics()
+    depth, active = group.load()
+    controller = group.controller
+    decisions = getattr(controller, "decisions", None)
+    return {
+        "name": group.name,
+        "replicas": active,
+        "draining": sum(1 for r in group.replicas if r.draining),
+        "backlog": group.depth,
+        "depth": depth,
+        "capacity": stats.capacity,
+        "processed": stats.processed,
+        "keyed": isinstance(group, KeyedReplicaSet),
+        "last": decision_stats(getattr(controller, "last", None), now),
+        "last_change": decision_stats(decisions[-1] if decisions else None, now),
+    }
 
 
 class ClusterTarget:
@@ -671,6 +706,7 @@ class ClusterMember:
             "actors": actors,
             "depth": depth,
             "named": named,
+            "groups": [group_stats(group, system.clock.now()) for group in system._groups.values()],
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
             "leader": self.membership.leader(PLACEMENT) == self.member_id,
