@@ -27,11 +27,19 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from cfactor._core.cell import ALIVE, STOPPING, ActorCell
+from cfactor._core.cell import ALIVE, STOPPED, STOPPING, ActorCell
 from cfactor._core.mailbox import Mailbox, MailboxStatistics
 from cfactor._core.ref import ActorRef
 from cfactor.abc import RefAddress
-from cfactor.errors import ActorStopped, AskTimeout, ConfigError, MailboxFull
+from cfactor.errors import (
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    CfactorError,
+    ConfigError,
+    MailboxFull,
+    NodeUnreachable,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,12 +52,119 @@ if TYPE_CHECKING:
 log = logging.getLogger("cfactor.replicas")
 
 
+class RemoteReplica:
+    """A replica on another cluster member, as the owning group sees it.
+
+    Duck-typed like the ``ActorCell`` of a local replica for what the group uses:
+    ``append`` + ``schedule`` hand it a message (sent as a remote ask; the answer
+    completes the message's ``Done``, which frees the slot), ``state``, ``begin_stop``
+    and ``terminate``. The group's backlog stays with the owner; this replica only
+    ever holds ``in_flight`` messages, so its mailbox there never overflows.
+
+    If its member is lost (the ask fails with ``NodeUnreachable``, its replica is gone,
+    or the cluster says the member left: ``lost``), it is forgotten: its state becomes
+    stopped, and the messages it held **fail** (asks raise ``NodeUnreachable``, tells are
+    counted as dead letters). They are not re-queued: one may have been handled
+    already, and a replicated actor delivers at most once, like ``tell``.
+    """
+
+    __slots__ = ("address", "current", "group", "on_stopped", "pending", "ref", "state", "stopping")
+
+    def __init__(self, group: ReplicaSet, ref: ActorRef, address: str) -> None:
+        self.group = group
+        self.ref = ref
+        self.address = address
+        self.state = ALIVE
+        #: Never "in progress" as far as the owner knows (the far member runs it).
+        self.current: Item | None = None
+        self.pending: dict[Done, asyncio.Task[None]] = {}
+        self.stopping: asyncio.Future[None] | None = None
+        #: Called once it stopped for good (a keyed group moves its partitions).
+        self.on_stopped: list[Callable[[], None]] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    def append(self, item: tuple[Any, Done]) -> None:
+        message, done = item
+        loop = self.group.system.loop
+        self.pending[done] = loop.create_task(self._send(message, done))
+
+    def schedule(self) -> None:
+        """Nothing to do: ``append`` sent the message already."""
+
+    async def _send(self, message: Any, done: Done) -> None:
+        try:
+            result = await self.ref.ask(message, math.inf)
+        except (NodeUnreachable, ActorNotFound) as exc:
+            # The member or the replica is gone: everything it holds fails with it.
+            self.pending.pop(done, None)
+            done.set_exception(NodeUnreachable(f"replica of {self.group.name!r}: {exc}"))
+            self.lost(f"{exc}")
+            return
+        except CfactorError as exc:  # the handler raised, or the message cannot travel
+            self.pending.pop(done, None)
+            done.set_exception(exc)
+            return
+        self.pending.pop(done, None)
+        done.set_result(result)
+
+    def lost(self, why: str) -> None:
+        """Forget this replica: it stops counting, and what it held fails (see above)."""
+        if self.state >= STOPPED:
+            return
+        self.state = STOPPED
+        pending, self.pending = self.pending, {}
+        if pending:
+            log.warning(
+                "replica %s of %r at %s is lost (%s): %d messages it held failed",
+                self.name,
+                self.group.name,
+                self.address,
+                why,
+                len(pending),
+            )
+        error = NodeUnreachable(f"the replica of {self.group.name!r} at {self.address} is lost")
+        for done, task in pending.items():
+            task.cancel()
+            done.set_exception(error)
+        if self.stopping is not None and not self.stopping.done():
+            self.stopping.set_result(None)
+        callbacks, self.on_stopped = self.on_stopped, None
+        for callback in callbacks or ():
+            callback()
+
+    def begin_stop(self) -> asyncio.Future[None]:
+        """Stop the far replica (drained: it holds nothing more from us)."""
+        stopping = self.stopping
+        if stopping is None:
+            stopping = self.stopping = self.group.system.loop.create_future()
+            if self.state >= STOPPED:
+                stopping.set_result(None)
+            else:
+                self.state = STOPPING
+                self.group.system.spawn_background(self._stop())
+        return stopping
+
+    async def _stop(self) -> None:
+        system = self.group.system
+        try:
+            await asyncio.wait_for(self.ref.stop(), system.stop_timeout_s + 1.0)
+        except (CfactorError, TimeoutError) as exc:
+            log.info("stopping replica %s at %s: %r", self.name, self.address, exc)
+        self.lost("stopped")
+
+    async def terminate(self) -> None:
+        await asyncio.shield(self.begin_stop())
+
+
 class Replica:
     """One replica of a group: its cell and how many backlog messages it holds."""
 
     __slots__ = ("cell", "draining", "held", "ready")
 
-    def __init__(self, cell: ActorCell) -> None:
+    def __init__(self, cell: ActorCell | RemoteReplica) -> None:
         self.cell = cell
         self.held = 0
         self.draining = False
@@ -79,7 +194,8 @@ class Done:
     def set_exception(self, error: BaseException) -> None:
         reply = self.reply
         if reply is None:
-            if isinstance(error, ActorStopped):  # a tell the stopping replica never handled
+            # A tell the stopping replica never handled, or lost with a replica's member.
+            if isinstance(error, ActorStopped | NodeUnreachable):
                 self.group.system.dead_letter(self.group.name, None, "its replica stopped")
         elif not reply.done():
             reply.set_exception(error)
@@ -100,6 +216,7 @@ class ReplicaSet(Mailbox):
         "in_flight",
         "kwargs",
         "name",
+        "placement",
         "ref",
         "replica_restart",
         "replicas",
@@ -135,6 +252,8 @@ class ReplicaSet(Mailbox):
         self.replicas: list[Replica] = []
         self.state = ALIVE
         self.controller: Any = None
+        #: Where its replicas may run in a cluster (``spawn``'s ``placement``): opaque here.
+        self.placement: Any = None
         self.ref = ActorRef(self)
 
     # -- Target ---------------------------------------------------------------------------------
@@ -295,8 +414,17 @@ class ReplicaSet(Mailbox):
                     return
                 ref = await self.system.spawn_replica(self)
                 cell = ref._cell
-                assert isinstance(cell, ActorCell)
-                self.replicas.append(self._new_replica(cell))
+                if self.state >= STOPPING:  # stopped while it started: stop it too
+                    if isinstance(cell, ActorCell):
+                        await cell.terminate()
+                    else:
+                        await ref.stop()
+                    return
+                if isinstance(cell, ActorCell):
+                    self.replicas.append(self._new_replica(cell))
+                else:  # placed on another member by the cluster
+                    address = ref.__cfactor_address__().address
+                    self.replicas.append(self._new_replica(RemoteReplica(self, ref, address)))
                 self._replicas_changed()  # each new replica starts on the backlog at once
         elif count < len(active):
             # Drain the least busy first: they finish soonest.
@@ -306,7 +434,7 @@ class ReplicaSet(Mailbox):
                     self._retire(replica)
             self._replicas_changed()
 
-    def _new_replica(self, cell: ActorCell) -> Replica:
+    def _new_replica(self, cell: ActorCell | RemoteReplica) -> Replica:
         return Replica(cell)
 
     def _replicas_changed(self) -> None:
@@ -405,7 +533,7 @@ class KeyedDone(Done):
     def set_exception(self, error: BaseException) -> None:
         reply = self.reply
         if reply is None:
-            if isinstance(error, ActorStopped):
+            if isinstance(error, ActorStopped | NodeUnreachable):
                 self.group.system.dead_letter(self.group.name, None, "its replica stopped")
         elif not reply.done():
             reply.set_exception(error)
@@ -657,7 +785,7 @@ class KeyedReplicaSet(ReplicaSet):
 
     # -- the replica set ------------------------------------------------------------------------
 
-    def _new_replica(self, cell: ActorCell) -> Replica:
+    def _new_replica(self, cell: ActorCell | RemoteReplica) -> Replica:
         replica = Replica(cell)
         replica.ready = deque()
         cell.on_stopped = [*(cell.on_stopped or ()), partial(self._replica_stopped, replica)]

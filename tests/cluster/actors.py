@@ -45,3 +45,24 @@ async def eventually(check: Any, timeout: float = 5.0) -> Any:
         if loop.time() >= deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
+
+
+class Reporting(cf.Actor):
+    """A replica that tells a sink on the test's member which message it handled, and
+    where (so a test counts every message across processes)."""
+
+    def __init__(self, sink_address: str, delay: float = 0.01) -> None:
+        self.sink_address = sink_address
+        self.delay = delay
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("sleep", float(seconds)):
+                await asyncio.sleep(seconds)
+                return self.system.address
+            case int(seq):
+                await asyncio.sleep(self.delay)
+                sink = self.system.ref("tally", at=self.sink_address)
+                await sink.tell(("done", seq, self.system.address))
+                return seq
+        raise ValueError(f"unknown message {message!r}")

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 import cfactor as cf
-from cfactor._core.replicas import ReplicaSet
-from tests.cluster.test_etcd_cluster import ROOT, real_cluster
+from cfactor._core.cell import STOPPING
+from cfactor._core.replicas import RemoteReplica, ReplicaSet
+from tests.cluster.actors import Reporting, eventually
+from tests.cluster.test_etcd_cluster import ROOT, WORKERS, real_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -84,3 +86,67 @@ async def test_status_shows_replica_groups_with_the_autoscalers_last_decision() 
         line = next(line for line in table.splitlines() if line.startswith("work "))
         assert c.runtime.member_id in line
         assert "->" in line
+
+
+def addresses_of(group: ReplicaSet) -> set[str]:
+    found = set()
+    for replica in group.replicas:
+        cell = replica.cell
+        if not replica.draining and cell.state < STOPPING:
+            found.add(cell.address if isinstance(cell, RemoteReplica) else group.system.address)
+    return found
+
+
+async def test_a_remote_replicas_member_dies_its_held_messages_fail_and_it_is_replaced() -> None:
+    async with real_cluster(2, ttl_s=2.0) as c:
+        assert c.me is not None
+        me = c.me
+        config = cf.Replicas(min=2, max=2, report_interval_s=0.1, in_flight=1)
+        ref = await me.spawn(Reporting, me.address, name="work", placement=WORKERS, replicas=config)
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        assert len(addresses_of(group)) == 2  # one on each worker (spread by load)
+        held = [asyncio.create_task(ref.ask(("sleep", 30.0), timeout=60)) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        victim = next(w for w in c.workers if w.member_id != c.leader())
+        victim.kill()
+        done, _ = await asyncio.wait(held, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        assert done, "the dead member's held message did not fail"
+        with pytest.raises(cf.NodeUnreachable):
+            await next(iter(done))
+        # Forgotten, and the autoscaler brings the group back to min elsewhere.
+        await eventually(lambda: _true(victim.address not in addresses_of(group)), 10)
+        await eventually(lambda: _true(group.count == 2), 15)
+        assert victim.address not in addresses_of(group)
+        held[1 if held[0] in done else 0].cancel()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_replicas_spread_by_load_and_members_report_group_load_to_placement() -> None:
+    async with real_cluster(2, ttl_s=5.0) as c:
+        assert c.me is not None
+        me = c.me
+        config = cf.Replicas(min=3, max=3, report_interval_s=0.1, in_flight=1)
+        ref = await me.spawn(Reporting, me.address, name="work", replicas=config)
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        assert group.count == 3
+        assert len(addresses_of(group)) >= 2  # least loaded first: not all on one member
+        # Remote replicas answer through the group like local ones.
+        answers = await asyncio.gather(*(ref.ask(("sleep", 0.05)) for _ in range(12)))
+        assert set(answers) == addresses_of(group)
+        leader = next(w for w in c.workers if w.member_id == c.leader())
+        placer = me.ref("$placement", at=leader.address)
+
+        async def reported() -> Any:
+            loads = await placer.ask("loads")
+            mine = loads.get(c.runtime.member_id)
+            return mine is not None and mine["groups"].get("work") == [0, 3]
+
+        assert await eventually(reported, 5)
+        loads = await placer.ask("loads")
+        hosted = sum(entry["hosted"] for entry in loads.values())
+        assert hosted == 3  # every replica counted once, where it runs
