@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import cfactor as cf
@@ -64,5 +65,13 @@ class Reporting(cf.Actor):
                 await asyncio.sleep(self.delay)
                 sink = self.system.ref("tally", at=self.sink_address)
                 await sink.tell(("done", seq, self.system.address))
+                return seq
+            case (str(key), int(seq)):
+                # CLOCK_MONOTONIC is one clock for every process of a machine: the sink
+                # orders handlings across members by it.
+                started = time.monotonic()
+                await asyncio.sleep(self.delay)
+                sink = self.system.ref("tally", at=self.sink_address)
+                await sink.tell(("keyed", key, seq, started, self.system.address))
                 return seq
         raise ValueError(f"unknown message {message!r}")

@@ -150,3 +150,46 @@ async def test_replicas_spread_by_load_and_members_report_group_load_to_placemen
         loads = await placer.ask("loads")
         hosted = sum(entry["hosted"] for entry in loads.values())
         assert hosted == 3  # every replica counted once, where it runs
+
+
+class KeyedTally(cf.Actor):
+    def __init__(self, handled: list[tuple[str, int, float, str]]) -> None:
+        self.handled = handled
+
+    async def receive(self, message: Any) -> None:
+        _kind, key, seq, started, address = message
+        self.handled.append((key, seq, started, address))
+
+
+def key_of(message: Any) -> str:
+    return str(message[0])
+
+
+async def test_keyed_replicas_on_several_members_keep_each_keys_order() -> None:
+    async with real_cluster(2, ttl_s=5.0) as c:
+        assert c.me is not None
+        me = c.me
+        handled: list[tuple[str, int, float, str]] = []
+        await me.spawn(KeyedTally, handled, name="tally", placement="local")
+        config = cf.Replicas(min=3, max=3, report_interval_s=0.1, in_flight=3, key=key_of)
+        ref = await me.spawn(Reporting, me.address, 0.002, name="work", replicas=config)
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        assert len(addresses_of(group)) >= 2
+        keys = [f"k{i}" for i in range(20)]
+        sent = 0
+        for count in (3, 1, 3):  # partitions move between members, held ones first
+            await group.scale_to(count)
+            for _ in range(6):
+                for key in keys:
+                    await ref.tell((key, sent))
+                sent += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while len(handled) < len(keys) * sent and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert len(handled) == len(keys) * sent
+        for key in keys:
+            mine = sorted((started, seq) for k, seq, started, _a in handled if k == key)
+            assert [seq for _started, seq in mine] == list(range(sent)), key
+        assert len({a for _k, _s, _t, a in handled}) >= 2  # handled on several members
