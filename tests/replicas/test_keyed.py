@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 import cfactor as cf
+from cfactor._core.cell import STOPPING
 from cfactor._core.replicas import KEY_PARTITIONS, KeyedReplicaSet, key_partition
 from cfactor.testing import MemoryNetwork, MemoryTransport
 
@@ -211,3 +213,73 @@ async def test_a_replica_given_up_on_hands_its_keys_to_the_others() -> None:
         answer = await ref.ask(("x", 1), timeout=2)
         assert answer != victim
         assert await asyncio.gather(*(ref.ask((f"k{i}", 0), timeout=2) for i in range(20)))
+
+
+def check_invariants(group: KeyedReplicaSet) -> None:
+    """The bookkeeping a keyed group relies on (see KeyedReplicaSet)."""
+    active = [r for r in group.replicas if not r.draining and r.cell.state < STOPPING]
+    queued = sum(len(p.queue) for p in group.partitions if p.queue)
+    assert queued == group.waiting
+    assert sum(p.held for p in group.partitions) == sum(r.held for r in group.replicas)
+    owned: dict[int, int] = defaultdict(int)
+    for p in group.partitions:
+        if active:
+            assert p.target in active
+            owned[id(p.target)] += 1
+        ready = p.target.ready if p.target is not None else None
+        in_deque = ready is not None and p in ready
+        assert p.in_ready == in_deque
+        if p.in_ready:
+            assert p.queue
+            assert p.held == 0 or p.owner is p.target
+    if active:
+        base = KEY_PARTITIONS // len(active)
+        assert set(owned.values()) <= {base, base + 1}
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_sends_and_scale_changes_keep_order_and_lose_nothing(seed: int) -> None:
+    rng = random.Random(seed)
+    log: list[tuple[Any, int, int]] = []
+    async with cf.ActorSystem() as system:
+        ref = await system.spawn(
+            Recorder,
+            log,
+            0.0005,
+            name="work",
+            mailbox_capacity=rng.choice([5, 50, 1000]),
+            replicas=Keyed(min=rng.randint(1, 4), in_flight=rng.randint(1, 4)),
+        )
+        group = group_of(ref)
+        keys = [f"k{i}" for i in range(rng.randint(1, 40))]
+        next_seq: dict[str, int] = defaultdict(int)
+        pending: list[asyncio.Task[Any]] = []
+        for _step in range(60):
+            action = rng.random()
+            if action < 0.15:
+                await group.scale_to(rng.randint(1, 6))
+                check_invariants(group)
+            elif action < 0.25:
+                await asyncio.sleep(rng.choice([0, 0.001, 0.005]))
+                check_invariants(group)
+            else:
+                for _ in range(rng.randint(1, 20)):
+                    key = rng.choice(keys)
+                    seq = next_seq[key]
+                    next_seq[key] = seq + 1
+                    if rng.random() < 0.5:
+                        await ref.tell((key, seq))
+                    else:  # an ask enters the backlog before the next send
+                        pending.append(asyncio.create_task(ref.ask((key, seq), timeout=30)))
+                        await asyncio.sleep(0)
+        await asyncio.gather(*pending)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        total = sum(next_seq.values())
+        while len(log) < total and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        check_invariants(group)
+        order = per_key(log)
+        for key, count in next_seq.items():
+            assert order[key] == list(range(count)), key
+        assert group.load() == (0, group.count)
