@@ -39,6 +39,7 @@ from cfactor.errors import (
     ConfigError,
     MailboxFull,
     NodeUnreachable,
+    RemoteActorError,
 )
 
 if TYPE_CHECKING:
@@ -105,6 +106,11 @@ class RemoteReplica:
             return
         except CfactorError as exc:  # the handler raised, or the message cannot travel
             self.pending.pop(done, None)
+            if done.reply is None and not isinstance(exc, RemoteActorError | ActorStopped):
+                # A tell that never reached the replica (a handler's failure is logged
+                # where it ran; a stop's leftovers are counted by Done).
+                log.warning("a tell to %r did not reach its replica: %r", self.group.name, exc)
+                self.group.system.dead_letter(self.group.name, message, f"{exc}")
             done.set_exception(exc)
             return
         self.pending.pop(done, None)
