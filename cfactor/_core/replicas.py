@@ -116,10 +116,16 @@ class RemoteReplica:
         self.pending.pop(done, None)
         done.set_result(result)
 
-    def lost(self, why: str) -> None:
-        """Forget this replica: it stops counting, and what it held fails (see above)."""
+    def lost(self, why: str, *, stop_far: bool = True) -> None:
+        """Forget this replica: it stops counting, and what it held fails (see above).
+
+        Unless it was stopped already, it is also told to stop, in case its member
+        is still there (a transient failure must not leave an orphan running).
+        """
         if self.state >= STOPPED:
             return
+        if stop_far and self.stopping is None:
+            self.group.system.spawn_background(self._stop_quietly())
         self.state = STOPPED
         pending, self.pending = self.pending, {}
         if pending:
@@ -154,12 +160,14 @@ class RemoteReplica:
         return stopping
 
     async def _stop(self) -> None:
-        system = self.group.system
+        await self._stop_quietly()
+        self.lost("stopped", stop_far=False)
+
+    async def _stop_quietly(self) -> None:
         try:
-            await asyncio.wait_for(self.ref.stop(), system.stop_timeout_s + 1.0)
+            await asyncio.wait_for(self.ref.stop(), self.group.system.stop_timeout_s + 1.0)
         except (CfactorError, TimeoutError) as exc:
             log.info("stopping replica %s at %s: %r", self.name, self.address, exc)
-        self.lost("stopped")
 
     async def terminate(self) -> None:
         await asyncio.shield(self.begin_stop())

@@ -340,3 +340,27 @@ async def test_messages_to_remote_replicas_must_travel_and_failures_are_counted(
         local = await a.spawn(Echo, name="here", placement="local", replicas=config)
         marker = object()
         assert await local.ask(marker) is marker  # placement="local": passed by reference
+
+
+async def test_a_forgotten_remote_replica_is_stopped_where_it_runs() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        config = cf.Replicas(min=1, max=1, report_interval_s=0.05)
+        ref = await a.spawn(Echo, name="work", placement=cf.Pin(b.address), replicas=config)
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        first = group.replicas[0].cell
+        assert isinstance(first, RemoteReplica)
+        host: Any = b.cluster
+        assert len(host.hosted_replicas) == 1
+        first.lost("a transient failure, as far as the test knows")  # e.g. a missed heartbeat
+        assert group.count == 0
+        # Not left running as an orphan there; the autoscaler brings one back (min 1).
+        await eventually(lambda: _true(first.name not in host.hosted_replicas))
+        await eventually(lambda: _true(group.count == 1))
+        assert await ref.ask("again") == "again"
+        assert len(host.hosted_replicas) == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
