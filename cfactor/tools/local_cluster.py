@@ -417,6 +417,10 @@ def status(etcd: str | None, name: str, as_json: bool, timeout_s: float = 1.0) -
                 f"{g['name']:<24} {g['member']:<24} {replicas:>8} {g['backlog']:>8} "
                 f"{g['depth']:>6}  {describe_decision(g['last'])}"
             )
+            where = g.get("where") or {}
+            if set(where) - {g["address"]}:  # some replicas run on other members
+                spread = ", ".join(f"{address} x{n}" for address, n in sorted(where.items()))
+                print(f"{'':<24} replicas on {spread}")
             change = g["last_change"]
             if change is not None and change != g["last"]:
                 print(f"{'':<24} last change: {describe_decision(change)}")

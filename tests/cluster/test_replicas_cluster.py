@@ -73,6 +73,8 @@ async def test_status_shows_replica_groups_with_the_autoscalers_last_decision() 
         assert shown["address"] == c.me.address
         assert shown["replicas"] >= 2
         assert shown["capacity"] == 500
+        assert sum(shown["where"].values()) == shown["replicas"]
+        assert set(shown["where"]) <= {c.me.address, c.workers[0].address}
         assert shown["last"] is not None
         assert shown["last"]["direction"] in {"out", "in", "hold"}
         assert "replica" in shown["last"]["reason"]
