@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import cfactor as cf
+from cfactor._core.cell import STOPPING
+from cfactor._core.replicas import RemoteReplica, ReplicaSet
 
 
 class Counter(cf.Actor):
@@ -75,3 +77,13 @@ class Reporting(cf.Actor):
                 await sink.tell(("keyed", key, seq, started, self.system.address))
                 return seq
         raise ValueError(f"unknown message {message!r}")
+
+
+def addresses_of(group: ReplicaSet) -> set[str]:
+    """Where a group's replicas taking work run (member addresses)."""
+    found = set()
+    for replica in group.replicas:
+        cell = replica.cell
+        if not replica.draining and cell.state < STOPPING:
+            found.add(cell.address if isinstance(cell, RemoteReplica) else group.system.address)
+    return found

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 import cfactor as cf
-from cfactor._core.cell import STOPPING
-from cfactor._core.replicas import RemoteReplica, ReplicaSet
-from tests.cluster.actors import Reporting, eventually
+from cfactor._core.replicas import ReplicaSet
+from tests.cluster.actors import Reporting, addresses_of, eventually
 from tests.cluster.test_etcd_cluster import ROOT, WORKERS, real_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -88,15 +87,6 @@ async def test_status_shows_replica_groups_with_the_autoscalers_last_decision() 
         line = next(line for line in table.splitlines() if line.startswith("work "))
         assert c.runtime.member_id in line
         assert "->" in line
-
-
-def addresses_of(group: ReplicaSet) -> set[str]:
-    found = set()
-    for replica in group.replicas:
-        cell = replica.cell
-        if not replica.draining and cell.state < STOPPING:
-            found.add(cell.address if isinstance(cell, RemoteReplica) else group.system.address)
-    return found
 
 
 async def test_a_remote_replicas_member_dies_its_held_messages_fail_and_it_is_replaced() -> None:

@@ -15,9 +15,8 @@ import pytest
 
 import cfactor as cf
 from cfactor._core.replicas import ReplicaSet
-from tests.cluster.actors import Reporting, eventually
+from tests.cluster.actors import Reporting, addresses_of, eventually
 from tests.cluster.test_etcd_cluster import real_cluster
-from tests.cluster.test_replicas_cluster import addresses_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
