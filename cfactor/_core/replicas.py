@@ -15,6 +15,11 @@ time and gets the next one when it finishes one. So:
 The replica count is changed by ``scale_to``; the policy that decides it lives
 outside the core (``cfactor.autoscale``) and reaches the group through
 ``cf.abc.ReplicaGroup``.
+
+``KeyedReplicaSet`` routes by key (``cf.Replicas(key=...)``): the backlog is split
+into partitions by a stable hash of the key, each served by one replica at a time.
+In a cluster, a replica may run on another member (``RemoteReplica``: the backlog
+stays here and hands it messages as remote asks); the core only sees a ref.
 """
 
 from __future__ import annotations
