@@ -364,8 +364,8 @@ class Membership(Protocol):
 class ClusterRuntime(Protocol):
     """A cluster attached to one actor system (what ``cf.Cluster.start`` returns).
 
-    The core asks it three things and knows nothing else of clusters: where a name
-    lives, how to place a named actor, and how to leave.
+    The core asks it four things and knows nothing else of clusters: where a name
+    lives, how to place a named actor, where to start a replica, and how to leave.
     """
 
     def resolve(self, name: str) -> Any | None:
@@ -387,6 +387,15 @@ class ClusterRuntime(Protocol):
         Raises:
             MembershipUnavailable: The cluster's store or placement cannot be reached.
             NameTaken: The name already has an accepted activation.
+        """
+        ...
+
+    async def place_replica(self, group: Any) -> Any | None:
+        """Start one more replica of ``group`` on a member picked by load: its ref, or
+        None to start it on this member (picked, or no other member can take it).
+
+        Raises:
+            ActorStartFailed: The replica's constructor or ``on_start`` raised.
         """
         ...
 

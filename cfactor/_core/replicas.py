@@ -15,6 +15,11 @@ time and gets the next one when it finishes one. So:
 The replica count is changed by ``scale_to``; the policy that decides it lives
 outside the core (``cfactor.autoscale``) and reaches the group through
 ``cf.abc.ReplicaGroup``.
+
+``KeyedReplicaSet`` routes by key (``cf.Replicas(key=...)``): the backlog is split
+into partitions by a stable hash of the key, each served by one replica at a time.
+In a cluster, a replica may run on another member (``RemoteReplica``: the backlog
+stays here and hands it messages as remote asks); the core only sees a ref.
 """
 
 from __future__ import annotations
@@ -22,32 +27,168 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import zlib
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from cfactor._core.cell import ALIVE, STOPPING, ActorCell
+from cfactor._core.cell import ALIVE, STOPPED, STOPPING, ActorCell
 from cfactor._core.mailbox import Mailbox, MailboxStatistics
 from cfactor._core.ref import ActorRef
 from cfactor.abc import RefAddress
-from cfactor.errors import ActorStopped, AskTimeout, ConfigError, MailboxFull
+from cfactor.errors import (
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    CfactorError,
+    ConfigError,
+    MailboxFull,
+    NodeUnreachable,
+    RemoteActorError,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cfactor._core.actor import Actor
+    from cfactor._core.mailbox import Item
     from cfactor._core.supervision import Restart
     from cfactor._core.system import ActorSystem
 
 log = logging.getLogger("cfactor.replicas")
 
 
+class RemoteReplica:
+    """A replica on another cluster member, as the owning group sees it.
+
+    Duck-typed like the ``ActorCell`` of a local replica for what the group uses:
+    ``append`` + ``schedule`` hand it a message (sent as a remote ask; the answer
+    completes the message's ``Done``, which frees the slot), ``state``, ``begin_stop``
+    and ``terminate``. The group's backlog stays with the owner; this replica only
+    ever holds ``in_flight`` messages, so its mailbox there never overflows.
+
+    If its member is lost (the ask fails with ``NodeUnreachable``, its replica is gone,
+    or the cluster says the member left: ``lost``), it is forgotten: its state becomes
+    stopped, and the messages it held **fail** (asks raise ``NodeUnreachable``, tells are
+    counted as dead letters). They are not re-queued: one may have been handled
+    already, and a replicated actor delivers at most once, like ``tell``.
+    """
+
+    __slots__ = ("address", "current", "group", "on_stopped", "pending", "ref", "state", "stopping")
+
+    def __init__(self, group: ReplicaSet, ref: ActorRef, address: str) -> None:
+        self.group = group
+        self.ref = ref
+        self.address = address
+        self.state = ALIVE
+        #: Never "in progress" as far as the owner knows (the far member runs it).
+        self.current: Item | None = None
+        self.pending: dict[Done, asyncio.Task[None]] = {}
+        self.stopping: asyncio.Future[None] | None = None
+        #: Called once it stopped for good (a keyed group moves its partitions).
+        self.on_stopped: list[Callable[[], None]] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    def append(self, item: tuple[Any, Done]) -> None:
+        message, done = item
+        loop = self.group.system.loop
+        self.pending[done] = loop.create_task(self._send(message, done))
+
+    def schedule(self) -> None:
+        """Nothing to do: ``append`` sent the message already."""
+
+    async def _send(self, message: Any, done: Done) -> None:
+        try:
+            result = await self.ref.ask(message, math.inf)
+        except (NodeUnreachable, ActorNotFound) as exc:
+            # The member or the replica is gone: everything it holds fails with it.
+            self.pending.pop(done, None)
+            done.set_exception(NodeUnreachable(f"replica of {self.group.name!r}: {exc}"))
+            self.lost(f"{exc}")
+            return
+        except CfactorError as exc:  # the handler raised, or the message cannot travel
+            self.pending.pop(done, None)
+            if done.reply is None and not isinstance(exc, RemoteActorError | ActorStopped):
+                # A tell that never reached the replica (a handler's failure is logged
+                # where it ran; a stop's leftovers are counted by Done).
+                log.warning("a tell to %r did not reach its replica: %r", self.group.name, exc)
+                self.group.system.dead_letter(self.group.name, message, f"{exc}")
+            done.set_exception(exc)
+            return
+        self.pending.pop(done, None)
+        done.set_result(result)
+
+    def lost(self, why: str, *, stop_far: bool = True) -> None:
+        """Forget this replica: it stops counting, and what it held fails (see above).
+
+        Unless it was stopped already, it is also told to stop, in case its member
+        is still there (a transient failure must not leave an orphan running).
+        """
+        if self.state >= STOPPED:
+            return
+        if stop_far and self.stopping is None:
+            self.group.system.spawn_background(self._stop_quietly())
+        self.state = STOPPED
+        pending, self.pending = self.pending, {}
+        if pending:
+            log.warning(
+                "replica %s of %r at %s is lost (%s): %d messages it held failed",
+                self.name,
+                self.group.name,
+                self.address,
+                why,
+                len(pending),
+            )
+        error = NodeUnreachable(f"the replica of {self.group.name!r} at {self.address} is lost")
+        for done, task in pending.items():
+            task.cancel()
+            done.set_exception(error)
+        if self.stopping is not None and not self.stopping.done():
+            self.stopping.set_result(None)
+        callbacks, self.on_stopped = self.on_stopped, None
+        for callback in callbacks or ():
+            callback()
+
+    def begin_stop(self) -> asyncio.Future[None]:
+        """Stop the far replica (drained: it holds nothing more from us)."""
+        stopping = self.stopping
+        if stopping is None:
+            stopping = self.stopping = self.group.system.loop.create_future()
+            if self.state >= STOPPED:
+                stopping.set_result(None)
+            else:
+                self.state = STOPPING
+                self.group.system.spawn_background(self._stop())
+        return stopping
+
+    async def _stop(self) -> None:
+        await self._stop_quietly()
+        self.lost("stopped", stop_far=False)
+
+    async def _stop_quietly(self) -> None:
+        try:
+            await asyncio.wait_for(self.ref.stop(), self.group.system.stop_timeout_s + 1.0)
+        except (CfactorError, TimeoutError) as exc:
+            log.info("stopping replica %s at %s: %r", self.name, self.address, exc)
+
+    async def terminate(self) -> None:
+        await asyncio.shield(self.begin_stop())
+
+
 class Replica:
     """One replica of a group: its cell and how many backlog messages it holds."""
 
-    __slots__ = ("cell", "draining", "held")
+    __slots__ = ("cell", "draining", "held", "ready")
 
-    def __init__(self, cell: ActorCell) -> None:
+    def __init__(self, cell: ActorCell | RemoteReplica) -> None:
         self.cell = cell
         self.held = 0
         self.draining = False
+        #: Keyed groups only: its partitions that have messages it may take now.
+        self.ready: deque[Partition] | None = None
 
 
 class Done:
@@ -72,7 +213,8 @@ class Done:
     def set_exception(self, error: BaseException) -> None:
         reply = self.reply
         if reply is None:
-            if isinstance(error, ActorStopped):  # a tell the stopping replica never handled
+            # A tell the stopping replica never handled, or lost with a replica's member.
+            if isinstance(error, ActorStopped | NodeUnreachable):
                 self.group.system.dead_letter(self.group.name, None, "its replica stopped")
         elif not reply.done():
             reply.set_exception(error)
@@ -93,6 +235,7 @@ class ReplicaSet(Mailbox):
         "in_flight",
         "kwargs",
         "name",
+        "placement",
         "ref",
         "replica_restart",
         "replicas",
@@ -128,6 +271,8 @@ class ReplicaSet(Mailbox):
         self.replicas: list[Replica] = []
         self.state = ALIVE
         self.controller: Any = None
+        #: Where its replicas may run in a cluster (``spawn``'s ``placement``): opaque here.
+        self.placement: Any = None
         self.ref = ActorRef(self)
 
     # -- Target ---------------------------------------------------------------------------------
@@ -288,15 +433,31 @@ class ReplicaSet(Mailbox):
                     return
                 ref = await self.system.spawn_replica(self)
                 cell = ref._cell
-                assert isinstance(cell, ActorCell)
-                self.replicas.append(Replica(cell))
-            self.dispatch()
+                if self.state >= STOPPING:  # stopped while it started: stop it too
+                    if isinstance(cell, ActorCell):
+                        await cell.terminate()
+                    else:
+                        await ref.stop()
+                    return
+                if isinstance(cell, ActorCell):
+                    self.replicas.append(self._new_replica(cell))
+                else:  # placed on another member by the cluster
+                    address = ref.__cfactor_address__().address
+                    self.replicas.append(self._new_replica(RemoteReplica(self, ref, address)))
+                self._replicas_changed()  # each new replica starts on the backlog at once
         elif count < len(active):
             # Drain the least busy first: they finish soonest.
             for replica in sorted(active, key=lambda r: r.held)[: len(active) - count]:
                 replica.draining = True
                 if replica.held == 0:
                     self._retire(replica)
+            self._replicas_changed()
+
+    def _new_replica(self, cell: ActorCell | RemoteReplica) -> Replica:
+        return Replica(cell)
+
+    def _replicas_changed(self) -> None:
+        self.dispatch()
 
     def _retire(self, replica: Replica) -> None:
         if replica in self.replicas:
@@ -319,3 +480,391 @@ class ReplicaSet(Mailbox):
         replicas, self.replicas = self.replicas, []
         # All at once: a replica stuck in a handler costs stop_timeout_s once, not N times.
         await asyncio.gather(*(replica.cell.terminate() for replica in replicas))
+
+
+# -- routing by key -------------------------------------------------------------------------------
+
+#: How many partitions a keyed group hashes keys into. Partitions, not single keys, are
+#: assigned to replicas, so the bookkeeping is bounded whatever the number of keys.
+KEY_PARTITIONS = 256
+
+
+def key_partition(key: object, name: str) -> int:
+    """The partition of a key: crc32 of its bytes, the same in every process and run
+    (Python's ``hash()`` of a str is randomized per process).
+
+    Raises:
+        ConfigError: ``key`` is not a str, bytes or int (a bool is refused too).
+    """
+    if isinstance(key, str):
+        data = key.encode("utf-8", "surrogatepass")
+    elif isinstance(key, bytes):
+        data = key
+    elif isinstance(key, int) and not isinstance(key, bool):
+        data = b"%d" % key
+    else:
+        raise ConfigError(
+            f"the key function of {name!r} must return a str, bytes or int, "
+            f"got {type(key).__name__}: {key!r:.100}"
+        )
+    return zlib.crc32(data) % KEY_PARTITIONS
+
+
+class Partition:
+    """The keys that hash to one partition: their waiting messages, and who serves them.
+
+    ``target`` is the replica that takes the partition's next messages. ``owner`` is
+    the replica holding its ``held`` messages; while they are held by a replica other
+    than the target (the partition was just moved), the target waits, so the
+    messages of one key are handled in order even across a change of the replica set.
+    """
+
+    __slots__ = ("held", "in_ready", "owner", "queue", "target")
+
+    def __init__(self) -> None:
+        self.queue: deque[Item] | None = None
+        self.target: Replica | None = None
+        self.owner: Replica | None = None
+        self.held = 0
+        #: True while it sits in its target's ``ready`` deque.
+        self.in_ready = False
+
+
+class KeyedDone(Done):
+    """A keyed message's ``Done``: also frees the message's partition."""
+
+    __slots__ = ("partition",)
+
+    group: KeyedReplicaSet
+
+    def __init__(
+        self, group: KeyedReplicaSet, replica: Replica, partition: Partition, reply: Any
+    ) -> None:
+        Done.__init__(self, group, replica, reply)
+        self.partition = partition
+
+    def set_result(self, result: Any) -> None:
+        reply = self.reply
+        if reply is not None and not reply.done():
+            reply.set_result(result)
+        self.group.finished_keyed(self.replica, self.partition)
+
+    def set_exception(self, error: BaseException) -> None:
+        reply = self.reply
+        if reply is None:
+            if isinstance(error, ActorStopped | NodeUnreachable):
+                self.group.system.dead_letter(self.group.name, None, "its replica stopped")
+        elif not reply.done():
+            reply.set_exception(error)
+        self.group.finished_keyed(self.replica, self.partition)
+
+
+class KeyedReplicaSet(ReplicaSet):
+    """A replicated actor that routes by key (``cf.Replicas(key=...)``).
+
+    The backlog is split into ``KEY_PARTITIONS`` partitions by a stable hash of each
+    message's key; each partition is served by one replica at a time, which pulls its
+    messages (at most ``in_flight`` held, as unkeyed). So the messages of one key are
+    handled by one replica, one at a time, in the order they entered the backlog.
+
+    When the replica set changes, as few partitions as possible move (scale-out takes
+    some from every replica, scale-in hands the drained replica's partitions to the
+    rest), and a moved partition's new replica starts on it only after the old one has
+    finished the partition's messages it held. The bound, blocked senders, ``load()``
+    and drained scale-in are those of the unkeyed group.
+    """
+
+    __slots__ = ("key", "partitions", "waiting")
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        cls: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str,
+        uid: int,
+        capacity: int,
+        in_flight: int,
+        restart: Restart,
+        key: Callable[[Any], object],
+    ) -> None:
+        if not callable(key):
+            raise ConfigError(f"key must be a function of the message, got {key!r}")
+        ReplicaSet.__init__(
+            self,
+            system,
+            cls,
+            args,
+            kwargs,
+            name=name,
+            uid=uid,
+            capacity=capacity,
+            in_flight=in_flight,
+            restart=restart,
+        )
+        self.key = key
+        self.partitions = [Partition() for _ in range(KEY_PARTITIONS)]
+        #: Messages waiting in the partitions (the backlog's depth).
+        self.waiting = 0
+
+    # -- the backlog ----------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return self.waiting
+
+    def has_room(self) -> bool:
+        return not self.waiters and self.waiting < self.capacity
+
+    def partition_of(self, message: Any) -> Partition:
+        """The partition of ``message``'s key.
+
+        Raises:
+            ConfigError: The key function raised, or returned no str, bytes or int.
+        """
+        try:
+            key = self.key(message)
+        except Exception as exc:
+            raise ConfigError(
+                f"the key function of {self.name!r} raised {exc!r} on {message!r:.100}"
+            ) from exc
+        return self.partitions[key_partition(key, self.name)]
+
+    def enqueue(self, partition: Partition, item: Item) -> None:
+        queue = partition.queue
+        if queue is None:
+            queue = partition.queue = deque()
+        queue.append(item)
+        waiting = self.waiting = self.waiting + 1
+        if waiting > self.peak:  # noqa: PLR1730 - as in Mailbox.append
+            self.peak = waiting
+        if not partition.in_ready:
+            self._mark_ready(partition)
+
+    def append(self, item: Item) -> None:
+        """A blocked sender's message, admitted: ``((partition, message), reply)``."""
+        (partition, message), reply = item
+        self.enqueue(partition, (message, reply))
+
+    def take_all(self) -> list[Item]:
+        items: list[Item] = []
+        for partition in self.partitions:
+            queue = partition.queue
+            if queue:
+                items.extend(queue)
+                queue.clear()
+            partition.in_ready = False
+        for replica in self.replicas:
+            if replica.ready:
+                replica.ready.clear()
+        self.waiting = 0
+        waiters = self.waiters
+        self.waiters = None
+        while waiters:
+            ((_partition, message), reply), admitted = waiters.popleft()
+            if not admitted.done():
+                items.append((message, reply))
+                admitted.set_result(None)
+        return items
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def tell(self, message: Any) -> None:
+        if self.state >= STOPPING:
+            self.system.dead_letter(self.name, message, "the replicated actor is stopped")
+            return
+        partition = self.partition_of(message)
+        if self.waiters or self.waiting >= self.capacity:
+            system = self.system
+            await self.append_when_room(((partition, message), None), system.loop, system.clock)
+        else:
+            self.enqueue(partition, (message, None))
+        self.dispatch()
+
+    def tell_nowait(self, message: Any) -> None:
+        if self.state >= STOPPING:
+            self.system.dead_letter(self.name, message, "the replicated actor is stopped")
+            return
+        partition = self.partition_of(message)
+        if self.waiters or self.waiting >= self.capacity:
+            raise MailboxFull(f"backlog of {self.name!r} is full ({self.capacity} messages)")
+        self.enqueue(partition, (message, None))
+        self.dispatch()
+
+    async def ask(self, message: Any, timeout: float | None) -> Any:
+        system = self.system
+        if timeout is None:
+            timeout = system.ask_timeout_s
+        elif not timeout > 0:
+            raise ConfigError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
+        if self.state >= STOPPING:
+            raise ActorStopped(f"replicated actor {self.name!r} is stopped")
+        partition = self.partition_of(message)
+        future: asyncio.Future[Any] = system.loop.create_future()
+        remaining = timeout
+        if self.waiters or self.waiting >= self.capacity:
+            started = system.clock.now()
+            await self.append_when_room(
+                ((partition, message), future), system.loop, system.clock, timeout
+            )
+            remaining = timeout - (system.clock.now() - started)
+        else:
+            self.enqueue(partition, (message, future))
+        self.dispatch()
+        if timeout == math.inf:
+            return await future
+        key = system.deadlines.add(future, remaining, partial(_ask_timeout, self.name, timeout))
+        try:
+            return await future
+        finally:
+            system.deadlines.discard(key, future)
+
+    def deliver(self, item: tuple[Any, Any], admission: Any) -> None:
+        message, reply = item
+        try:
+            partition = self.partition_of(message)
+        except ConfigError as exc:
+            admission.set_result(None)  # refused, not parked: the sender's credit comes back
+            if reply is not None:
+                reply.set_exception(exc)
+            else:
+                log.warning("a tell to %r from another member is dropped: %s", self.name, exc)
+                self.system.dead_letter(self.name, message, "its key function failed")
+            return
+        if self.has_room():
+            self.enqueue(partition, item)
+            admission.set_result(None)
+            self.dispatch()
+        else:
+            self.park(((partition, message), reply), admission)
+
+    # -- dispatching ----------------------------------------------------------------------------
+
+    def _mark_ready(self, partition: Partition) -> None:
+        """Offer a partition with waiting messages to its target, if it may take them."""
+        target = partition.target
+        if target is not None and (partition.held == 0 or partition.owner is target):
+            ready = target.ready
+            assert ready is not None
+            ready.append(partition)
+            partition.in_ready = True
+
+    def dispatch(self) -> None:
+        """Let every replica with a free slot pull from its ready partitions."""
+        limit = self.in_flight
+        fed = True
+        while fed and self.waiting:
+            fed = False
+            for replica in self.replicas:
+                if (
+                    replica.ready
+                    and replica.held < limit
+                    and not replica.draining
+                    and replica.cell.state < STOPPING
+                ):
+                    fed = self._feed(replica, limit) or fed
+
+    def _feed(self, replica: Replica, limit: int) -> bool:
+        ready = replica.ready
+        assert ready is not None
+        cell = replica.cell
+        took = False
+        while ready and replica.held < limit:
+            partition = ready.popleft()
+            queue = partition.queue
+            assert queue  # a ready partition has messages
+            message, reply = queue.popleft()
+            self.waiting -= 1
+            if queue:
+                ready.append(partition)  # round robin over the replica's partitions
+            else:
+                partition.in_ready = False
+            partition.owner = replica
+            partition.held += 1
+            replica.held += 1
+            cell.append((message, KeyedDone(self, replica, partition, reply)))
+            took = True
+            if self.waiters:
+                self.admit_waiter()
+        if took:
+            cell.schedule()
+        return took
+
+    def finished_keyed(self, replica: Replica, partition: Partition) -> None:
+        replica.held -= 1
+        partition.held -= 1
+        self.processed += 1
+        if partition.held == 0 and partition.queue and not partition.in_ready:
+            self._mark_ready(partition)  # its old replica is done with it: hand it over
+        if replica.draining and replica.held == 0:
+            self._retire(replica)
+        self.dispatch()
+
+    # -- the replica set ------------------------------------------------------------------------
+
+    def _new_replica(self, cell: ActorCell | RemoteReplica) -> Replica:
+        replica = Replica(cell)
+        replica.ready = deque()
+        cell.on_stopped = [*(cell.on_stopped or ()), partial(self._replica_stopped, replica)]
+        return replica
+
+    def _replica_stopped(self, replica: Replica) -> None:
+        """A replica stopped for good (drained, or its supervisor gave up on it)."""
+        if replica in self.replicas:
+            self.replicas.remove(replica)
+        if self.state < STOPPING:
+            self._replicas_changed()
+
+    def _replicas_changed(self) -> None:
+        self._rebalance()
+        self.dispatch()
+
+    def _rebalance(self) -> None:
+        """Give every partition a target among the replicas taking work, moving few.
+
+        Each replica ends with ``KEY_PARTITIONS // n`` or one more partitions; those
+        that have more give up their surplus, and partitions of draining or stopped
+        replicas go to those that have fewer.
+        """
+        active = [r for r in self.replicas if not r.draining and r.cell.state < STOPPING]
+        owned: dict[Replica, list[Partition]] = {r: [] for r in active}
+        homeless: list[Partition] = []
+        for partition in self.partitions:
+            mine = owned.get(partition.target) if partition.target is not None else None
+            if mine is None:
+                homeless.append(partition)
+            else:
+                mine.append(partition)
+        if not active:
+            for partition in homeless:
+                self._move(partition, None)
+            return
+        base, extra = divmod(KEY_PARTITIONS, len(active))
+        # The one-more quotas go to those that hold most already: fewer moves.
+        ranked = sorted(active, key=lambda r: -len(owned[r]))
+        quota = {r: base + (1 if i < extra else 0) for i, r in enumerate(ranked)}
+        for replica in active:
+            mine = owned[replica]
+            while len(mine) > quota[replica]:
+                homeless.append(mine.pop())
+        for replica in active:
+            mine = owned[replica]
+            while len(mine) < quota[replica]:
+                partition = homeless.pop()
+                self._move(partition, replica)
+                mine.append(partition)
+
+    def _move(self, partition: Partition, target: Replica | None) -> None:
+        old = partition.target
+        if old is target:
+            return
+        if partition.in_ready:
+            assert old is not None
+            assert old.ready is not None
+            old.ready.remove(partition)
+            partition.in_ready = False
+        partition.target = target
+        if partition.queue:
+            self._mark_ready(partition)

@@ -12,7 +12,7 @@ from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
 from cfactor._core.remote import Remote
-from cfactor._core.replicas import ReplicaSet
+from cfactor._core.replicas import KeyedReplicaSet, ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
@@ -295,10 +295,13 @@ class ActorSystem:
                 ``temporary``.
             placement: In a cluster, where a named top-level actor goes: ``None`` lets
                 the cluster pick (least loaded), ``"local"`` keeps it on this member;
-                see ``cf.Pin`` and ``cf.Labels``. Ignored without a cluster.
+                see ``cf.Pin`` and ``cf.Labels``. Ignored without a cluster. For a
+                replicated actor it says where its replicas may run (the group and its
+                backlog stay here).
             replicas: ``cf.Replicas(min=, max=, target_depth=)``: run the actor as
                 replicas behind one ref, pulling from one bounded backlog (its bound is
-                ``mailbox_capacity``), scaled on the backlog's depth. See
+                ``mailbox_capacity``), scaled on the backlog's depth; with
+                ``key=`` the messages of one key go to one replica, in order. See
                 docs/replicas.md.
             *args: Positional arguments for the constructor.
             **kwargs: Keyword arguments for the constructor.
@@ -320,7 +323,7 @@ class ActorSystem:
         top_level = parent is None or parent.system is not self
         if replicas is not None:
             return await self._spawn_group(
-                cls, args, kwargs, name, mailbox_capacity, restart_type, replicas
+                cls, args, kwargs, name, mailbox_capacity, restart_type, replicas, placement
             )
         if self.cluster is not None and name is not None and top_level and placement != "local":
             return await self.cluster.spawn(  # type: ignore[no-any-return]
@@ -340,6 +343,7 @@ class ActorSystem:
         mailbox_capacity: int | None,
         restart_type: Restart,
         replicas: Any,
+        placement: Any = None,
     ) -> ActorRef:
         if self._closed or self._loop is None:
             raise SystemClosed("the actor system is not running; use 'async with ActorSystem()'")
@@ -354,17 +358,34 @@ class ActorSystem:
             if mailbox_capacity is None
             else _check_positive_int("mailbox_capacity", mailbox_capacity)
         )
-        group = ReplicaSet(
-            self,
-            cls,
-            args,
-            kwargs,
-            name=name,
-            uid=uid,
-            capacity=capacity,
-            in_flight=replicas.in_flight,
-            restart=restart_type,
-        )
+        key = getattr(replicas, "key", None)
+        group: ReplicaSet
+        if key is None:
+            group = ReplicaSet(
+                self,
+                cls,
+                args,
+                kwargs,
+                name=name,
+                uid=uid,
+                capacity=capacity,
+                in_flight=replicas.in_flight,
+                restart=restart_type,
+            )
+        else:
+            group = KeyedReplicaSet(
+                self,
+                cls,
+                args,
+                kwargs,
+                name=name,
+                uid=uid,
+                capacity=capacity,
+                in_flight=replicas.in_flight,
+                restart=restart_type,
+                key=key,
+            )
+        group.placement = placement
         self._groups[name] = group
         try:
             await group.scale_to(replicas.min)
@@ -377,9 +398,39 @@ class ActorSystem:
         return group.ref
 
     async def spawn_replica(self, group: ReplicaSet) -> ActorRef:
-        """One more replica of ``group`` (its mailbox holds what it pulled, no more)."""
+        """One more replica of ``group`` (its mailbox holds what it pulled, no more).
+
+        In a cluster, the cluster picks the member (spread by load); a ref to a
+        replica on another member comes back, or ``None`` from the cluster for here.
+        """
+        cluster = self.cluster
+        if cluster is not None and group.placement != "local":
+            placed: ActorRef | None = await cluster.place_replica(group)
+            if placed is not None:
+                return placed
         return await self._spawn_here(
             group.cls, group.args, group.kwargs, None, group.in_flight, None, group.replica_restart
+        )
+
+    async def host_replica(
+        self,
+        cls: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        in_flight: int,
+        restart: str,
+    ) -> ActorRef:
+        """Start a replica here for a group owned by another member (the cluster asks).
+
+        Raises:
+            ConfigError: ``cls`` is not an Actor subclass, or a bad restart type.
+            ActorStartFailed: Its constructor or ``on_start`` raised.
+        """
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise ConfigError(f"a replica needs an Actor subclass, got {cls!r}")
+        return await self._spawn_here(
+            cls, args, kwargs, None, in_flight, None, parse_restart(restart)
         )
 
     async def stop_group(self, group: ReplicaSet) -> None:

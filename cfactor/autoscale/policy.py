@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from cfactor.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cfactor.abc import ReplicaGroup
 
 #: What a decision does to the replica count.
@@ -83,11 +85,18 @@ class Replicas:
         report_interval_s: How often the runtime reports the depth to the policy.
         in_flight: How many backlog messages one replica holds at a time (the rest
             stay in the shared backlog, where a new replica can take them).
+        key: Route by key: a function of the message returning a str, bytes or int.
+            Messages with the same key go to the same replica while the replica set
+            is stable, and are handled in the order they entered the backlog (also
+            across scale-out and scale-in). ``None``: any replica takes any message.
+            A key function that raises or returns another type makes the send raise
+            ``ConfigError`` (the group keeps serving).
 
     Raises:
         ConfigError: A setting of the wrong type or out of range (``min < 1``,
             ``max < min``, a duration or depth that is not a positive finite number,
-            a low watermark above the target, a step or ``in_flight`` below 1).
+            a low watermark above the target, a step or ``in_flight`` below 1,
+            a ``key`` that is not callable).
     """
 
     min: int = 1
@@ -100,6 +109,7 @@ class Replicas:
     max_step_in: int = 1
     report_interval_s: float = 0.5
     in_flight: int = 4
+    key: Callable[[Any], str | bytes | int] | None = None
 
     def __post_init__(self) -> None:
         _check_int("min", self.min, 1)
@@ -124,6 +134,8 @@ class Replicas:
             _check_int("max_step_out", self.max_step_out, 1)
         _check_int("max_step_in", self.max_step_in, 1)
         _check_int("in_flight", self.in_flight, 1)
+        if self.key is not None and not callable(self.key):
+            raise ConfigError(f"key must be a function of the message, got {self.key!r}")
 
     async def start(self, group: ReplicaGroup, system: Any) -> Any:
         """Attach the autoscaler to a replicated actor (``ActorSystem.spawn`` calls

@@ -58,6 +58,8 @@ class Cluster:
         store: The in-process store the members of a memory cluster share.
         request_timeout_s: The bound on every call to the store.
         placement_timeout_s: The bound on placing one actor.
+        load_report_interval_s: How often the member reports its replica load to the
+            placement actor (over the transport), which spreads new replicas by it.
 
     Raises:
         ConfigError: A setting out of range.
@@ -71,11 +73,16 @@ class Cluster:
     store: MemoryStore | None = None
     request_timeout_s: float = 1.0
     placement_timeout_s: float = 15.0
+    load_report_interval_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ConfigError(f"cluster names are non-empty and have no '/': {self.name!r}")
-        for what, value in (("ttl_s", self.ttl_s), ("request_timeout_s", self.request_timeout_s)):
+        for what, value in (
+            ("ttl_s", self.ttl_s),
+            ("request_timeout_s", self.request_timeout_s),
+            ("load_report_interval_s", self.load_report_interval_s),
+        ):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
         if self.capacity < 0:

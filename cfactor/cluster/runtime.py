@@ -15,9 +15,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
-from cfactor._core.cell import ActorCell, current_cell
+from cfactor._core.cell import STOPPING, ActorCell, current_cell
 from cfactor._core.clock import wall_time
 from cfactor._core.ref import ActorRef
+from cfactor._core.replicas import KeyedReplicaSet, RemoteReplica
 from cfactor.abc import Activation, MemberInfo
 from cfactor.cluster.policy import choose_member
 from cfactor.cluster.spec import ActorSpec
@@ -38,6 +39,7 @@ from cfactor.membership import make_membership
 if TYPE_CHECKING:
     from cfactor._core.mailbox import MailboxStatistics
     from cfactor._core.ref import Target
+    from cfactor._core.replicas import ReplicaSet
     from cfactor._core.system import ActorSystem
     from cfactor.abc import Membership, RefAddress
     from cfactor.cluster.config import Cluster
@@ -69,6 +71,47 @@ def check_reply(reply: Any) -> None:
     if isinstance(reply, tuple) and reply and reply[0] == "error":
         cls = _REFUSALS.get(str(reply[1]), MembershipUnavailable)
         raise cls(str(reply[2]))
+
+
+def decision_stats(decision: Any, now: float) -> dict[str, Any] | None:
+    """An autoscaler ``Decision`` for ``cfactor status`` (its age, not its clock time)."""
+    if decision is None:
+        return None
+    return {
+        "replicas": decision.replicas,
+        "direction": decision.direction,
+        "reason": decision.reason,
+        "age_s": round(max(0.0, now - decision.at), 3),
+    }
+
+
+def group_stats(group: ReplicaSet, now: float) -> dict[str, Any]:
+    """One replicated actor for ``cfactor status``: its replicas, its backlog, and
+    what its autoscaler decided last (and last changed), with the reason."""
+    stats = group.statistics()
+    depth, active = group.load()
+    controller = group.controller
+    decisions = getattr(controller, "decisions", None)
+    where: dict[str, int] = {}
+    for replica in group.replicas:
+        if replica.draining or replica.cell.state >= STOPPING:
+            continue
+        cell = replica.cell
+        address = cell.address if isinstance(cell, RemoteReplica) else group.system.address
+        where[address] = where.get(address, 0) + 1
+    return {
+        "name": group.name,
+        "replicas": active,
+        "draining": sum(1 for r in group.replicas if r.draining),
+        "backlog": group.depth,
+        "depth": depth,
+        "capacity": stats.capacity,
+        "processed": stats.processed,
+        "keyed": isinstance(group, KeyedReplicaSet),
+        "where": where,
+        "last": decision_stats(getattr(controller, "last", None), now),
+        "last_change": decision_stats(decisions[-1] if decisions else None, now),
+    }
 
 
 class ClusterTarget:
@@ -156,6 +199,11 @@ class ClusterAgent(Actor):
                 return None
             case "stats":
                 return self.runtime.stats()
+            case ("replica", bytes(data), int(in_flight), str(owner)):
+                try:
+                    return ("ok", *await self.runtime.host_replica(data, in_flight, owner))
+                except CfactorError as exc:
+                    return refusal(exc)
         raise ValueError(f"unknown cluster agent message {message!r:.100}")
 
 
@@ -174,6 +222,10 @@ class PlacementActor(Actor):
         #: Names whose re-placement failed: how often, and when to try again.
         self.failures: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
+        #: Load reports per member: (when, replicas it hosts, {group: (depth, replicas)}).
+        self.loads: dict[str, tuple[float, int, dict[str, Any]]] = {}
+        #: Replicas placed on a member since its last report (so a burst spreads).
+        self.placed_since: dict[str, int] = {}
 
     async def on_start(self) -> None:
         # Rebuild from the store: a new leader knows every spec the old one stored.
@@ -191,7 +243,7 @@ class PlacementActor(Actor):
         if self.task is not None:
             self.task.cancel()
 
-    async def receive(self, message: Any) -> Any:
+    async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
             case ("place", bytes(data)):
                 return await self._place_new(data)
@@ -203,7 +255,43 @@ class PlacementActor(Actor):
                 return None
             case "reconcile":
                 return await self._reconcile()
+            case ("load", str(member_id), int(hosted), dict(groups)):
+                self.loads[member_id] = (self.system.clock.now(), hosted, groups)
+                self.placed_since.pop(member_id, None)
+                return None
+            case ("choose-replica", placement):
+                return self._choose_replica(placement)
+            case "loads":
+                now = self.system.clock.now()
+                return {
+                    member_id: {"age_s": round(now - at, 3), "hosted": hosted, "groups": groups}
+                    for member_id, (at, hosted, groups) in self.loads.items()
+                }
         raise ValueError(f"unknown placement message {message!r:.100}")
+
+    def replica_load(self) -> dict[str, int]:
+        """Per member: its named actors plus the replicas it hosts (as last reported,
+        plus those placed on it since)."""
+        load: dict[str, int] = {}
+        for activation in self.runtime.membership.activations().values():
+            load[activation.member_id] = load.get(activation.member_id, 0) + 1
+        for member_id, (_at, hosted, _groups) in self.loads.items():
+            load[member_id] = load.get(member_id, 0) + hosted
+        for member_id, placed in self.placed_since.items():
+            load[member_id] = load.get(member_id, 0) + placed
+        return load
+
+    def _choose_replica(self, placement: Any) -> tuple[Any, ...]:
+        members = self.runtime.membership.members()
+        for gone in set(self.loads) - set(members):
+            self.loads.pop(gone, None)
+            self.placed_since.pop(gone, None)
+        wire = tuple(placement) if isinstance(placement, list | tuple) else None
+        member_id = choose_member(members, self.replica_load(), wire, self.system.random)
+        if member_id is None:
+            return refusal(MembershipUnavailable(f"no member can host a replica ({wire})"))
+        self.placed_since[member_id] = self.placed_since.get(member_id, 0) + 1
+        return ("ok", member_id, members[member_id].address)
 
     async def _place_new(self, data: bytes) -> tuple[Any, ...]:
         try:
@@ -345,6 +433,10 @@ class ClusterMember:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Any] = []
         self._closed = False
+        #: Replicas hosted here for groups on other members: name -> (group, owner address).
+        self.hosted_replicas: dict[str, tuple[str, str]] = {}
+        #: Groups whose replicas stay here because their class or arguments cannot travel.
+        self._local_only: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -352,6 +444,7 @@ class ClusterMember:
         await self.system.spawn_service(ClusterAgent, self, name=AGENT)
         await self._join()
         self._background(self._lead_when_possible())
+        self._background(self._report_forever())
 
     async def _join(self) -> None:
         """Register this member (under a fresh lease) and follow the cluster's views.
@@ -558,6 +651,140 @@ class ClusterMember:
                 self._stop_local(PLACER)
             await self.changed_or(0.5)
 
+    # -- replicas -----------------------------------------------------------------------------
+
+    async def place_replica(self, group: ReplicaSet) -> ActorRef | None:
+        """Start a replica of ``group`` on the member placement picks (least loaded);
+        None means here. The group, its backlog and its autoscaler stay here.
+
+        Raises:
+            ActorStartFailed: The replica's constructor or ``on_start`` raised there.
+            MembershipUnavailable: A placement constraint no member meets now.
+        """
+        if group.name in self._local_only:
+            return None
+        try:
+            spec = ActorSpec.of(
+                group.cls,
+                group.args,
+                group.kwargs,
+                name=group.name,
+                restart=group.replica_restart.value,
+                placement=group.placement,
+            )
+            data = spec.encode()
+        except CfactorError as exc:
+            self._local_only.add(group.name)
+            log.warning("replicas of %r stay on this member: %s", group.name, exc)
+            return None
+        try:
+            placer = await self._placer()
+            reply = await placer.ask(
+                ("choose-replica", spec.placement), timeout=self.config.request_timeout_s
+            )
+            check_reply(reply)
+        except CfactorError as exc:
+            if spec.placement is not None:
+                raise MembershipUnavailable(
+                    f"cannot place a replica of {group.name!r}: {exc}"
+                ) from exc
+            log.info("placing a replica of %r here (placement: %r)", group.name, exc)
+            return None
+        member_id, address = str(reply[1]), str(reply[2])
+        if member_id == self.member_id or address == self.system.address:
+            return None
+        try:
+            reply = await self.agent_of(address).ask(
+                ("replica", data, group.in_flight, self.system.address),
+                timeout=self.config.placement_timeout_s,
+            )
+        except (NodeUnreachable, AskTimeout, ActorNotFound, ActorStopped) as exc:
+            if spec.placement is not None:
+                raise MembershipUnavailable(
+                    f"member {address} did not start a replica of {group.name!r}: {exc}"
+                ) from exc
+            log.warning(
+                "member %s did not start a replica of %r (%r): here", address, group.name, exc
+            )
+            return None
+        check_reply(reply)
+        return self.system.ref(str(reply[2]), at=str(reply[1]))
+
+    async def host_replica(self, data: bytes, in_flight: int, owner: str) -> tuple[str, str]:
+        """Start a replica here for the group on member ``owner``: (address, name).
+
+        Raises:
+            ConfigError: The class cannot be loaded here, or ``in_flight`` is below 1.
+            ActorStartFailed: Its constructor or ``on_start`` raised.
+            MalformedFrame: ``data`` is not a spec.
+        """
+        spec = ActorSpec.decode(data)
+        if in_flight < 1:
+            raise ConfigError(f"in_flight must be at least 1, got {in_flight}")
+        cls = spec.load_class()
+        token = current_cell.set(None)  # supervised by the root, not by the agent
+        try:
+            ref = await self.system.host_replica(
+                cls, spec.args, spec.kwargs, in_flight=in_flight, restart=spec.restart
+            )
+        finally:
+            current_cell.reset(token)
+        name = ref.name
+        self.hosted_replicas[name] = (spec.name, owner)
+        cell = ref._cell
+        if isinstance(cell, ActorCell):
+            cell.on_stopped = [
+                *(cell.on_stopped or ()),
+                lambda: self.hosted_replicas.pop(name, None) and None,
+            ]
+        return (self.system.address, name)
+
+    async def _report_forever(self) -> None:
+        """Every ``load_report_interval_s``: report this member's replica load to the
+        placement actor (over the transport, not the store), and forget replicas
+        whose other end (owner or host) has left the cluster."""
+        interval = self.config.load_report_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self._forget_departed()
+            try:
+                placer = await self._placer()
+                await placer.tell(
+                    ("load", self.member_id, self.replicas_here(), self.group_loads())
+                )
+            except CfactorError as exc:
+                log.debug("load report not sent: %r", exc)
+
+    def replicas_here(self) -> int:
+        """Replicas running on this member, for this member's groups or others'."""
+        local = sum(
+            1
+            for group in self.system._groups.values()
+            for replica in group.replicas
+            if isinstance(replica.cell, ActorCell)
+        )
+        return local + len(self.hosted_replicas)
+
+    def group_loads(self) -> dict[str, list[int]]:
+        return {name: list(group.load()) for name, group in self.system._groups.items()}
+
+    def _forget_departed(self) -> None:
+        addresses = {m.address for m in self.membership.members().values()}
+        if not addresses:
+            return  # no view of the cluster right now: judge nobody
+        for name, (group_name, owner) in list(self.hosted_replicas.items()):
+            if owner not in addresses:
+                log.warning(
+                    "the owner of %r at %s left: stopping its replica %s", group_name, owner, name
+                )
+                self.hosted_replicas.pop(name, None)
+                self._stop_local(name)
+        for group in self.system._groups.values():
+            for replica in group.replicas:
+                cell = replica.cell
+                if isinstance(cell, RemoteReplica) and cell.address not in addresses:
+                    cell.lost("its member left the cluster")
+
     # -- hosting ------------------------------------------------------------------------------
 
     async def activate_here(self, spec: ActorSpec) -> tuple[str, str, int]:
@@ -671,7 +898,9 @@ class ClusterMember:
             "actors": actors,
             "depth": depth,
             "named": named,
+            "groups": [group_stats(group, system.clock.now()) for group in system._groups.values()],
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
+            "hosted_replicas": len(self.hosted_replicas),
             "leader": self.membership.leader(PLACEMENT) == self.member_id,
         }

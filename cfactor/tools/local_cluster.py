@@ -327,6 +327,7 @@ async def _status(etcd: str, name: str, timeout_s: float) -> dict[str, Any]:
         "etcd": etcd,
         "members": [],
         "actors": [],
+        "groups": [],
         "leader": None,
     }
     async with cf.ActorSystem(listen="tcp://127.0.0.1:0", ask_timeout_s=timeout_s) as probe:
@@ -353,6 +354,10 @@ async def _status(etcd: str, name: str, timeout_s: float) -> dict[str, Any]:
         report["members"].append(entry)
         for named in (stats or {}).get("named", []):
             by_member[named["name"]] = named
+        for group in (stats or {}).get("groups", []):
+            report["groups"].append(
+                {**group, "member": member.member_id, "address": member.address}
+            )
     for act_name, activation in sorted(activations.items()):
         named = by_member.get(act_name, {})
         report["actors"].append(
@@ -371,7 +376,8 @@ async def _status(etcd: str, name: str, timeout_s: float) -> dict[str, Any]:
 
 
 def status(etcd: str | None, name: str, as_json: bool, timeout_s: float = 1.0) -> int:
-    """Print the cluster's members, actors and placement leader.
+    """Print the cluster's members, actors, replicated actors (with their autoscaler's
+    last decision) and placement leader.
 
     Raises:
         ToolError: No etcd given and no local cluster of that name, or etcd unreachable.
@@ -403,4 +409,29 @@ def status(etcd: str | None, name: str, as_json: bool, timeout_s: float = 1.0) -
         for a in report["actors"]:
             depth, restarts = a["depth"], a["restarts"]
             print(f"{a['name']:<24} {a['member']:<24} {a['epoch']:>6} {depth!s:>6} {restarts!s:>9}")
+    if report["groups"]:
+        print(f"\n{'GROUP':<24} {'MEMBER':<24} {'REPLICAS':>8} {'BACKLOG':>8} {'DEPTH':>6}  LAST")
+        for g in report["groups"]:
+            replicas = f"{g['replicas']}" + (f"+{g['draining']}d" if g["draining"] else "")
+            print(
+                f"{g['name']:<24} {g['member']:<24} {replicas:>8} {g['backlog']:>8} "
+                f"{g['depth']:>6}  {describe_decision(g['last'])}"
+            )
+            where = g.get("where") or {}
+            if set(where) - {g["address"]}:  # some replicas run on other members
+                spread = ", ".join(f"{address} x{n}" for address, n in sorted(where.items()))
+                print(f"{'':<24} replicas on {spread}")
+            change = g["last_change"]
+            if change is not None and change != g["last"]:
+                print(f"{'':<24} last change: {describe_decision(change)}")
     return 0
+
+
+def describe_decision(decision: dict[str, Any] | None) -> str:
+    """One autoscaler decision as a line: what, to how many, how long ago, why."""
+    if decision is None:
+        return "-"
+    return (
+        f"{decision['direction']} -> {decision['replicas']} "
+        f"({decision['age_s']:.1f}s ago): {decision['reason']}"
+    )

@@ -89,3 +89,43 @@ async def test_a_steady_light_load_stays_at_min() -> None:
             assert group.count == 1
         controller: Any = group.controller
         assert list(controller.decisions) == []
+
+
+class KeyedIOBound(cf.Actor):
+    """Records (key, seq) per message; 10 ms each."""
+
+    def __init__(self, handled: list[tuple[str, int]]) -> None:
+        self.handled = handled
+
+    async def receive(self, message: tuple[str, int]) -> None:
+        await asyncio.sleep(0.01)
+        self.handled.append(message)
+
+
+def first(message: tuple[str, int]) -> str:
+    return message[0]
+
+
+async def test_a_keyed_group_scales_out_and_in_keeping_each_keys_order() -> None:
+    handled: list[tuple[str, int]] = []
+    async with cf.ActorSystem() as system:
+        ref = await system.spawn(KeyedIOBound, handled, name="work", replicas=fast(key=first))
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        loop = asyncio.get_running_loop()
+        keys = [f"k{i}" for i in range(30)]
+        for seq in range(20):
+            for key in keys:
+                await ref.tell((key, seq))
+        peak = 1
+        deadline = loop.time() + 20
+        while len(handled) < 600 and loop.time() < deadline:
+            peak = max(peak, group.count)
+            await asyncio.sleep(0.02)
+        assert peak >= 4, "the burst did not scale out"
+        deadline = loop.time() + 10
+        while group.count > 1 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert group.count == 1
+        for key in keys:
+            assert [seq for k, seq in handled if k == key] == list(range(20)), key

@@ -199,6 +199,9 @@ async def test_a_killed_members_actors_answer_again_with_one_activation_each() -
         # Each name went away with the dead member, then came back exactly once.
         for name in names:
             changes = [member for n, member in history if n == name]
+            # The watch may show the original claim after the subscription began.
+            while changes and changes[0] == target.member_id:
+                changes.pop(0)
             assert changes[0] is None
             assert len([m for m in changes if m is not None]) == 1
 

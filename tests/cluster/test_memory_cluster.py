@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cfactor as cf
+from cfactor._core.replicas import RemoteReplica, ReplicaSet
 from cfactor.membership import MemoryStore
 from cfactor.testing import MemoryNetwork, MemoryTransport
 from tests.cluster.actors import Counter, eventually
@@ -311,3 +312,55 @@ async def test_a_store_outage_longer_than_the_ttl_heals_on_its_own() -> None:
         assert await eventually(healed, timeout=15)
         await a.spawn(Counter, name="after")  # placement works again
         assert await b.ref("after").ask("get") == 0
+
+
+class Echo(cf.Actor):
+    async def receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_messages_to_remote_replicas_must_travel_and_failures_are_counted() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        config = cf.Replicas(min=1, max=1)
+        ref = await a.spawn(Echo, name="work", placement=cf.Pin(b.address), replicas=config)
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        replica = group.replicas[0].cell
+        assert isinstance(replica, RemoteReplica)
+        assert replica.address == b.address
+        assert await ref.ask(("a", 1)) == ("a", 1)  # answered by the replica on b
+        assert group.statistics().processed == 1
+        with pytest.raises(cf.MessageNotSerializable):
+            await ref.ask(object())  # the ask says so
+        await ref.tell(object())  # a tell cannot: counted and logged, not lost silently
+        assert await ref.ask("after") == "after"  # the group keeps serving
+        assert a.statistics().dead_letters == 1
+        assert group.load() == (0, 1)
+        local = await a.spawn(Echo, name="here", placement="local", replicas=config)
+        marker = object()
+        assert await local.ask(marker) is marker  # placement="local": passed by reference
+
+
+async def test_a_forgotten_remote_replica_is_stopped_where_it_runs() -> None:
+    async with cluster(2) as c:
+        a, b = c.systems
+        config = cf.Replicas(min=1, max=1, report_interval_s=0.05)
+        ref = await a.spawn(Echo, name="work", placement=cf.Pin(b.address), replicas=config)
+        group = ref._cell
+        assert isinstance(group, ReplicaSet)
+        first = group.replicas[0].cell
+        assert isinstance(first, RemoteReplica)
+        host: Any = b.cluster
+        assert len(host.hosted_replicas) == 1
+        first.lost("a transient failure, as far as the test knows")  # e.g. a missed heartbeat
+        assert group.count == 0
+        # Not left running as an orphan there; the autoscaler brings one back (min 1).
+        await eventually(lambda: _true(first.name not in host.hosted_replicas))
+        await eventually(lambda: _true(group.count == 1))
+        assert await ref.ask("again") == "again"
+        assert len(host.hosted_replicas) == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
