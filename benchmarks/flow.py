@@ -279,13 +279,15 @@ def check_counts(outputs: list[Any], expected: Counter[str]) -> str | None:
 
 # -- the gigasort flow, traced (the example's functions, each call timed) -------------------
 
-_TRACE_DIR: list[str] = []  # this member's trace dir, read once from the session store
-
 
 def _trace_dir(ctx: cf.Context) -> str:
-    if not _TRACE_DIR:
-        _TRACE_DIR.append(ctx.store.get("trace"))
-    return _TRACE_DIR[0]
+    """This run's trace dir, from the session store once per replica (a member keeps this
+    module loaded from run to run, so nothing run-specific may live in a global)."""
+    trace: str | None = getattr(ctx, "bench_trace", None)
+    if trace is None:
+        trace = ctx.store.get("trace")
+        ctx.bench_trace = trace  # type: ignore[attr-defined]
+    return str(trace)
 
 
 def traced_generate(ctx: cf.Context, arg: tuple[int, int, str, str]) -> Iterator[bytes]:
