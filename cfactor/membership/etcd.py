@@ -19,8 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
+
+# gRPC's fork handlers are for processes that fork and go on without exec; cfactor only
+# forks to exec (shell steps, `cfactor cluster start`). With the handlers on, a fork
+# while gRPC threads are busy logs "Other threads are currently calling into gRPC,
+# skipping fork() handlers", and once in a full test run the child (`cfactor status`)
+# died with SIGSEGV right after that line. grpc reads this when first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import aetcd
 from aetcd import rpc
