@@ -427,9 +427,11 @@ async def run_child(*args: str, timeout_s: float) -> dict[str, Any]:
         async with asyncio.timeout(timeout_s):
             out, err = await process.communicate()
     except TimeoutError:
-        process.kill()
-        await process.wait()
         raise BenchmarkError(f"baseline {args[0]} did not finish in {timeout_s:g} s") from None
+    finally:
+        if process.returncode is None:  # timed out, or this run is being cancelled
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
     if process.returncode != 0:
         raise BenchmarkError(f"baseline {args[0]} failed: {err.decode(errors='replace')[-500:]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
