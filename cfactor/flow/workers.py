@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import math
+import threading
 import traceback as tb_module
 import zlib
 from collections.abc import Iterator, Mapping
@@ -30,7 +32,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
-from cfactor.errors import CfactorError, ConfigError
+from cfactor.errors import CfactorError, ConfigError, FrameTooLarge
 from cfactor.loading import import_path, load_object
 
 if TYPE_CHECKING:
@@ -50,6 +52,10 @@ WINDOW_PER_TARGET = 2
 MIN_WINDOW = 4
 #: How often a replica reports its counts to the run's monitor.
 REPORT_EVERY_S = 0.25
+#: How many entries of a big dict or list ``item_size`` looks at.
+SIZE_SAMPLE = 16
+#: How many keys an edge remembers the partition of.
+PARTITION_CACHE = 1 << 17
 #: A source sends what it has after this long, even if the batch is not full.
 SOURCE_LINGER_S = 0.2
 
@@ -118,6 +124,10 @@ def item_size(item: Any) -> int:
     frame limit."""
     if isinstance(item, str | bytes | bytearray):
         return len(item) + 8
+    n = len(item) if isinstance(item, Mapping | list | tuple) else 0
+    if n > SIZE_SAMPLE:  # estimated from its first entries: a guess is all batching needs
+        head = itertools.islice(item.items() if isinstance(item, Mapping) else item, SIZE_SAMPLE)
+        return item_size(dict(head) if isinstance(item, Mapping) else list(head)) * n // SIZE_SAMPLE
     if isinstance(item, Mapping):
         return sum(_flat_size(k) + _flat_size(v) for k, v in item.items()) + 16
     if isinstance(item, list | tuple):
@@ -191,18 +201,24 @@ def is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
 
 
-def take(iterator: Iterator[Any], n: int) -> tuple[list[Any], Exception | None]:
-    """Up to ``n`` items from a sync source (in a worker thread), and what it raised:
-    the items it yielded before raising still count."""
+def take(
+    iterator: Iterator[Any], n: int, now: Callable[[], float]
+) -> tuple[list[Any], Exception | None, bool]:
+    """The next chunk of a sync source (in a worker thread): up to ``n`` items, about
+    ``BATCH_BYTES``, or what came within ``SOURCE_LINGER_S``; what the source raised
+    (the items before it still count); and whether it may have more."""
     out: list[Any] = []
+    size = 0
+    started = now()
     try:
         for item in iterator:
             out.append(item)
-            if len(out) >= n:
-                break
-    except Exception as exc:
-        return out, exc
-    return out, None
+            size += item_size(item)
+            if len(out) >= n or size >= BATCH_BYTES or now() - started >= SOURCE_LINGER_S:
+                return out, None, True
+    except Exception as exc:  # the user's generator: the caller reports it
+        return out, exc, False
+    return out, None, False
 
 
 # -- what a Node function sees ----------------------------------------------------------
@@ -320,27 +336,53 @@ class Edge:
         self.sizes = [0] * n
         self.unanswered = [0] * len(refs)
         self.turn = 0
+        #: key -> partition, so a key seen before costs one dict lookup (a partition
+        #: function must give a key the same partition every time anyway).
+        self.placed: dict[Any, int] = {}
+
+    def _partition_of(self, key: Any, n: int) -> int:
+        p = self.placed.get(key)
+        if p is None:
+            p = self.partition(key, n) % n
+            if len(self.placed) >= PARTITION_CACHE:
+                self.placed.clear()
+            self.placed[key] = p
+        return p
 
     def put(self, item: Any, emitter: Emitter) -> None:
         if self.mode != "part":
-            self._append(0, item, emitter)
+            self._append(0, item, item_size(item), emitter)
             return
         n = len(self.refs)
-        partition = self.partition
         if isinstance(item, Mapping):  # a dict output is split across partitions by key
-            parts: dict[int, dict[Any, Any]] = {}
+            if not item:
+                return
+            placed = self.placed
+            parts: list[dict[Any, Any] | None] = [None] * n
             for key, value in item.items():
-                parts.setdefault(partition(key, n) % n, {})[key] = value
-            for p, sub in parts.items():
-                self._append(p, sub, emitter)
+                p = placed.get(key)
+                if p is None:
+                    p = self._partition_of(key, n)
+                part = parts[p]
+                if part is None:
+                    part = parts[p] = {}
+                part[key] = value
+            size = item_size(item) / len(item)  # sized once, shared out by keys
+            for p, sub in enumerate(parts):
+                if sub is not None:
+                    self._append(p, sub, int(size * len(sub)) + 16, emitter)
             return
         key = item[0] if isinstance(item, tuple) and len(item) == 2 else item
-        self._append(partition(key, n) % n, item, emitter)
+        try:
+            p = self._partition_of(key, n)
+        except TypeError:  # an unhashable key: not cached
+            p = self.partition(key, n) % n
+        self._append(p, item, item_size(item), emitter)
 
-    def _append(self, index: int, item: Any, emitter: Emitter) -> None:
+    def _append(self, index: int, item: Any, size: int, emitter: Emitter) -> None:
         buffer = self.buffers[index]
         buffer.append(item)
-        self.sizes[index] += item_size(item)
+        self.sizes[index] += size
         if len(buffer) >= emitter.batch_items or self.sizes[index] >= BATCH_BYTES:
             self.send(index, emitter)
 
@@ -395,13 +437,24 @@ class Emitter:
         ask = edge.refs[target].ask(("batch", self.sender, items), timeout=math.inf)
         future = asyncio.ensure_future(ask)
         self.pending.add(future)
-        future.add_done_callback(partial(self._answered, edge, target))
+        future.add_done_callback(partial(self._answered, edge, target, items))
 
-    def _answered(self, edge: Edge, target: int, future: asyncio.Future[Any]) -> None:
+    def _answered(
+        self, edge: Edge, target: int, items: list[Any], future: asyncio.Future[Any]
+    ) -> None:
         self.pending.discard(future)
         edge.unanswered[target] -= 1
-        if not future.cancelled() and future.exception() is not None and self.error is None:
-            self.error = future.exception()
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, FrameTooLarge) and len(items) > 1:
+            # The batch's size was a guess (item_size): send it again as two halves.
+            self.sent -= len(items)
+            half = len(items) // 2
+            self.launch(edge, target, items[:half])
+            self.launch(edge, target, items[half:])
+        elif error is not None and self.error is None:
+            self.error = error
 
     async def pace(self) -> None:
         """Wait while the window is full (this is the backpressure)."""
@@ -416,7 +469,7 @@ class Emitter:
     async def drain(self) -> None:
         """Send what is buffered and wait until every batch was answered."""
         self.flush()
-        if self.pending:
+        while self.pending:  # a batch split in two adds to it while we wait
             await asyncio.wait(set(self.pending))
         self._raise()
 
@@ -616,18 +669,20 @@ class NodeWorker(Actor):
                     else await loop.run_in_executor(None, fn, ctx, self.plan["arg"])
                 )
                 iterator = iter(() if produced is None else produced)
-                error = None
-                while error is None:
-                    chunk, error = await loop.run_in_executor(None, take, iterator, batch)
+                until = clock.now
+                reading = loop.run_in_executor(None, take, iterator, batch, until)
+                while True:
+                    chunk, error, more = await reading
+                    if more and error is None:  # read the next chunk while this one goes
+                        reading = loop.run_in_executor(None, take, iterator, batch, until)
                     await self._emit(chunk)
-                    if error is None and len(chunk) < batch:
+                    if error is not None:
+                        await self._source_failed(error)
                         break
-                    if clock.now() - last_flush >= SOURCE_LINGER_S:
-                        self.emitter.flush()
-                        last_flush = clock.now()
+                    if not more:
+                        break
+                    self.emitter.flush()  # a chunk is a batch's worth, or all there was
                     self._report()
-                if error is not None:
-                    await self._source_failed(error)
         except CfactorError as exc:
             await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
         except Exception as exc:  # the user's function or async generator raised
@@ -685,9 +740,15 @@ class NodeWorker(Actor):
             log.debug("%s[%d]: progress report skipped (monitor busy)", self.path, self.index)
 
 
+#: Sync reduces in one process run one at a time: they hold the GIL anyway, and one at
+#: a time a member holds one partition's working copies, not all of them.
+_REDUCING = threading.Lock()
+
+
 def _reduce_sync(fn: Callable[..., Any], ctx: Context, items: list[Any]) -> list[Any]:
     out: list[Any] = []
-    collect(fn(ctx, items), out)
+    with _REDUCING:
+        collect(fn(ctx, items), out)
     return out
 
 
