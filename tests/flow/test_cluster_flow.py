@@ -202,3 +202,14 @@ async def test_a_member_that_dies_mid_run_fails_the_run_with_worker_lost() -> No
             await asyncio.wait_for(task, 60)
     finally:
         cluster.stop()
+
+
+@pytest.mark.anyio
+async def test_batches_over_the_frame_limit_are_split_and_a_lone_huge_item_fails_clearly(
+    local_cluster: LocalCluster,
+) -> None:
+    result = await spread.fat_items.run(cluster=local_cluster.cluster(), progress=False)
+    assert result.output == [(40, 40 * 400_000)]  # 16 MB in batches the guess put together
+    with pytest.raises(cf.NodeFailed, match="FrameTooLarge") as caught:
+        await spread.too_big.run(cluster=local_cluster.cluster(), progress=False)
+    assert caught.value.node == "huge.s.f.huge"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 import cfactor as cf
 
@@ -52,3 +53,26 @@ def slowly(ctx: cf.Context, x: int) -> int:
 
 long_running = cf.App("long")
 long_running.session("s").flow("f").add(numbers, "numbers", 100_000).map(slowly, "slow", 4)
+
+
+def fat(ctx: cf.Context, x: int) -> list[Any]:
+    """16 small entries, then a big one: the batch size guess (a sample) comes out low."""
+    return [0] * 16 + [bytes(400_000)]
+
+
+def huge(ctx: cf.Context, x: int) -> bytes:
+    return bytes(5_000_000)  # over the 4 MB frame limit on its own
+
+
+def sizes(ctx: cf.Context, items: list[list[Any]]) -> tuple[int, int]:
+    return (len(items), sum(len(item[-1]) for item in items))
+
+
+fat_items = cf.App("fat")
+fat_items.session("s").flow("f").add(numbers, "numbers", 40).map(fat, "fat", 1).reduce(
+    sizes, "sizes", 1
+)
+too_big = cf.App("huge")
+too_big.session("s").flow("f").add(numbers, "numbers", 2).map(huge, "huge", 1).map(
+    fails_on_13, "after", 1
+)
