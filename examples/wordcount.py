@@ -1,8 +1,9 @@
 """Word count, CloudFlow's first example, as a cfactor flow.
 
-    read (a source) -> count (a map, 4 replicas) -> merge (a reduce, 2 partitions)
+    read (a source, 2 replicas) -> count (a map, 2 replicas) -> merge (a reduce, 2 partitions)
 
-The source yields the text in blocks of lines; each ``count`` replica turns a block
+Each source replica yields its share of the text in blocks of lines (on a cluster,
+each reads its share where it runs); each ``count`` replica turns a block
 into a word -> count dict; those dicts are split by word across the two ``merge``
 partitions, and each partition adds up its words. The result is checked against
 ``collections.Counter`` on the same text.
@@ -50,19 +51,37 @@ def make_text(n_words: int, seed: int = 7) -> str:
 
 
 def read_text(ctx: cf.Context, source: str | int) -> Any:
-    """The source: blocks of whole lines, from a file or generated (``source`` words)."""
+    """The source: blocks of whole lines, from a file or generated (``source`` words).
+
+    Each of the source's replicas reads its own share: replica ``ctx.index`` of
+    ``ctx.replicas`` takes the lines that start in its slice of the bytes.
+    """
     if isinstance(source, int):
         text = make_text(source)
-        start = 0
-        while start < len(text):
-            end = text.find("\n", start + BLOCK)
+        for number, start in enumerate(range(0, len(text), BLOCK)):
+            if number % ctx.replicas != ctx.index:
+                continue
+            # Whole lines: from the first line starting in the block to the last one.
+            newline = text.find("\n", start - 1)
+            begin = 0 if start == 0 else len(text) if newline < 0 else newline + 1
+            end = text.find("\n", start + BLOCK - 1)
             end = len(text) if end < 0 else end + 1
-            yield text[start:end]
-            start = end
+            if begin < end:
+                yield text[begin:end]
         return
-    with Path(source).open(encoding="utf-8") as file:
-        while block := file.read(BLOCK):
-            yield block + file.readline()  # end on a line boundary
+    path = Path(source)
+    size = path.stat().st_size
+    share = -(-size // ctx.replicas)
+    first, stop = ctx.index * share, min(size, (ctx.index + 1) * share)
+    with path.open("rb") as file:
+        file.seek(max(first - 1, 0))
+        if first > 0:
+            file.readline()  # the line that starts before our slice is the previous share's
+        while file.tell() < stop:
+            block = file.read(min(BLOCK, stop - file.tell()))
+            if not block.endswith(b"\n"):
+                block += file.readline()  # end on a line boundary
+            yield block.decode("utf-8")
 
 
 def count_words(ctx: cf.Context, block: str) -> dict[str, int]:
@@ -80,7 +99,7 @@ def merge_counts(ctx: cf.Context, counts: list[dict[str, int]]) -> dict[str, int
 def build(source: str | int = 200_000) -> cf.App:
     app = cf.App("wordcount")
     flow = app.session("s1").flow("f1")
-    flow.add(read_text, "read", source).map(count_words, "count", 4).reduce(
+    flow.add(read_text, "read", source, 2).map(count_words, "count", 2).reduce(
         merge_counts, "merge", 2
     )
     return app

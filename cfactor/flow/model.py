@@ -102,8 +102,10 @@ def shell(
     return Shell(command, cwd, dict(env) if env is not None else None, timeout_s)
 
 
-def _check_parallelism(parallelism: object, kind: str) -> int | Auto:
+def _check_parallelism(parallelism: object, kind: str) -> Any:
     if isinstance(parallelism, Auto):
+        if kind == "source":
+            raise ConfigError("a source's replicas each yield their own share: give a count")
         if kind == "reduce":
             raise ConfigError(
                 "a reduce's partitions are fixed for the whole run (every key must reach "
@@ -267,15 +269,28 @@ class Flow:
             node.parent.children.append(node)
         return node
 
-    def add(self, fn: Callable[..., Any], name: str, arg: Any = None) -> Node:
+    def add(self, fn: Callable[..., Any], name: str, arg: Any = None, parallelism: int = 1) -> Node:
         """A source: ``fn(ctx, arg)`` yields the flow's items (a generator or an async
         generator; a function returning an iterable works too).
 
+        With ``parallelism`` N, N replicas each call ``fn``: replica ``ctx.index`` of
+        ``ctx.replicas`` yields its own share (a shard of a file, say), so on a cluster
+        each member can read its part where it runs.
+
         Raises:
-            ConfigError: A bad name (or one used in this flow) or function.
+            ConfigError: A bad name (or one used in this flow), function or count.
         """
         _check_callable("a source", fn)
-        return self._attach(Node(self, "source", fn, check_name("node", name), arg=arg))
+        return self._attach(
+            Node(
+                self,
+                "source",
+                fn,
+                check_name("node", name),
+                arg=arg,
+                parallelism=_check_parallelism(parallelism, "source"),
+            )
+        )
 
     def step(
         self,

@@ -515,7 +515,7 @@ class Driver:
             auto = isinstance(node.parallelism, Auto)
             stats = NodeStats(node.path, "auto" if auto else node.kind)
             if not isinstance(node.parallelism, Auto):
-                stats.replicas = 1 if node.kind == "source" else node.parallelism
+                stats.replicas = node.parallelism
             self.state.nodes[node.path] = result.nodes[node.name] = stats
         for node in reversed(order):
             edges: list[tuple[Any, ...]] = []
@@ -535,6 +535,7 @@ class Driver:
                 "kind": node.kind,
                 "node": node.path,
                 "index": 0,
+                "replicas": 0 if isinstance(node.parallelism, Auto) else node.parallelism,
                 "fn": portable(node.fn, remote=self.remote),
                 "arg": node.arg,
                 "retries": node.retries,
@@ -555,7 +556,7 @@ class Driver:
                 address, group = await host.ask("where")
                 endpoints[node.name] = [(address, group)]
             else:
-                count = 1 if node.kind == "source" else node.parallelism
+                count = node.parallelism
                 endpoints[node.name] = []
                 for index in range(count):
                     ref = await self._spawn(
@@ -633,7 +634,7 @@ def _topological(flow: Flow) -> list[Node]:
 
 def _senders(node: Node) -> int:
     """How many ends of stream a Node's downstream gets from it."""
-    if node.kind == "source" or isinstance(node.parallelism, Auto):
+    if isinstance(node.parallelism, Auto):
         return 1
     return node.parallelism
 

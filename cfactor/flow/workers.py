@@ -52,6 +52,9 @@ WINDOW_PER_TARGET = 2
 MIN_WINDOW = 4
 #: How often a replica reports its counts to the run's monitor.
 REPORT_EVERY_S = 0.25
+#: How many unanswered batches a replica in another process counts as, when choosing
+#: where a batch for a map goes: work stays local until the local replicas are busy.
+REMOTE_PENALTY = 2
 #: How many entries of a big dict or list ``item_size`` looks at.
 SIZE_SAMPLE = 16
 #: How many keys an edge remembers the partition of.
@@ -264,22 +267,26 @@ class Context:
         name: The node's name; ``path`` is ``app.session.flow.node``.
         index: This replica's index among the node's replicas (for a ``cf.Auto`` node,
             a number unique among its replicas).
+        replicas: How many replicas the node has (0 for a ``cf.Auto`` node, whose
+            count changes).
         log: A logger named after the node.
         store: The session's key-value store.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - what a Node function may want to know
         self,
         system: ActorSystem,
         path: str,
         index: int,
         store: Store,
         services: dict[str, Endpoint],
+        replicas: int = 1,
     ) -> None:
         self.system = system
         self.path = path
         self.name = path.rpartition(".")[2]
         self.index = index
+        self.replicas = replicas
         self.log = logging.getLogger(f"cfactor.flow.node.{path}")
         self.store = store
         self._services = services
@@ -326,9 +333,13 @@ class Edge:
         refs: list[ActorRef],
         gate: ActorRef | None,
         partition: Callable[[Any, int], int] | None,
+        local: list[bool] | None = None,
     ) -> None:
         self.mode = mode
         self.refs = refs
+        #: A replica in this process costs no encoding or copying: in ``spread`` mode
+        #: it is preferred by REMOTE_PENALTY unanswered batches.
+        self.cost = [0 if is_local else REMOTE_PENALTY for is_local in local or [True] * len(refs)]
         self.gate = gate
         self.partition = partition or default_partition
         n = len(refs) if mode == "part" else 1
@@ -394,12 +405,14 @@ class Edge:
         self.sizes[index] = 0
         if self.mode == "part":
             target = index
-        else:  # the replica with the fewest unanswered batches, taking turns on ties
+        else:  # the replica with the fewest unanswered batches (a remote one counts
+            # REMOTE_PENALTY more), taking turns on ties
             n = len(self.refs)
             target = self.turn % n
             self.turn += 1
+            unanswered, cost = self.unanswered, self.cost
             for k in range(n):
-                if self.unanswered[k] < self.unanswered[target]:
+                if unanswered[k] + cost[k] < unanswered[target] + cost[target]:
                     target = k
         emitter.launch(self, target, buffer)
 
@@ -495,8 +508,9 @@ def make_edges(system: ActorSystem, plan: Any) -> list[Edge]:
     out = []
     for mode, targets, gate, partition in plan:
         refs = [endpoint_ref(system, tuple(t)) for t in targets]
+        local = [address is None or address == system.address for address, _ in targets]
         gate_ref = endpoint_ref(system, tuple(gate)) if gate is not None else None
-        out.append(Edge(mode, refs, gate_ref, resolve(partition)))
+        out.append(Edge(mode, refs, gate_ref, resolve(partition), local))
     return out
 
 
@@ -535,7 +549,14 @@ class NodeWorker(Actor):
         self.sync = not is_async(self.fn)
         self.monitor = endpoint_ref(system, plan["monitor"])
         store = Store(endpoint_ref(system, plan["store"]), system.loop)
-        self.ctx = Context(system, self.path, self.index, store, dict(plan["services"]))
+        self.ctx = Context(
+            system,
+            self.path,
+            self.index,
+            store,
+            dict(plan["services"]),
+            replicas=plan.get("replicas", 1),
+        )
         edges = make_edges(system, plan["edges"])
         self.emitter = Emitter((self.path, self.index), edges, plan["batch"])
 

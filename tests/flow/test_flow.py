@@ -459,3 +459,23 @@ def test_stable_hash_is_the_same_in_another_process() -> None:
         timeout=30,
     ).stdout.strip()
     assert there == str(here)
+
+
+def shard(ctx: cf.Context, n: int) -> Any:
+    yield from ((ctx.index, ctx.replicas, x) for x in range(ctx.index, n, ctx.replicas))
+
+
+async def test_a_source_with_replicas_yields_each_share_once() -> None:
+    app = cf.App("shards")
+    app.session("s").flow("f").add(shard, "read", 1000, 3).map(keyed_by_shard, "tag", 2)
+    result = await app.run(progress=False)
+    rows = result.output
+    assert sorted(x for _, _, x in rows) == list(range(1000))
+    assert {(index, replicas) for index, replicas, _ in rows} == {(0, 3), (1, 3), (2, 3)}
+    assert result.flow("f").nodes["read"].replicas == 3
+    with pytest.raises(cf.ConfigError, match="own share"):
+        app.session("s").flow("g").add(shard, "read", 1, cf.Auto())  # type: ignore[arg-type]
+
+
+def keyed_by_shard(ctx: cf.Context, row: tuple[int, int, int]) -> tuple[int, int, int]:
+    return row

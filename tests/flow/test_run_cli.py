@@ -32,7 +32,7 @@ def test_run_prints_each_flows_figures_and_outputs() -> None:
     out = cfactor("run", "examples/wordcount.py")
     assert out.returncode == 0, out.stderr
     assert "app wordcount: done in" in out.stdout
-    assert "node count: map, 4 replicas, 15 in, 15 out" in out.stdout
+    assert "node count: map, 2 replicas, 15 in, 15 out" in out.stdout
     assert "output of merge: [{" in out.stdout
     assert out.stderr == ""  # not a terminal: no progress display
 
@@ -66,7 +66,7 @@ def test_a_failing_node_exits_1_with_the_node_item_and_traceback() -> None:
         (["run", "nope.py"], "nope.py: no such file"),
         (
             ["run", "tests/flow/apps/spread.py"],
-            "defines several apps ['auto', 'failing', 'long', 'spread']",
+            "defines several apps ['auto', 'failing', 'fat', 'huge', 'long', 'spread']",
         ),
         (["run", "tests/flow/apps/spread.py", "--app", "x"], "defines no app named 'x'"),
         (["run", "tests/__init__.py"], "defines no cf.App at module level"),
@@ -96,7 +96,8 @@ def test_progress_on_draws_one_line_per_node() -> None:
     text = "".join(last)
     for name in ("read", "count", "merge"):
         assert name in text
-    assert "replicas  4" in out.stderr
+    assert "read   in       0  out      15" in out.stderr
+    assert "replicas  2  done" in out.stderr
 
 
 def test_render_shows_counts_rates_and_state() -> None:

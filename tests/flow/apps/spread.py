@@ -15,6 +15,7 @@ def numbers(ctx: cf.Context, n: int) -> range:
 
 
 def where(ctx: cf.Context, x: int) -> tuple[int, int, int]:
+    time.sleep(0.0005)  # busy enough that work goes past the local replicas too
     return (x, os.getpid(), ctx.index)
 
 
