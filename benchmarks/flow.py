@@ -32,7 +32,7 @@ user's script and this process stays small for the driver's RSS. Every figure is
 median of ``--repeat`` runs, baseline and flow runs alternating. Every flow run is bounded
 by a deadline; the cluster (supervisor, etcd, members) is stopped on exit, also on an
 error or Ctrl-C: SIGTERM to the supervisor, then SIGKILL to its group and the members.
-Node functions live in this file: members load it by its path (``cfactor.cluster.spec``),
+Node functions live in this file: members load it by its path (``cfactor.loading``),
 and find ``harness`` and ``examples`` on the PYTHONPATH this script gives the cluster.
 """
 
@@ -93,11 +93,12 @@ SLICE = 256 * 1024
 
 WORDCOUNT_SHAPE = """\
 Why the wordcount flow is shaped as it is (each measured while writing this script):
+- a source replica per member, each reading its share of the file where it runs (maps
+  prefer a replica in their own process until it is busy), so few blocks cross members.
 - count emits packed (partition, counts) pairs, not the example's dicts: a dict output bound
-  for a reduce is split per key by the flow (Edge.put: stable_hash and item_size per key, on
-  the replica's event loop thread), ~5 us per distinct word of each block, more than counting
-  the block; and a (key, dict) pair is sized one level deep, so a batch of them can pass the
-  4 MiB frame limit (FrameTooLarge). A bytes value is sized exactly and sent as one.
+  for a reduce is split per key by the flow on the replica's event loop thread (Edge.put,
+  ~240 ns per distinct word of each block since its partition cache); a bytes value is
+  sized exactly and sent as one.
 - 1 MiB blocks counted 256 KiB at a time: every block sends each of its distinct words on
   to a merge, so small blocks multiply the merge's work (Zipf text: ~2.8 M words-per-block
   entries at 1 MiB, ~7.6 M at 64 KiB); and Counter(text.split()) over a big block is slower
@@ -193,12 +194,23 @@ def _trace(trace: str, what: str, started: float) -> None:
 
 
 def read_blocks(ctx: cf.Context, arg: tuple[str, int, int, str]) -> Iterator[Any]:
-    """The source: blocks of whole lines, each with the partition count and trace dir."""
+    """The source: blocks of whole lines, each with the partition count and trace dir.
+    Replica ``ctx.index`` of ``ctx.replicas`` reads the lines that start in its share of
+    the file's bytes (on the cluster, one replica per member reads where it runs)."""
     path, block, partitions, trace = arg
     ctx.store.put("trace", trace)
-    with Path(path).open(encoding="utf-8") as file:
-        while text := file.read(block):
-            yield (text + file.readline(), partitions, trace)
+    size = Path(path).stat().st_size
+    share = -(-size // ctx.replicas)
+    first, stop = ctx.index * share, min(size, (ctx.index + 1) * share)
+    with Path(path).open("rb") as file:
+        file.seek(max(first - 1, 0))
+        if first > 0:
+            file.readline()  # that line starts in the share before ours
+        while file.tell() < stop:
+            data = file.read(min(block, stop - file.tell()))
+            if not data.endswith(b"\n"):
+                data += file.readline()
+            yield (data.decode("utf-8"), partitions, trace)
 
 
 def pack(counts: dict[str, int]) -> bytes:
@@ -254,7 +266,7 @@ def merge_blocks(ctx: cf.Context, items: list[tuple[int, bytes]]) -> dict[str, i
 def build_wordcount(path: Path, sizes: Sizes, trace: Path) -> cf.App:
     app = cf.App("wcbench")
     source = (str(path), sizes.block, sizes.merges, str(trace))
-    app.session("s1").flow("f1").add(read_blocks, "read", source).map(
+    app.session("s1").flow("f1").add(read_blocks, "read", source, sizes.counters).map(
         count_block, "count", sizes.counters
     ).reduce(merge_blocks, "merge", sizes.merges, partition=by_index)
     return app
@@ -393,6 +405,7 @@ class _BareContext:
 
     def __init__(self, trace: str) -> None:
         self.index = 0
+        self.replicas = 1
         self.log = _NullLog()
         self.store = _DictStore({"trace": trace})
 
@@ -779,7 +792,8 @@ async def wordcount_section(
     child_timeout = 60 + 2 * mb
 
     shape = (
-        f"read {sizes.block // 1024} KiB blocks -> count x{sizes.counters} -> merge x{sizes.merges}"
+        f"read x{sizes.counters} {sizes.block // 1024} KiB blocks -> count x{sizes.counters} "
+        f"-> merge x{sizes.merges}"
     )
     cluster_m = Metric(
         f"wordcount {mb} MB, 2-member cluster ({shape}) (MB/s)",
@@ -1156,6 +1170,11 @@ def main() -> int:
         return child_main(sys.argv[2:])
     args = parse_args()
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # As `cfactor run` does (and the members `cfactor cluster start` runs): the embedded
+    # flows run here with the GIL switch interval the CLI sets for Node functions.
+    from cfactor.tools.local_cluster import run_node_functions_well
+
+    run_node_functions_well()
     work = Path(tempfile.mkdtemp(prefix="cfactor-flow-bench-"))
     try:
         status, document = cf.run(run_main(args, work))

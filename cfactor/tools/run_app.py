@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import cfactor as cf
 from cfactor.errors import CfactorError, ConfigError, FlowError, NodeFailed
 from cfactor.loading import load_file
-from cfactor.tools.local_cluster import ToolError, check_url
+from cfactor.tools.local_cluster import ToolError, check_url, run_node_functions_well
 
 if TYPE_CHECKING:
     from cfactor.flow.run import RunResult
@@ -112,6 +112,7 @@ def run(
     if cluster_url is not None:
         check_url("--cluster", cluster_url, ("http", "https"))
     app = find_app(path, app_name)
+    run_node_functions_well()
     cluster = cf.Cluster(etcd=cluster_url, name=cluster_name) if cluster_url else None
     try:
         result = cf.run(app.run(cluster=cluster, progress=progress))
