@@ -11,6 +11,7 @@ step failed and why.
 
     python examples/pipeline.py
     python examples/pipeline.py --fail        # exit code 1, the failing step named
+    python examples/pipeline.py --cluster http://127.0.0.1:2379   # steps run on members
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ app = build(tempfile.gettempdir())
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fail", action="store_true", help="make the test step fail")
+    parser.add_argument("--cluster", metavar="ETCD_URL", help="run the steps on this cluster")
+    parser.add_argument("--name", default="local", help="the cluster's name (default: local)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    with tempfile.TemporaryDirectory() as work:
+    cluster = cf.Cluster(etcd=args.cluster, name=args.name) if args.cluster else None
+    with tempfile.TemporaryDirectory() as work:  # members of a local cluster share it
         try:
-            result = cf.run(build(work, fail=args.fail).run())
+            result = cf.run(build(work, fail=args.fail).run(cluster=cluster))
         except cf.StepFailed as exc:
             print(f"run failed: {exc}")
             result = exc.result

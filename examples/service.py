@@ -6,10 +6,12 @@ registers a plain function, ``with_tax``, as a callable service (CloudFlow's
 them concurrently, and prints which replicas answered.
 
     python examples/service.py
+    python examples/service.py --cluster http://127.0.0.1:2379   # replicas on the members
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from typing import Any
 
@@ -44,9 +46,13 @@ app.service(PriceBook, "prices", replicas=3)
 app.reg(with_tax, "the amount with sales tax added")
 
 
-async def main() -> None:
+async def main(cluster: cf.Cluster | None) -> None:
     order = [("apple", 4), ("pear", 2), ("plum", 10), ("fig", 1)] * 6
-    async with cf.ActorSystem() as system, app.start(system) as running:
+    # Embedded by default; with a cluster, the replicas are spread over its members.
+    system = (
+        cf.ActorSystem(listen="tcp://127.0.0.1:0", cluster=cluster) if cluster else cf.ActorSystem()
+    )
+    async with system, app.start(system) as running:
         prices = running.service("prices")
         answers = await asyncio.gather(*(prices.ask(("price", i, q)) for i, q in order))
         subtotal = round(sum(price for price, _ in answers), 2)
@@ -59,4 +65,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    cf.run(main)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cluster", metavar="ETCD_URL", help="run the services on this cluster")
+    parser.add_argument("--name", default="local", help="the cluster's name (default: local)")
+    args = parser.parse_args()
+    cf.run(main(cf.Cluster(etcd=args.cluster, name=args.name) if args.cluster else None))

@@ -213,3 +213,33 @@ async def test_batches_over_the_frame_limit_are_split_and_a_lone_huge_item_fails
     with pytest.raises(cf.NodeFailed, match="FrameTooLarge") as caught:
         await spread.too_big.run(cluster=local_cluster.cluster(), progress=False)
     assert caught.value.node == "huge.s.f.huge"
+
+
+def test_the_pipeline_runs_its_steps_on_the_members(local_cluster: LocalCluster) -> None:
+    out = run_example(local_cluster, "pipeline.py")
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["prepare", "ok"],
+        ["build", "ok"],
+        ["test", "ok"],
+        ["package", "ok"],
+        ["lint", "ok"],
+    ]
+    failing = subprocess.run(
+        [sys.executable, "examples/pipeline.py", "--fail", "--cluster", local_cluster.etcd]
+        + ["--name", local_cluster.name],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        cwd=ROOT,
+    )
+    assert failing.returncode == 1
+    assert "step pipeline.ci.chain.test failed (exit code 3)" in failing.stdout
+    assert "package  skipped" in failing.stdout
+
+
+def test_the_service_example_on_the_cluster(local_cluster: LocalCluster) -> None:
+    out = run_example(local_cluster, "service.py")
+    assert "24 lookups answered by 3 replicas" in out
+    assert "subtotal 46.2, with tax 55.44" in out
+    assert "asking for durian: KeyError" in out
