@@ -225,8 +225,15 @@ def test_the_pipeline_runs_its_steps_on_the_members(local_cluster: LocalCluster)
         ["lint", "ok"],
     ]
     failing = subprocess.run(
-        [sys.executable, "examples/pipeline.py", "--fail", "--cluster", local_cluster.etcd]
-        + ["--name", local_cluster.name],
+        [
+            sys.executable,
+            "examples/pipeline.py",
+            "--fail",
+            "--cluster",
+            local_cluster.etcd,
+            "--name",
+            local_cluster.name,
+        ],
         capture_output=True,
         text=True,
         timeout=90,
