@@ -25,8 +25,12 @@ def import_path(obj: Any, rule: str) -> tuple[str, str, str]:
     Raises:
         ConfigError: ``obj`` is defined inside a function, or in an interactive session.
     """
-    module = obj.__module__
-    qualname = obj.__qualname__
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise ConfigError(
+            f"{obj!r:.80} has no module-level name; {rule} so other members can import them"
+        )
     if "<" in qualname:  # <locals>, <lambda>
         raise ConfigError(
             f"{qualname} is not reachable by name; {rule} so other members can import them"
@@ -56,8 +60,10 @@ def load_object(module_name: str, qualname: str, file: str) -> Any:
         target: Any = module
         for part in qualname.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError, OSError, SyntaxError) as exc:
-        raise ConfigError(f"cannot load {qualname} from {file or module_name}: {exc}") from exc
+    except Exception as exc:  # whatever the module's top level raised, too
+        raise ConfigError(
+            f"cannot load {qualname} from {file or module_name}: {type(exc).__name__}: {exc}"
+        ) from exc
     return target
 
 
@@ -75,5 +81,9 @@ def load_file(path: str) -> Any:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # not half a module for the next try
+        raise
     return module

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from cfactor.errors import AskTimeout, CfactorError, ConfigError, RemoteActorError
@@ -44,6 +45,10 @@ _REASONS = {
 }
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -57,7 +62,7 @@ def parse_bind(http: str) -> tuple[str, int]:
         ConfigError: Not HOST:PORT.
     """
     host, _, port = http.removeprefix("http://").rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not host or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
         raise ConfigError(f"http must be HOST:PORT (port 0 for any), got {http!r}")
     return host.strip("[]"), int(port)
 
@@ -69,6 +74,8 @@ class ServiceEndpoint:
         self.running = running
         self.server: asyncio.Server | None = None
         self.address = ""
+        #: Connections closed before a whole request arrived (logged at debug).
+        self.abandoned = 0
 
     async def start(self, http: str) -> None:
         host, port = parse_bind(http)
@@ -88,10 +95,19 @@ class ServiceEndpoint:
             status, body = await self._handle(reader)
         except HttpError as exc:
             status, body = exc.status, {"error": _REASONS[exc.status], "message": str(exc)}
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            self.abandoned += 1
+            log.debug("a request was cut off (%r); %d so far", exc, self.abandoned)
             writer.close()
             return
-        payload = json.dumps(body).encode()
+        except Exception as exc:  # a bug of ours: answer, log, keep serving
+            log.exception("the services endpoint failed on a request")
+            status, body = 500, {"error": _REASONS[500], "message": f"{type(exc).__name__}"}
+        try:
+            payload = json.dumps(body, allow_nan=False).encode()
+        except ValueError as exc:  # NaN or infinity in an answer: not JSON
+            status = 500
+            payload = json.dumps({"error": _REASONS[500], "message": str(exc)}).encode()
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
@@ -127,15 +143,15 @@ class ServiceEndpoint:
             raise HttpError(405, "call a service with POST and a JSON body")
         name = path.removeprefix("/services/")
         length = headers.get("content-length", "0")
-        if not length.isdigit():
-            raise HttpError(400, "a POST needs a Content-Length")
+        if not re.fullmatch(r"[0-9]{1,9}", length):
+            raise HttpError(400, "a POST needs a Content-Length of 0-999999999 bytes")
         if int(length) > MAX_BODY:
             raise HttpError(413, f"the body is over {MAX_BODY} bytes")
         raw = await asyncio.wait_for(reader.readexactly(int(length)), READ_TIMEOUT_S)
         try:
-            value = json.loads(raw) if raw else None
-        except ValueError as exc:
-            raise HttpError(400, f"the body is not JSON: {exc}") from exc
+            value = json.loads(raw, parse_constant=_no_constant) if raw else None
+        except (ValueError, RecursionError) as exc:  # nesting too deep is RecursionError
+            raise HttpError(400, f"the body is not JSON: {type(exc).__name__}") from exc
         return 200, {"result": await self._call(name, value)}
 
     def _listing(self) -> list[dict[str, Any]]:
@@ -163,7 +179,7 @@ class ServiceEndpoint:
         except CfactorError as exc:
             raise HttpError(500, f"{type(exc).__name__}: {exc}") from exc
         try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise HttpError(500, f"the answer is not JSON-serialisable: {exc}") from exc
         return result

@@ -10,7 +10,6 @@ which also collects the leaves' outputs and the replicas' progress reports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -154,24 +153,45 @@ class RunResult:
 
 
 class RunState:
-    """What the monitor learns, read by the driver (same process)."""
+    """What the monitor learns, read by the driver (same process). Each flow has its
+    own ``done``: flows of one app start and end at their own times."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.nodes: dict[str, NodeStats] = {}
         self.outputs: dict[str, list[Any]] = {}
         self.expected: dict[str, int] = {}
         self.ended: dict[str, set[int]] = {}
-        self.done: asyncio.Future[None] = loop.create_future()
+        self.done: dict[str, asyncio.Future[None]] = {}
 
-    def check_done(self) -> None:
-        if self.done.done():
+    def flow_done(self, flow: str) -> asyncio.Future[None]:
+        future = self.done.get(flow)
+        if future is None:
+            future = self.done[flow] = self.loop.create_future()
+            # Read by the driver; a failure after the driver stopped watching is not news.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return future
+
+    def check_done(self, leaf: str) -> None:
+        flow = _flow_of(leaf)
+        future = self.flow_done(flow)
+        if future.done():
             return
-        if all(len(self.ended[leaf]) >= n for leaf, n in self.expected.items()):
-            self.done.set_result(None)
+        leaves = [path for path in self.expected if _flow_of(path) == flow]
+        if all(len(self.ended[path]) >= self.expected[path] for path in leaves):
+            future.set_result(None)
 
-    def fail(self, error: FlowError) -> None:
-        if not self.done.done():
-            self.done.set_exception(error)
+    def fail(self, path: str, error: FlowError) -> None:
+        future = self.flow_done(_flow_of(path))
+        if not future.done():
+            future.set_exception(error)
+        else:
+            log.warning("after its flow ended: %s", error)
+
+
+def _flow_of(path: str) -> str:
+    """``app.session.flow`` of a node's path."""
+    return path.rpartition(".")[0]
 
 
 #: Delivery failures that mean a replica is gone (its member died, say): not the
@@ -192,7 +212,7 @@ class RunMonitor(Actor):
                 state.outputs[path].extend(items)
             case ("eos", (str(path), int(index))):
                 state.ended[path].add(index)
-                state.check_done()
+                state.check_done(path)
             case ("progress", str(path), int(index), n_in, n_out, finished, dropped):
                 stats = state.nodes.get(path)
                 if stats is not None:
@@ -204,20 +224,22 @@ class RunMonitor(Actor):
                 item.startswith("(") and type_name in _LOST
             ):
                 state.fail(
+                    path,
                     WorkerLost(
                         f"node {path} (replica {index}) lost a replica it sends to {item}: "
                         f"{type_name}: {text}"
-                    )
+                    ),
                 )
             case ("failed", str(path), int(index), item, type_name, text, traceback):
                 state.fail(
+                    path,
                     NodeFailed(
                         f"node {path} (replica {index}) failed on {item}: {type_name}: {text}",
                         node=path,
                         item=item,
                         type_name=type_name,
                         traceback=traceback,
-                    )
+                    ),
                 )
             case _:
                 raise ValueError(f"the run monitor got an unknown message {message!r:.100}")
@@ -236,6 +258,8 @@ class Running:
         self.http = http
         self.endpoint: ServiceEndpoint | None = None
         self.refs: dict[str, ActorRef] = {}
+        #: Services that were up already (another ``app.start``): used, not stopped.
+        self.borrowed: set[str] = set()
         #: Where Node replicas on any member find each service.
         self.endpoints: dict[str, Endpoint] = {}
 
@@ -263,6 +287,15 @@ class Running:
                 replicas = None if count == 1 else Replicas(min=count, max=count)
             else:
                 replicas = spec.replicas
+            here = replicas is not None or not remote
+            try:
+                self.refs[name] = system.ref(full)  # already up (app.start): use it
+            except ActorNotFound:
+                pass
+            else:
+                self.borrowed.add(name)
+                self.endpoints[name] = (system.address if here else None, full)
+                continue
             if spec.is_function:
                 cls, args, kwargs = FunctionService, (portable(spec.target, remote=remote),), {}
             else:
@@ -270,7 +303,6 @@ class Running:
             self.refs[name] = await system.spawn(cls, *args, name=full, replicas=replicas, **kwargs)
             # A replicated service is a group on this member; a single one may be
             # placed anywhere in a cluster and is found through its directory.
-            here = replicas is not None or not remote
             self.endpoints[name] = (system.address if here else None, full)
             log.info("service %s started (%s)", full, spec.description or spec.target)
         if self.http is not None:
@@ -287,9 +319,13 @@ class Running:
         if endpoint is not None:
             await endpoint.close()
         refs, self.refs = self.refs, {}
-        for ref in refs.values():
-            with contextlib.suppress(CfactorError):
+        for name, ref in refs.items():
+            if name in self.borrowed:
+                continue
+            try:
                 await ref.stop()
+            except CfactorError as exc:
+                log.warning("stopping service %s: %r", ref.name, exc)
 
     def service(self, name: str) -> ActorRef:
         """The ref of service ``name``.
@@ -360,9 +396,13 @@ class Driver:
                 flows = self.app.flows()
                 for flow in flows:
                     self.result.flows[f"{flow.session.name}.{flow.name}"] = FlowResult(flow.path)
+                drawing = asyncio.ensure_future(self._draw(flows)) if self.progress else None
                 try:
-                    await asyncio.gather(*(self._run_flow(flow) for flow in flows))
+                    await _all_or_nothing([self._run_flow(flow) for flow in flows])
                 finally:
+                    if drawing is not None:
+                        drawing.cancel()
+                        await asyncio.gather(drawing, return_exceptions=True)
                     await self._snapshot_stores()
         except FlowError as exc:
             exc.result = self.result
@@ -455,7 +495,13 @@ class Driver:
                     done[step.name].set_result(outcome)
                     return
             log.info("step %s started", step.path)
-            ok, code, out, err, seconds = await workers[step.name].ask("run", timeout=float("inf"))
+            try:
+                ok, code, out, err, seconds = await workers[step.name].ask(
+                    "run", timeout=float("inf")
+                )
+            except CfactorError as exc:  # its actor (or its member) is gone
+                ok, code, out, seconds = False, None, "", 0.0
+                err = f"the step's actor did not answer: {type(exc).__name__}: {exc}"
             outcome = StepResult(step.path, "ok" if ok else "failed", code, out, err, seconds)
             log.info("step %s %s in %.2f s", step.path, outcome.status, seconds)
             result.steps[step.name] = outcome
@@ -507,6 +553,7 @@ class Driver:
 
     async def _spawn_nodes(self, flow: Flow, result: FlowResult) -> None:
         """Spawn every Node's replicas, leaves first (each is wired to its downstream)."""
+        self.state.flow_done(flow.path)
         endpoints: dict[str, list[Endpoint]] = {}
         gates: dict[str, Endpoint] = {}
         order = _topological(flow)
@@ -579,30 +626,35 @@ class Driver:
         return ref
 
     async def _watch(self, flow: Flow) -> None:
-        """Wait for the flow's leaves to end, redrawing progress, checking replicas."""
-        display = Display(sys.stderr) if self.progress else None
+        """Wait for the flow's leaves to end, checking that its replicas are alive."""
+        paths = [node.path for node in flow.nodes.values()]
+        done = self.state.flow_done(flow.path)
+        while True:
+            finished, _ = await asyncio.wait({done}, timeout=WATCH_EVERY_S)
+            if finished:
+                done.result()  # raises the failure, if any
+                await self._final_figures(paths)
+                return
+            for path in paths:
+                for ref in self.workers.get(path, ()):
+                    if not ref.is_alive:
+                        raise WorkerLost(
+                            f"{ref.name} stopped before flow {flow.path} finished "
+                            "(its member left, or it crashed; see the log)"
+                        )
+
+    async def _draw(self, flows: list[Flow]) -> None:
+        """Redraw every flow's Nodes on stderr until cancelled (then once more)."""
+        display = Display(sys.stderr)
         clock = self.system.clock
         started = clock.now()
-        paths = [node.path for node in flow.nodes.values()]
+        paths = [node.path for flow in flows for node in flow.nodes.values()]
         try:
             while True:
-                done, _ = await asyncio.wait({self.state.done}, timeout=WATCH_EVERY_S)
-                if display is not None:
-                    display.show(render(self.state.nodes, paths, clock.now() - started))
-                if done:
-                    self.state.done.result()  # raises the failure, if any
-                    await self._final_figures(paths)
-                    return
-                for path in paths:
-                    for ref in self.workers.get(path, ()):
-                        if not ref.is_alive:
-                            raise WorkerLost(
-                                f"{ref.name} stopped before flow {flow.path} finished "
-                                "(its member left, or it crashed; see the log)"
-                            )
-        finally:
-            if display is not None:
                 display.show(render(self.state.nodes, paths, clock.now() - started))
+                await asyncio.sleep(WATCH_EVERY_S)
+        finally:
+            display.show(render(self.state.nodes, paths, clock.now() - started))
 
     async def _final_figures(self, paths: list[str]) -> None:
         """Wait (briefly) for every replica's final figures: a replica reports them
@@ -616,6 +668,21 @@ class Driver:
                 return
             await asyncio.sleep(0.01)
         log.warning("some replicas' final figures did not arrive; the counts may be short")
+
+
+async def _all_or_nothing(coros: list[Any]) -> None:
+    """Run ``coros`` together; at the first failure cancel the rest, wait for them,
+    and raise it (``gather`` would leave them running)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if task in done and not task.cancelled() and task.exception() is not None:
+            raise task.exception()
 
 
 def _topological(flow: Flow) -> list[Node]:

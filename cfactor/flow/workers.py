@@ -28,6 +28,7 @@ import threading
 import traceback as tb_module
 import zlib
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,8 @@ def stable_hash(key: Any) -> int:
     """A hash that is the same in every process (``hash()`` of a str is not)."""
     if isinstance(key, bool):
         return int(key)
+    if isinstance(key, float) and key.is_integer():
+        key = int(key)  # 1.0 == 1 as a dict key: one partition for both
     if isinstance(key, int):
         return key & 0x7FFFFFFFFFFFFFFF
     if isinstance(key, str):
@@ -222,6 +225,23 @@ def take(
     except Exception as exc:  # the user's generator: the caller reports it
         return out, exc, False
     return out, None, False
+
+
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOL_SIZES = {"nodes": 64, "services": 32}
+
+
+def pool(kind: str) -> ThreadPoolExecutor:
+    """The threads sync functions run on: one pool for Node functions, one for services
+    and steps. A sync Node function that calls a service (``ctx.call``) waits in its
+    thread for the service's thread: from one pool, enough such replicas took every
+    thread and the service never ran."""
+    executor = _POOLS.get(kind)
+    if executor is None:
+        executor = _POOLS[kind] = ThreadPoolExecutor(
+            max_workers=_POOL_SIZES[kind], thread_name_prefix=f"cfactor-{kind}"
+        )
+    return executor
 
 
 # -- what a Node function sees ----------------------------------------------------------
@@ -354,7 +374,7 @@ class Edge:
     def _partition_of(self, key: Any, n: int) -> int:
         p = self.placed.get(key)
         if p is None:
-            p = self.partition(key, n) % n
+            p = self._call_partition(key, n)
             if len(self.placed) >= PARTITION_CACHE:
                 self.placed.clear()
             self.placed[key] = p
@@ -387,8 +407,20 @@ class Edge:
         try:
             p = self._partition_of(key, n)
         except TypeError:  # an unhashable key: not cached
-            p = self.partition(key, n) % n
+            p = self._call_partition(key, n)
         self._append(p, item, item_size(item), emitter)
+
+    def _call_partition(self, key: Any, n: int) -> int:
+        """Raises: ItemFailed: the partition function raised or gave no int."""
+        label = f"<partition of key {key!r:.100}>"
+        try:
+            p = self.partition(key, n)
+        except Exception as exc:
+            raise ItemFailed(key, exc, label=label) from exc
+        if isinstance(p, bool) or not isinstance(p, int):
+            wrong = TypeError(f"partition({key!r:.60}, {n}) returned {p!r:.60}, not an int")
+            raise ItemFailed(key, wrong, label=label)
+        return p % n
 
     def _append(self, index: int, item: Any, size: int, emitter: Emitter) -> None:
         buffer = self.buffers[index]
@@ -471,7 +503,7 @@ class Emitter:
 
     async def pace(self) -> None:
         """Wait while the window is full (this is the backpressure)."""
-        while len(self.pending) > self.window:
+        while len(self.pending) >= self.window:
             await asyncio.wait(self.pending, return_when=asyncio.FIRST_COMPLETED)
         self._raise()
 
@@ -498,9 +530,16 @@ class Emitter:
         if self.error is not None:
             raise self.error
 
-    def cancel(self) -> None:
+    def cancel(self) -> tuple[int, int]:
+        """Give up: buffered outputs are dropped, batches in flight cancelled; how many
+        of each (for the log)."""
+        buffered = sum(len(b) for edge in self.edges for b in edge.buffers)
+        for edge in self.edges:
+            edge.buffers = [[] for _ in edge.buffers]
+        in_flight = len(self.pending)
         for future in self.pending:
             future.cancel()
+        return buffered, in_flight
 
 
 def make_edges(system: ActorSystem, plan: Any) -> list[Edge]:
@@ -581,7 +620,9 @@ class NodeWorker(Actor):
     async def _batch(self, items: list[Any]) -> None:
         self.n_in += len(items)
         if self.failed:
-            self.dropped += len(items)  # the run is failing already; counted, not processed
+            if not self.dropped:
+                log.warning("%s[%d]: failed; dropping what still arrives", self.path, self.index)
+            self.dropped += len(items)  # counted, and in the final figures
             return
         if self.kind == "reduce":
             self.items.extend(items)
@@ -590,7 +631,7 @@ class NodeWorker(Actor):
         try:
             if self.sync:
                 out = await self.system.loop.run_in_executor(
-                    None, apply_sync, self.fn, self.ctx, items, self.retries
+                    pool("nodes"), apply_sync, self.fn, self.ctx, items, self.retries
                 )
             else:
                 out = await apply_async(self.fn, self.ctx, items, self.retries)
@@ -610,7 +651,7 @@ class NodeWorker(Actor):
         emitter = self.emitter
         for item in out:
             emitter.put(item)
-            if len(emitter.pending) > emitter.window:
+            if len(emitter.pending) >= emitter.window:
                 await emitter.pace()
         emitter._raise()
 
@@ -658,7 +699,9 @@ class NodeWorker(Actor):
                 if inspect.isasyncgenfunction(fn):
                     out.extend([x async for x in fn(ctx, items)])
                 elif self.sync:
-                    out = await self.system.loop.run_in_executor(None, _reduce_sync, fn, ctx, items)
+                    out = await self.system.loop.run_in_executor(
+                        pool("nodes"), _reduce_sync, fn, ctx, items
+                    )
                 else:
                     collect(await fn(ctx, items), out)
             except Exception as exc:
@@ -687,15 +730,15 @@ class NodeWorker(Actor):
                 produced = (
                     await fn(ctx, self.plan["arg"])
                     if inspect.iscoroutinefunction(fn)
-                    else await loop.run_in_executor(None, fn, ctx, self.plan["arg"])
+                    else await loop.run_in_executor(pool("nodes"), fn, ctx, self.plan["arg"])
                 )
                 iterator = iter(() if produced is None else produced)
                 until = clock.now
-                reading = loop.run_in_executor(None, take, iterator, batch, until)
+                reading = loop.run_in_executor(pool("nodes"), take, iterator, batch, until)
                 while True:
                     chunk, error, more = await reading
                     if more and error is None:  # read the next chunk while this one goes
-                        reading = loop.run_in_executor(None, take, iterator, batch, until)
+                        reading = loop.run_in_executor(pool("nodes"), take, iterator, batch, until)
                     await self._emit(chunk)
                     if error is not None:
                         await self._source_failed(error)
@@ -704,6 +747,8 @@ class NodeWorker(Actor):
                         break
                     self.emitter.flush()  # a chunk is a batch's worth, or all there was
                     self._report()
+        except ItemFailed as exc:  # a partition function, on the way out
+            await self._fail(exc.item, exc.type_name, exc.message, exc.traceback)
         except CfactorError as exc:
             await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
         except Exception as exc:  # the user's function or async generator raised
@@ -718,7 +763,16 @@ class NodeWorker(Actor):
 
     async def _fail(self, item: str, type_name: str, message: str, traceback: str) -> None:
         self.failed = True
-        self.emitter.cancel()
+        buffered, in_flight = self.emitter.cancel()
+        if buffered or in_flight:
+            log.warning(
+                "%s[%d]: the run is failing: %d buffered outputs dropped, %d batches in flight "
+                "cancelled",
+                self.path,
+                self.index,
+                buffered,
+                in_flight,
+            )
         # A Node function's failure is the news; a send failing after it (the run is
         # being stopped) is only its echo.
         level = logging.WARNING if item.startswith("(") else logging.ERROR
@@ -835,10 +889,15 @@ class AutoHost(Actor):
             case ("eos", sender):
                 sender = tuple(sender)
                 if sender in self.ends:
+                    log.warning(
+                        "%s: a second end of stream from %r ignored", self.plan["node"], sender
+                    )
                     return None
                 self.ends.add(sender)
                 if len(self.ends) == self.plan["expected"]:
                     me = (self.plan["node"], -1)
+                    # Done: shown as finished (it has no items of its own to count).
+                    await self.monitor.tell(("progress", self.plan["node"], -1, 0, 0, True, 0))
                     await asyncio.gather(
                         *(
                             ref.ask(("eos", me), timeout=math.inf)
@@ -894,7 +953,7 @@ class StepWorker(Actor):
             _kill_group(process.pid)
             stdout, stderr = await process.communicate()
             out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
-            return (False, None, out, err + f"\n(killed after {timeout_s:g} s)")
+            return (False, None, _tail(out), _tail(err) + f"\n(killed after {timeout_s:g} s)")
         except asyncio.CancelledError:  # the run is being stopped
             _kill_group(process.pid)
             raise
@@ -905,7 +964,7 @@ class StepWorker(Actor):
             step_log.warning("%s ! %s", self.path, line)
         code = process.returncode
         step_log.info("%s: exit code %s", self.path, code)
-        return (code == 0, code, out, err)
+        return (code == 0, code, _tail(out), _tail(err))
 
     async def _call(self) -> tuple[bool, int | None, str, str]:
         fn = resolve(self.action)
@@ -915,10 +974,23 @@ class StepWorker(Actor):
             if is_async(fn):
                 result = await fn(ctx)
             else:
-                result = await self.system.loop.run_in_executor(None, fn, ctx)
+                result = await self.system.loop.run_in_executor(pool("services"), fn, ctx)
         except Exception as exc:
             return (False, None, "", "".join(tb_module.format_exception(exc)))
         return (True, None, "" if result is None else str(result), "")
+
+
+#: How much of a step's stdout and stderr its result keeps (all of it goes to the log):
+#: the result travels in one frame, and a frame has a size limit.
+OUTPUT_TAIL = 64 * 1024
+
+
+def _tail(text: str) -> str:
+    if len(text) <= OUTPUT_TAIL:
+        return text
+    return (
+        f"({len(text) - OUTPUT_TAIL} characters before this are in the log)\n" + text[-OUTPUT_TAIL:]
+    )
 
 
 def _kill_group(pid: int) -> None:
@@ -961,7 +1033,7 @@ class FunctionService(Actor):
             case ("call", args):
                 if is_async(self.fn):
                     return await self.fn(*args)
-                return await self.system.loop.run_in_executor(None, self.fn, *args)
+                return await self.system.loop.run_in_executor(pool("services"), self.fn, *args)
         raise ValueError(f"expected ('call', args), got {message!r:.100}")
 
 

@@ -31,7 +31,7 @@ def find_app(path: str, name: str | None) -> cf.App:
         raise ToolError(f"{path}: no such file")
     try:
         module = load_file(str(file.resolve()))
-    except (ImportError, SyntaxError, OSError, CfactorError) as exc:
+    except Exception as exc:  # whatever its top level raised: the user's to fix
         raise ToolError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
     apps = {v.name: v for v in vars(module).values() if isinstance(v, cf.App)}
     if name is not None:
