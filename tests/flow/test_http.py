@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
 import pytest
@@ -100,3 +101,46 @@ def test_a_bad_bind_address_is_a_config_error() -> None:
     for bad in ("nohost", "127.0.0.1:port", ":80", "127.0.0.1:70000"):
         with pytest.raises(cf.ConfigError, match="HOST:PORT"):
             parse_bind(bad)
+
+
+async def raw(address: str, data: bytes) -> bytes:
+    host, port = address.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    writer.write_eof()
+    try:
+        return await asyncio.wait_for(reader.read(), 15)
+    finally:
+        writer.close()
+
+
+async def test_hostile_requests_get_an_error_answer_and_the_endpoint_lives_on() -> None:
+    def post(length: bytes, body: bytes = b"") -> bytes:
+        return b"POST /services/add HTTP/1.1\r\nContent-Length: " + length + b"\r\n\r\n" + body
+
+    async with cf.ActorSystem() as system, build().start(system, http="127.0.0.1:0") as running:
+        address = running.http_address
+        for hostile, status in [
+            (post("²".encode()), b"400"),  # a digit to str.isdigit, not to int()
+            (post(b"9" * 5000), b"400"),  # past int()'s digit limit
+            (post(b"200000", b"[" * 200_000), b"400"),  # nests past the recursion limit
+            (post(b"3", b"NaN"), b"400"),  # not JSON
+            (b"GARBAGE\r\n\r\n", b"400"),
+            (b"GET /services HTTP/1.1\r\n" + b"X: y\r\n" * 10_000 + b"\r\n", b"413"),
+        ]:
+            answer = await raw(address, hostile)
+            assert answer.split(b" ")[1] == status, (hostile[:60], answer[:100])
+            assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+
+        rng = random.Random(5)
+        good = post(b"6", b"[1, 2]")
+        for _ in range(200):  # mutated requests: an answer or a closed connection, no crash
+            data = bytearray(good)
+            for _ in range(rng.randint(1, 6)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            answer = await raw(address, bytes(data[: rng.randint(1, len(data))]))
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
+        assert await request(address, "POST", "/services/add", b"[20, 22]") == (
+            200,
+            {"result": 42},
+        )
