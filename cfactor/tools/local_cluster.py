@@ -62,8 +62,8 @@ def check_url(what: str, url: str, schemes: tuple[str, ...]) -> None:
 
 #: The GIL switch interval of the processes cfactor's CLI runs (members, `cfactor run`).
 #: Sync Node functions run in worker threads; at Python's default 5 ms, the threads of a
-#: busy member hand the GIL to each other 200 times a second, and an embedded wordcount
-#: ran at a median 19.2 MB/s against 22.2 MB/s at 50 ms (5 interleaved runs each, 30 MB;
+#: busy member hand the GIL to each other 200 times a second; benchmarks/switch_interval.py
+#: ran an embedded wordcount at 22.8 MB/s at 5 ms and 25.9 MB/s at 50 ms (5 runs each;
 #: docs/flow.md). The event loop then waits at most 50 ms for the GIL behind a busy
 #: thread: far inside the 2 s heartbeat timeout.
 SWITCH_INTERVAL_S = 0.05
