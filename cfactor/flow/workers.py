@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import inspect
 import itertools
 import logging
@@ -242,6 +243,38 @@ def pool(kind: str) -> ThreadPoolExecutor:
             max_workers=_POOL_SIZES[kind], thread_name_prefix=f"cfactor-{kind}"
         )
     return executor
+
+
+_trim: asyncio.TimerHandle | None = None
+
+
+def _release_memory_soon(loop: asyncio.AbstractEventLoop) -> None:
+    """A second after the last replica here stopped, hand freed heap back to the OS.
+
+    glibc keeps freed memory in its arenas: a process that ran a 100 MB gigasort three
+    times stayed at 164 MiB after ``gc.collect()``, and went to 35 MiB on
+    ``malloc_trim(0)``; a member stayed at the peak of its biggest run until then.
+    """
+    global _trim  # noqa: PLW0603 - one pending trim per process
+    if _trim is not None:
+        _trim.cancel()
+
+    def trim() -> None:
+        global _trim  # noqa: PLW0603
+        _trim = None
+        loop.run_in_executor(pool("services"), _malloc_trim)
+
+    _trim = loop.call_later(1.0, trim)
+
+
+def _malloc_trim() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")  # glibc only; elsewhere there is nothing to do
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 # -- what a Node function sees ----------------------------------------------------------
@@ -601,6 +634,8 @@ class NodeWorker(Actor):
 
     async def on_stop(self) -> None:
         self.emitter.cancel()
+        self.items = []
+        _release_memory_soon(self.system.loop)
 
     async def receive(self, message: Any) -> Any:
         match message:
