@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import harness
 
