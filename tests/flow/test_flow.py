@@ -576,4 +576,3 @@ async def test_a_steps_result_keeps_the_end_of_a_long_output() -> None:
 def test_integral_floats_partition_like_ints() -> None:
     assert stable_hash(1.0) == stable_hash(1)
     assert stable_hash(2.5) != stable_hash(2)
-
