@@ -291,23 +291,33 @@ class ReplicaSet(Mailbox):
     def wire_address(self) -> RefAddress:
         return RefAddress(self.system.address, self.name, self.uid)
 
+    def entry(self, message: Any, reply: Any) -> Item:
+        """What goes into the backlog for ``message`` (the keyed group adds its partition).
+
+        Raises:
+            ConfigError: The message cannot be routed (a keyed group's key function failed).
+        """
+        return (message, reply)
+
     async def tell(self, message: Any) -> None:
         if self.state >= STOPPING:
             self.system.dead_letter(self.name, message, "the replicated actor is stopped")
             return
-        if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
-            await self.append_when_room((message, None), self.system.loop, self.system.clock)
+        entry = self.entry(message, None)
+        if self.has_room():
+            self.append(entry)
         else:
-            self.append((message, None))
+            await self.append_when_room(entry, self.system.loop, self.system.clock)
         self.dispatch()
 
     def tell_nowait(self, message: Any) -> None:
         if self.state >= STOPPING:
             self.system.dead_letter(self.name, message, "the replicated actor is stopped")
             return
-        if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
+        entry = self.entry(message, None)
+        if not self.has_room():
             raise MailboxFull(f"backlog of {self.name!r} is full ({self.capacity} messages)")
-        self.append((message, None))
+        self.append(entry)
         self.dispatch()
 
     async def ask(self, message: Any, timeout: float | None) -> Any:
@@ -319,13 +329,14 @@ class ReplicaSet(Mailbox):
         if self.state >= STOPPING:
             raise ActorStopped(f"replicated actor {self.name!r} is stopped")
         future: asyncio.Future[Any] = system.loop.create_future()
+        entry = self.entry(message, future)
         remaining = timeout
-        if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
-            started = system.clock.now()
-            await self.append_when_room((message, future), system.loop, system.clock, timeout)
-            remaining = timeout - (system.clock.now() - started)
+        if self.has_room():
+            self.append(entry)
         else:
-            self.append((message, future))
+            started = system.clock.now()
+            await self.append_when_room(entry, system.loop, system.clock, timeout)
+            remaining = timeout - (system.clock.now() - started)
         self.dispatch()
         if timeout == math.inf:
             return await future
@@ -337,12 +348,23 @@ class ReplicaSet(Mailbox):
 
     def deliver(self, item: tuple[Any, Any], admission: Any) -> None:
         """A message from another member: enqueue, or park behind blocked senders."""
+        message, reply = item
+        try:
+            entry = self.entry(message, reply)
+        except ConfigError as exc:
+            admission.set_result(None)  # refused, not parked: the sender's credit comes back
+            if reply is not None:
+                reply.set_exception(exc)
+            else:
+                log.warning("a tell to %r from another member is dropped: %s", self.name, exc)
+                self.system.dead_letter(self.name, message, "it cannot be routed")
+            return
         if self.has_room():
-            self.append(item)
+            self.append(entry)
             admission.set_result(None)
             self.dispatch()
         else:
-            self.park(item, admission)
+            self.park(entry, admission)
 
     async def stop(self) -> None:
         await self.system.stop_group(self)
@@ -669,76 +691,13 @@ class KeyedReplicaSet(ReplicaSet):
                 admitted.set_result(None)
         return items
 
-    # -- sending --------------------------------------------------------------------------------
+    def entry(self, message: Any, reply: Any) -> Item:
+        """``((partition, message), reply)``: ``append`` files it under its partition.
 
-    async def tell(self, message: Any) -> None:
-        if self.state >= STOPPING:
-            self.system.dead_letter(self.name, message, "the replicated actor is stopped")
-            return
-        partition = self.partition_of(message)
-        if self.waiters or self.waiting >= self.capacity:
-            system = self.system
-            await self.append_when_room(((partition, message), None), system.loop, system.clock)
-        else:
-            self.enqueue(partition, (message, None))
-        self.dispatch()
-
-    def tell_nowait(self, message: Any) -> None:
-        if self.state >= STOPPING:
-            self.system.dead_letter(self.name, message, "the replicated actor is stopped")
-            return
-        partition = self.partition_of(message)
-        if self.waiters or self.waiting >= self.capacity:
-            raise MailboxFull(f"backlog of {self.name!r} is full ({self.capacity} messages)")
-        self.enqueue(partition, (message, None))
-        self.dispatch()
-
-    async def ask(self, message: Any, timeout: float | None) -> Any:
-        system = self.system
-        if timeout is None:
-            timeout = system.ask_timeout_s
-        elif not timeout > 0:
-            raise ConfigError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
-        if self.state >= STOPPING:
-            raise ActorStopped(f"replicated actor {self.name!r} is stopped")
-        partition = self.partition_of(message)
-        future: asyncio.Future[Any] = system.loop.create_future()
-        remaining = timeout
-        if self.waiters or self.waiting >= self.capacity:
-            started = system.clock.now()
-            await self.append_when_room(
-                ((partition, message), future), system.loop, system.clock, timeout
-            )
-            remaining = timeout - (system.clock.now() - started)
-        else:
-            self.enqueue(partition, (message, future))
-        self.dispatch()
-        if timeout == math.inf:
-            return await future
-        key = system.deadlines.add(future, remaining, partial(_ask_timeout, self.name, timeout))
-        try:
-            return await future
-        finally:
-            system.deadlines.discard(key, future)
-
-    def deliver(self, item: tuple[Any, Any], admission: Any) -> None:
-        message, reply = item
-        try:
-            partition = self.partition_of(message)
-        except ConfigError as exc:
-            admission.set_result(None)  # refused, not parked: the sender's credit comes back
-            if reply is not None:
-                reply.set_exception(exc)
-            else:
-                log.warning("a tell to %r from another member is dropped: %s", self.name, exc)
-                self.system.dead_letter(self.name, message, "its key function failed")
-            return
-        if self.has_room():
-            self.enqueue(partition, item)
-            admission.set_result(None)
-            self.dispatch()
-        else:
-            self.park(((partition, message), reply), admission)
+        Raises:
+            ConfigError: The key function raised, or returned no str, bytes or int.
+        """
+        return ((self.partition_of(message), message), reply)
 
     # -- dispatching ----------------------------------------------------------------------------
 
