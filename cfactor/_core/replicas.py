@@ -598,34 +598,11 @@ class KeyedReplicaSet(ReplicaSet):
 
     __slots__ = ("key", "partitions", "waiting")
 
-    def __init__(
-        self,
-        system: ActorSystem,
-        cls: type[Actor],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        name: str,
-        uid: int,
-        capacity: int,
-        in_flight: int,
-        restart: Restart,
-        key: Callable[[Any], object],
-    ) -> None:
+    def __init__(self, *args: Any, key: Callable[[Any], object], **kwargs: Any) -> None:
+        """``ReplicaSet``'s arguments, and the key function."""
         if not callable(key):
             raise ConfigError(f"key must be a function of the message, got {key!r}")
-        ReplicaSet.__init__(
-            self,
-            system,
-            cls,
-            args,
-            kwargs,
-            name=name,
-            uid=uid,
-            capacity=capacity,
-            in_flight=in_flight,
-            restart=restart,
-        )
+        ReplicaSet.__init__(self, *args, **kwargs)
         self.key = key
         self.partitions = [Partition() for _ in range(KEY_PARTITIONS)]
         #: Messages waiting in the partitions (the backlog's depth).

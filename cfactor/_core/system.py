@@ -359,32 +359,19 @@ class ActorSystem:
             else _check_positive_int("mailbox_capacity", mailbox_capacity)
         )
         key = getattr(replicas, "key", None)
-        group: ReplicaSet
-        if key is None:
-            group = ReplicaSet(
-                self,
-                cls,
-                args,
-                kwargs,
-                name=name,
-                uid=uid,
-                capacity=capacity,
-                in_flight=replicas.in_flight,
-                restart=restart_type,
-            )
-        else:
-            group = KeyedReplicaSet(
-                self,
-                cls,
-                args,
-                kwargs,
-                name=name,
-                uid=uid,
-                capacity=capacity,
-                in_flight=replicas.in_flight,
-                restart=restart_type,
-                key=key,
-            )
+        shape = (self, cls, args, kwargs)
+        options: dict[str, Any] = {
+            "name": name,
+            "uid": uid,
+            "capacity": capacity,
+            "in_flight": replicas.in_flight,
+            "restart": restart_type,
+        }
+        group = (
+            ReplicaSet(*shape, **options)
+            if key is None
+            else KeyedReplicaSet(*shape, key=key, **options)
+        )
         group.placement = placement
         self._groups[name] = group
         try:
