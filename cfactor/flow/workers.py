@@ -163,21 +163,29 @@ class ItemFailed(Exception):
         self.traceback = "".join(tb_module.format_exception(exc))
 
 
+def give_up_or_retry(
+    ctx: Context, item: Any, exc: Exception, attempt: int, retries: int, *, label: str | None = None
+) -> None:
+    """After ``attempt`` (from 0) failed: log and return to try again, or, with no
+    retries left, raise ``ItemFailed``."""
+    if attempt == retries:
+        raise ItemFailed(item, exc, label=label) from exc
+    ctx.log.warning("retrying %s (%s): %r", label or repr(item)[:100], attempt + 1, exc)
+
+
 def apply_sync(fn: Callable[..., Any], ctx: Context, items: list[Any], retries: int) -> list[Any]:
     """Run a sync map over a batch (in a worker thread, off the event loop)."""
     out: list[Any] = []
     for item in items:
         for attempt in range(retries + 1):
+            produced: list[Any] = []
             try:
-                produced: list[Any] = []
                 collect(fn(ctx, item), produced)
             except Exception as exc:
-                if attempt == retries:
-                    raise ItemFailed(item, exc) from exc
-                ctx.log.warning("retrying %r (%s): %r", item, attempt + 1, exc)
-            else:
-                out.extend(produced)
-                break
+                give_up_or_retry(ctx, item, exc, attempt, retries)
+                continue
+            out.extend(produced)
+            break
     return out
 
 
@@ -188,19 +196,17 @@ async def apply_async(
     agen = inspect.isasyncgenfunction(fn)
     for item in items:
         for attempt in range(retries + 1):
+            produced: list[Any] = []
             try:
-                produced: list[Any] = []
                 if agen:
                     produced.extend([x async for x in fn(ctx, item)])
                 else:
                     collect(await fn(ctx, item), produced)
             except Exception as exc:
-                if attempt == retries:
-                    raise ItemFailed(item, exc) from exc
-                ctx.log.warning("retrying %r (%s): %r", item, attempt + 1, exc)
-            else:
-                out.extend(produced)
-                break
+                give_up_or_retry(ctx, item, exc, attempt, retries)
+                continue
+            out.extend(produced)
+            break
     return out
 
 
@@ -728,9 +734,10 @@ class NodeWorker(Actor):
     async def _reduce(self, items: list[Any]) -> list[Any]:
         what = f"<{len(items)} items of partition {self.index}>"
         fn, ctx = self.fn, self.ctx
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
+            out: list[Any] = []
             try:
-                out: list[Any] = []
                 if inspect.isasyncgenfunction(fn):
                     out.extend([x async for x in fn(ctx, items)])
                 elif self.sync:
@@ -740,12 +747,10 @@ class NodeWorker(Actor):
                 else:
                     collect(await fn(ctx, items), out)
             except Exception as exc:
-                if attempt == self.retries:
-                    raise ItemFailed(None, exc, label=what) from exc
-                ctx.log.warning("retrying the reduce (%s): %r", attempt + 1, exc)
-            else:
-                return out
-        raise AssertionError("unreachable")  # pragma: no cover
+                give_up_or_retry(ctx, None, exc, attempt, self.retries, label=what)
+                attempt += 1
+                continue
+            return out
 
     async def _run_source(self) -> None:
         fn, ctx = self.fn, self.ctx
