@@ -66,19 +66,28 @@ class NodeStats:
     path: str
     kind: str
     replicas: int = 0
-    items_in: int = 0
-    items_out: int = 0
-    finished: int = 0
-    dropped: int = 0
+    #: Each replica's last report: (items in, items out, finished, dropped).
     per_replica: dict[int, tuple[int, int, bool, int]] = field(default_factory=dict)
 
     def update(self, index: int, n_in: int, n_out: int, finished: bool, dropped: int) -> None:
         self.per_replica[index] = (n_in, n_out, finished, dropped)
-        values = self.per_replica.values()
-        self.items_in = sum(v[0] for v in values)
-        self.items_out = sum(v[1] for v in values)
-        self.finished = sum(1 for v in values if v[2])
-        self.dropped = sum(v[3] for v in values)
+
+    @property
+    def items_in(self) -> int:
+        return sum(v[0] for v in self.per_replica.values())
+
+    @property
+    def items_out(self) -> int:
+        return sum(v[1] for v in self.per_replica.values())
+
+    @property
+    def finished(self) -> int:
+        """How many replicas said they finished."""
+        return sum(1 for v in self.per_replica.values() if v[2])
+
+    @property
+    def dropped(self) -> int:
+        return sum(v[3] for v in self.per_replica.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -509,7 +509,6 @@ class Emitter:
         self.window = max(MIN_WINDOW, WINDOW_PER_TARGET * sum(len(e.refs) for e in edges))
         self.pending: set[asyncio.Future[Any]] = set()
         self.error: BaseException | None = None
-        self.sent = 0
 
     def put(self, item: Any) -> None:
         for edge in self.edges:
@@ -517,7 +516,6 @@ class Emitter:
 
     def launch(self, edge: Edge, target: int, items: list[Any]) -> None:
         edge.unanswered[target] += 1
-        self.sent += len(items)
         ask = edge.refs[target].ask(("batch", self.sender, items), timeout=math.inf)
         future = asyncio.ensure_future(ask)
         self.pending.add(future)
@@ -533,7 +531,6 @@ class Emitter:
         error = future.exception()
         if isinstance(error, FrameTooLarge) and len(items) > 1:
             # The batch's size was a guess (item_size): send it again as two halves.
-            self.sent -= len(items)
             half = len(items) // 2
             self.launch(edge, target, items[:half])
             self.launch(edge, target, items[half:])
