@@ -373,7 +373,7 @@ async def step_run(rate: float, sizes: Sizes, settle_s: float, to_min: bool) -> 
 
 
 @dataclass
-class Row:
+class Row(harness.Figures):
     """One row of the table: cfactor's figure, its baseline and target."""
 
     label: str
@@ -383,18 +383,6 @@ class Row:
     cf_runs: list[float] = field(default_factory=list)
     base_runs: list[float] = field(default_factory=list)
     note: str = ""
-
-    @property
-    def cf(self) -> float:
-        return harness.median(self.cf_runs)
-
-    @property
-    def base(self) -> float:
-        return harness.median(self.base_runs)
-
-    @property
-    def ratio(self) -> float:
-        return harness.ratio(self.cf, self.base)
 
     @property
     def met(self) -> bool | None:
@@ -429,10 +417,6 @@ def main_table(rows: list[Row]) -> str:
         ratio = harness.fmt_ratio(r.ratio, r.unit)
         body.append([r.label, cf_text, base_text, ratio, r.target, harness.met_flag(r.met)])
     return harness.results_table(body)
-
-
-def spread_table(rows: list[Row]) -> str:
-    return harness.every_run_table(((r.label, r.unit, r.cf_runs, r.base_runs) for r in rows), fmt)
 
 
 # -- the plot ---------------------------------------------------------------------------------
@@ -705,18 +689,9 @@ async def benchmark(sizes: Sizes, source: str, plot_path: Path) -> tuple[int, di
         f"step load offers {rate:,.0f} msgs/s."
     )
     print()
-    print("## Results (median of runs; ratio = cfactor / baseline)")
-    print()
-    print(main_table(rows))
-    print()
-    print("## Every run (spread = half the range, relative to the median)")
-    print()
-    print(spread_table(rows + diagnostics))
-    print()
-    print("## Diagnostics (not targets)")
-    print()
-    print(main_table(diagnostics))
-    print()
+    harness.print_section(harness.RESULTS, main_table(rows))
+    harness.print_section(harness.EVERY_RUN, harness.runs_table(rows + diagnostics, fmt))
+    harness.print_section("Diagnostics (not targets)", main_table(diagnostics))
     print(
         "Baselines: first scale-out = the scale-out window (the policy's floor); max = "
         f"{doublings} doublings one window apart; last message = one service time; first "
@@ -817,9 +792,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     sizes = QUICK if args.quick else FULL
-    status, document = cf.run(benchmark(sizes, harness.source_version(), args.plot))
-    harness.finish(args.json, document)
-    return status
+    return harness.run_and_finish(benchmark(sizes, harness.source_version(), args.plot), args.json)
 
 
 if __name__ == "__main__":

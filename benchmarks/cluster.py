@@ -550,25 +550,13 @@ async def replace_run(
 
 
 @dataclass
-class Metric:
+class Metric(harness.Figures):
     label: str
     unit: str  # "rate" (actors/s), "s" (seconds), "ms"
     target: str = "-"
     cf_runs: list[float] = field(default_factory=list)
     base_runs: list[float] = field(default_factory=list)
     error: str | None = None
-
-    @property
-    def cf(self) -> float:
-        return harness.median(self.cf_runs)
-
-    @property
-    def base(self) -> float:
-        return harness.median(self.base_runs)
-
-    @property
-    def ratio(self) -> float:
-        return harness.ratio(self.cf, self.base)
 
 
 def fmt(value: float, unit: str) -> str:
@@ -588,12 +576,6 @@ def main_table(metrics: list[Metric]) -> str:
         ratio = harness.fmt_ratio(m.ratio, m.unit, fine=True)
         rows.append([label, fmt(m.cf, m.unit), fmt(m.base, m.unit), ratio, m.target, "-"])
     return harness.results_table(rows)
-
-
-def runs_table(metrics: list[Metric]) -> str:
-    return harness.every_run_table(
-        ((m.label, m.unit, m.cf_runs, m.base_runs) for m in metrics), fmt
-    )
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -864,7 +846,7 @@ async def measure(
         ask_ms,
     ]
     harness.print_section(harness.RESULTS, main_table(metrics))
-    harness.print_section(harness.EVERY_RUN, runs_table(metrics + diagnostics))
+    harness.print_section(harness.EVERY_RUN, harness.runs_table(metrics + diagnostics, fmt))
     harness.print_section(
         "Diagnostics (cfactor only; what a placement is made of)", main_table(diagnostics)
     )
@@ -957,9 +939,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run_main(args: argparse.Namespace, log_dir: Path) -> tuple[int, dict[str, Any]]:
     # SIGTERM ends the run like Ctrl-C: the finally blocks stop every child.
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    harness.cancel_on_sigterm()
     sizes = QUICK if args.quick else FULL
     return await benchmark(sizes, args.repeat, log_dir, harness.source_version())
 

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
 import sys
 from dataclasses import dataclass, field
 from time import perf_counter, perf_counter_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import harness
 from harness import progress, remaining
 
 import cfactor as cf
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 #: Inner-loop length between two deadline checks (checking the clock per message
 #: would cost as much as some of the things measured).
@@ -226,7 +230,10 @@ async def cf_pipelined(n: int, in_flight: int, deadline: float, timeout: float |
         return await run_workers(n, in_flight, deadline, ask_one)
 
 
-async def raw_pipelined(n: int, in_flight: int, deadline: float) -> Run:
+@contextlib.asynccontextmanager
+async def raw_asks() -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+    """The ask baseline: ``ask_one(i)`` puts (i, future) on an asyncio.Queue(maxsize=1000)
+    that a ``raw_echo`` task serves, and awaits the future; the task stops on exit."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
     consumer = loop.create_task(raw_echo(queue))
@@ -240,9 +247,14 @@ async def raw_pipelined(n: int, in_flight: int, deadline: float) -> Run:
         return await future
 
     try:
-        return await run_workers(n, in_flight, deadline, ask_one)
+        yield ask_one
     finally:
         await harness.stop_tasks([consumer])
+
+
+async def raw_pipelined(n: int, in_flight: int, deadline: float) -> Run:
+    async with raw_asks() as ask_one:
+        return await run_workers(n, in_flight, deadline, ask_one)
 
 
 def percentile(sorted_samples: list[int], p: float) -> float:
@@ -280,22 +292,8 @@ async def cf_latency(n: int, deadline: float, timeout: float | None) -> Run:
 
 
 async def raw_latency(n: int, deadline: float) -> Run:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
-    consumer = loop.create_task(raw_echo(queue))
-    await asyncio.sleep(0)
-    put = queue.put
-    create_future = loop.create_future
-
-    async def ask_one(i: int) -> Any:
-        future = create_future()
-        await put((i, future))
-        return await future
-
-    try:
+    async with raw_asks() as ask_one:
         return await time_sequential(n, deadline, ask_one)
-    finally:
-        await harness.stop_tasks([consumer])
 
 
 async def cf_spawn(n: int, deadline: float) -> Run:
@@ -491,7 +489,7 @@ async def memory_figures(
 
 
 @dataclass
-class Metric:
+class Metric(harness.Figures):
     """One row of the table: a figure of cfactor's, its baseline, and its target."""
 
     key: str
@@ -501,21 +499,9 @@ class Metric:
     # How the target is checked: ("ratio>=", x), ("ratio<=", x), (">=", x), ("<=", x), None.
     check: tuple[str, float] | None
     cf_runs: list[float] = field(default_factory=list)
-    raw_runs: list[float] = field(default_factory=list)
+    base_runs: list[float] = field(default_factory=list)
     truncated: bool = False
     error: str | None = None
-
-    @property
-    def cf(self) -> float:
-        return harness.median(self.cf_runs)
-
-    @property
-    def raw(self) -> float:
-        return harness.median(self.raw_runs)
-
-    @property
-    def ratio(self) -> float:
-        return harness.ratio(self.cf, self.raw)
 
     @property
     def met(self) -> bool | None:
@@ -534,7 +520,7 @@ def main_table(metrics: list[Metric]) -> str:
         label = m.label + (" (cut short)" if m.truncated else "")
         if m.error:
             label += f" [error: {m.error}]"
-        cf_text, raw_text = harness.fmt(m.cf, m.unit), harness.fmt(m.raw, m.unit)
+        cf_text, raw_text = harness.fmt(m.cf, m.unit), harness.fmt(m.base, m.unit)
         ratio = harness.fmt_ratio(m.ratio, m.unit)
         rows.append([label, cf_text, raw_text, ratio, m.target, harness.met_flag(m.met)])
     return harness.results_table(rows)
@@ -574,7 +560,7 @@ async def paired(
             for metric in metric_keys:
                 if metric.key not in run.values:
                     continue  # a diagnostic of one side only
-                runs = metric.cf_runs if which == "cf" else metric.raw_runs
+                runs = metric.cf_runs if which == "cf" else metric.base_runs
                 runs.append(run.values[metric.key])
                 metric.truncated |= run.truncated
 
@@ -685,17 +671,12 @@ async def benchmark(sizes: Sizes, repeat: int, source: str) -> tuple[int, dict[s
         metric.cf_runs = await memory_figures(metric, kind, sizes, traced, repeat)
         if traced not in raw_runs:
             raw_runs[traced] = await memory_figures(metric, "raw", sizes, traced, repeat)
-        metric.raw_runs = list(raw_runs[traced])
+        metric.base_runs = list(raw_runs[traced])
 
     metrics = [tell, pipelined, p50, p99, spawn, mem_fresh, mem_one, traced_fresh, traced_one]
     diagnostics = [pipelined_inf, p50_inf, p99_inf, close]
     harness.print_section(harness.RESULTS, main_table(metrics))
-    harness.print_section(
-        harness.EVERY_RUN,
-        harness.every_run_table(
-            (m.label, m.unit, m.cf_runs, m.raw_runs) for m in metrics + diagnostics
-        ),
-    )
+    harness.print_section(harness.EVERY_RUN, harness.runs_table(metrics + diagnostics))
     harness.print_section("Diagnostics (cfactor only; not targets)", main_table(diagnostics))
     print(
         "Baselines: tell = asyncio.Queue(maxsize=1000) + one consumer task; asks = the same "
@@ -721,10 +702,10 @@ def metric_json(m: Metric) -> dict[str, Any]:
         "label": m.label,
         "unit": {"rate": "per_second", "us": "microseconds", "bytes": "bytes"}[m.unit],
         "cfactor": clean(m.cf),
-        "baseline": clean(m.raw),
+        "baseline": clean(m.base),
         "ratio": clean(m.ratio),
         "cfactor_runs": m.cf_runs,
-        "baseline_runs": m.raw_runs,
+        "baseline_runs": m.base_runs,
         "target": m.target,
         "met": m.met,
         "truncated": m.truncated,
@@ -754,9 +735,9 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     sizes = QUICK if args.quick else FULL
-    status, document = cf.run(benchmark(sizes, args.repeat, harness.source_version()))
-    harness.finish(args.json, document)
-    return status
+    return harness.run_and_finish(
+        benchmark(sizes, args.repeat, harness.source_version()), args.json
+    )
 
 
 if __name__ == "__main__":

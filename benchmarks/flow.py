@@ -599,7 +599,7 @@ class Watch:
 
 
 @dataclass
-class Metric:
+class Metric(harness.Figures):
     label: str
     unit: str  # "MB/s", "rec/s", "MiB", "s", "x" (a share), "ok"
     target: str = "-"
@@ -607,18 +607,6 @@ class Metric:
     base_runs: list[float] = field(default_factory=list)
     minimum_ratio: float | None = None  # the target, as a ratio to the baseline
     error: str | None = None
-
-    @property
-    def cf(self) -> float:
-        return harness.median(self.cf_runs)
-
-    @property
-    def base(self) -> float:
-        return harness.median(self.base_runs)
-
-    @property
-    def ratio(self) -> float:
-        return harness.ratio(self.cf, self.base)
 
     @property
     def met(self) -> bool | None:
@@ -657,12 +645,6 @@ def main_table(metrics: list[Metric]) -> str:
             cells[1:4] = [f"{sum(m.cf_runs):.0f}/{len(m.cf_runs)}", "-", "-"]
         rows.append([*cells, harness.met_flag(m.met)])
     return harness.results_table(rows)
-
-
-def runs_table(metrics: list[Metric]) -> str:
-    return harness.every_run_table(
-        ((m.label, m.unit, m.cf_runs, m.base_runs) for m in metrics), fmt
-    )
 
 
 def metric_json(m: Metric) -> dict[str, Any]:
@@ -1100,7 +1082,7 @@ async def benchmark(
         metrics += sections[0]
         diagnostics += sections[1]
     harness.print_section(harness.RESULTS, main_table(metrics))
-    harness.print_section(harness.EVERY_RUN, runs_table(metrics + diagnostics))
+    harness.print_section(harness.EVERY_RUN, harness.runs_table(metrics + diagnostics, fmt))
     harness.print_section("Diagnostics (not targets)", main_table(diagnostics))
     print(
         "Baselines: wordcount = a fresh python process reading the file and running "
@@ -1156,9 +1138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run_main(args: argparse.Namespace, work: Path) -> tuple[int, dict[str, Any]]:
     # SIGTERM ends the run like Ctrl-C: the finally blocks stop the cluster.
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    harness.cancel_on_sigterm()
     sizes = QUICK if args.quick else FULL
     if args.block:
         sizes = dataclasses.replace(sizes, block=args.block)

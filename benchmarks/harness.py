@@ -1,8 +1,8 @@
 """What the benchmark scripts share: the header, the tables, number formatting, the end.
 
-Imported as ``import harness`` by ``benchmarks/core.py``, ``transport.py``, ``cluster.py``
-and ``autoscale.py`` (a script's directory is on ``sys.path`` when it is run as
-``.venv/bin/python benchmarks/X.py``). Nothing here measures anything.
+Imported as ``import harness`` by ``benchmarks/core.py``, ``transport.py``, ``replicas.py``,
+``cluster.py``, ``flow.py`` and ``autoscale.py`` (a script's directory is on ``sys.path``
+when it is run as ``.venv/bin/python benchmarks/X.py``). Nothing here measures anything.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cfactor as cf
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Coroutine, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED = perf_counter()
@@ -41,6 +42,14 @@ def progress(text: str) -> None:
 def remaining(deadline: float) -> float:
     """Seconds left until ``deadline`` (a ``perf_counter`` time), at least 1 ms."""
     return max(0.001, deadline - perf_counter())
+
+
+def cancel_on_sigterm() -> None:
+    """Make SIGTERM end the run like Ctrl-C: it cancels the current task, whose finally
+    blocks stop what the run started."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -71,6 +80,28 @@ def ratio(cf_value: float, base_value: float) -> float:
 def clean(value: float) -> float | None:
     """nan as None, for JSON."""
     return None if math.isnan(value) else value
+
+
+class Figures:
+    """The medians and ratio of a row's runs; a script's row dataclass inherits them.
+
+    The row declares ``cf_runs`` and ``base_runs`` (cfactor's and the baseline's runs).
+    """
+
+    cf_runs: list[float]
+    base_runs: list[float]
+
+    @property
+    def cf(self) -> float:
+        return median(self.cf_runs)
+
+    @property
+    def base(self) -> float:
+        return median(self.base_runs)
+
+    @property
+    def ratio(self) -> float:
+        return ratio(self.cf, self.base)
 
 
 def fmt(value: float, unit: str) -> str:
@@ -150,6 +181,18 @@ def every_run_table(
     ]
     header = ["metric", "cfactor runs", "spread", "baseline runs", "spread"]
     return markdown_table(header, body, right={2, 4})
+
+
+class HasRuns(Protocol):
+    label: str
+    unit: str
+    cf_runs: list[float]
+    base_runs: list[float]
+
+
+def runs_table(rows: Iterable[HasRuns], fmt: Callable[[float, str], str] = fmt) -> str:
+    """The every-run table of rows that carry their label, unit and both sides' runs."""
+    return every_run_table(((r.label, r.unit, r.cf_runs, r.base_runs) for r in rows), fmt)
 
 
 #: The titles of the two tables every script prints.
@@ -257,6 +300,15 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse
     if getattr(args, "repeat", 1) < 1:
         p.error("--repeat must be at least 1")
     return args
+
+
+def run_and_finish(
+    benchmark: Coroutine[Any, Any, tuple[int, dict[str, Any]]], json_path: Path | None
+) -> int:
+    """Run a script's benchmark, which returns (exit status, JSON document), then finish."""
+    status, document = cf.run(benchmark)
+    finish(json_path, document)
+    return status
 
 
 def finish(json_path: Path | None, document: dict[str, Any]) -> None:

@@ -331,27 +331,15 @@ async def raw_pipelined(n: int, in_flight: int, *, keyed: bool, timeout_s: float
 
 
 @dataclass
-class Metric:
+class Metric(harness.Figures):
     """One row: a figure of cfactor's and its baseline's, every run, and every check."""
 
     label: str
     keyed: bool
     cf_runs: list[float] = field(default_factory=list)
-    raw_runs: list[float] = field(default_factory=list)
+    base_runs: list[float] = field(default_factory=list)
     cf_checks: list[Check] = field(default_factory=list)
     raw_checks: list[Check] = field(default_factory=list)
-
-    @property
-    def cf(self) -> float:
-        return harness.median(self.cf_runs)
-
-    @property
-    def raw(self) -> float:
-        return harness.median(self.raw_runs)
-
-    @property
-    def ratio(self) -> float:
-        return harness.ratio(self.cf, self.raw)
 
     def violations(self) -> list[str]:
         return [
@@ -380,7 +368,7 @@ async def paired(
                 metric.cf_runs.append(run.rate)
                 metric.cf_checks.append(run.check)
             else:
-                metric.raw_runs.append(run.rate)
+                metric.base_runs.append(run.rate)
                 metric.raw_checks.append(run.check)
 
 
@@ -397,10 +385,10 @@ def results_table(metrics: list[Metric]) -> str:
         [
             m.label,
             harness.fmt(m.cf, "rate"),
-            harness.fmt(m.raw, "rate"),
+            harness.fmt(m.base, "rate"),
             harness.fmt_ratio(m.ratio, "rate"),
             harness.spread(m.cf_runs),
-            harness.spread(m.raw_runs),
+            harness.spread(m.base_runs),
         ]
         for m in metrics
     ]
@@ -480,7 +468,7 @@ async def benchmark(sizes: Sizes, repeat: int, source: str) -> tuple[int, dict[s
     harness.print_section(harness.RESULTS, results_table(metrics))
     harness.print_section(
         harness.EVERY_RUN,
-        harness.every_run_table((m.label, "rate", m.cf_runs, m.raw_runs) for m in metrics),
+        harness.every_run_table((m.label, "rate", m.cf_runs, m.base_runs) for m in metrics),
     )
     harness.print_section("Checks (cfactor and baseline runs alike)", checks_table(metrics))
     print(
@@ -512,10 +500,10 @@ async def benchmark(sizes: Sizes, repeat: int, source: str) -> tuple[int, dict[s
                 "keyed": m.keyed,
                 "unit": "per_second",
                 "cfactor": harness.clean(m.cf),
-                "baseline": harness.clean(m.raw),
+                "baseline": harness.clean(m.base),
                 "ratio": harness.clean(m.ratio),
                 "cfactor_runs": m.cf_runs,
-                "baseline_runs": m.raw_runs,
+                "baseline_runs": m.base_runs,
                 "violations": m.violations(),
             }
             for m in metrics
@@ -549,9 +537,7 @@ def main() -> int:
     args = parse_args()
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat or sizes.repeat
-    status, document = cf.run(benchmark(sizes, repeat, harness.source_version()))
-    harness.finish(args.json, document)
-    return status
+    return harness.run_and_finish(benchmark(sizes, repeat, harness.source_version()), args.json)
 
 
 if __name__ == "__main__":
