@@ -480,41 +480,35 @@ class Clients:
         self.sync_context.destroy(linger=0)
         self.async_context.destroy(linger=0)
 
-    def sync_pair(self, server: Server) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+    def _pair(self, context: Any, server: Server) -> Any:
         key = (server.transport, server.kind)
         if key not in self.sockets:
-            push = raw_socket(self.sync_context, zmq.PUSH)
+            push = raw_socket(context, zmq.PUSH)
             push.connect(server.address)
-            ack = raw_socket(self.sync_context, zmq.PULL)
+            ack = raw_socket(context, zmq.PULL)
             ack.connect(server.ack)
             self.sockets[key] = (push, ack)
-        return self.sockets[key]  # type: ignore[no-any-return]
+        return self.sockets[key]
+
+    def _dealer(self, context: Any, server: Server) -> Any:
+        key = (server.transport, server.kind)
+        if key not in self.sockets:
+            dealer = raw_socket(context, zmq.DEALER)
+            dealer.connect(server.address)
+            self.sockets[key] = dealer
+        return self.sockets[key]
+
+    def sync_pair(self, server: Server) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+        return self._pair(self.sync_context, server)  # type: ignore[no-any-return]
 
     def async_pair(self, server: Server) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
-        key = (server.transport, server.kind)
-        if key not in self.sockets:
-            push = raw_socket(self.async_context, zmq.PUSH)
-            push.connect(server.address)
-            ack = raw_socket(self.async_context, zmq.PULL)
-            ack.connect(server.ack)
-            self.sockets[key] = (push, ack)
-        return self.sockets[key]  # type: ignore[no-any-return]
+        return self._pair(self.async_context, server)  # type: ignore[no-any-return]
 
     def sync_dealer(self, server: Server) -> zmq.Socket[Any]:
-        key = (server.transport, server.kind)
-        if key not in self.sockets:
-            dealer = raw_socket(self.sync_context, zmq.DEALER)
-            dealer.connect(server.address)
-            self.sockets[key] = dealer
-        return self.sockets[key]  # type: ignore[no-any-return]
+        return self._dealer(self.sync_context, server)  # type: ignore[no-any-return]
 
     def async_dealer(self, server: Server) -> zmq.asyncio.Socket:
-        key = (server.transport, server.kind)
-        if key not in self.sockets:
-            dealer = raw_socket(self.async_context, zmq.DEALER)
-            dealer.connect(server.address)
-            self.sockets[key] = dealer
-        return self.sockets[key]  # type: ignore[no-any-return]
+        return self._dealer(self.async_context, server)  # type: ignore[no-any-return]
 
 
 class ClientListen:
