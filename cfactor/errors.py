@@ -17,6 +17,7 @@ Errors are grouped by what the caller can do about them:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -197,6 +198,26 @@ class WorkerLost(FlowError):
 
 class ConfigError(CfactorError, ValueError):
     """A bad argument or setting."""
+
+
+def check_positive(
+    what: str, value: object, unit: str = " of seconds", *, finite: bool = True
+) -> float:
+    """``value`` as a float, if it is a positive (by default finite) number; the one
+    check behind every duration and depth setting.
+
+    Raises:
+        ConfigError: Not a number (a bool is not one), not positive, or not finite.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or (finite and not math.isfinite(value))
+    ):
+        kind = "positive finite number" if finite else "positive number"
+        raise ConfigError(f"{what} must be a {kind}{unit}, got {value!r}")
+    return float(value)
 
 
 class SystemClosed(CfactorError, RuntimeError):

@@ -21,6 +21,7 @@ from cfactor.errors import (
     NameTaken,
     NodeUnreachable,
     SystemClosed,
+    check_positive,
 )
 
 if TYPE_CHECKING:
@@ -105,12 +106,6 @@ def _check_positive_int(name: str, value: object) -> int:
     return value
 
 
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 class ActorSystem:
     """A set of actors sharing one event loop, one clock and one supervision root.
 
@@ -160,8 +155,8 @@ class ActorSystem:
         seed: int | None = None,
     ) -> None:
         self.mailbox_capacity = _check_positive_int("mailbox_capacity", mailbox_capacity)
-        self.ask_timeout_s = _check_seconds("ask_timeout_s", ask_timeout_s)
-        self.stop_timeout_s = _check_seconds("stop_timeout_s", stop_timeout_s)
+        self.ask_timeout_s = check_positive("ask_timeout_s", ask_timeout_s, finite=False)
+        self.stop_timeout_s = check_positive("stop_timeout_s", stop_timeout_s, finite=False)
         self.throughput = _check_positive_int("throughput", throughput)
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.random = make_random(seed)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
-from cfactor.errors import ConfigError
+from cfactor.errors import ConfigError, check_positive
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,16 +44,6 @@ def _check_int(what: str, value: object, least: int) -> None:
         raise ConfigError(f"{what} must be an int, got {value!r}")
     if value < least:
         raise ConfigError(f"{what} must be >= {least}, got {value}")
-
-
-def _check_positive(what: str, value: object, unit: str = "") -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{what} must be a positive finite number{unit}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,15 +106,15 @@ class Replicas:
         _check_int("max", self.max, 1)
         if self.max < self.min:
             raise ConfigError(f"max must be >= min, got min={self.min} max={self.max}")
-        _check_positive("target_depth", self.target_depth, " of messages per replica")
+        check_positive("target_depth", self.target_depth, " of messages per replica")
         for what, value in (
             ("scale_out_window_s", self.scale_out_window_s),
             ("scale_in_cooldown_s", self.scale_in_cooldown_s),
             ("report_interval_s", self.report_interval_s),
         ):
-            _check_positive(what, value, " of seconds")
+            check_positive(what, value, " of seconds")
         if self.low_watermark is not None:
-            _check_positive("low_watermark", self.low_watermark, " of messages per replica")
+            check_positive("low_watermark", self.low_watermark, " of messages per replica")
             if self.low_watermark > self.target_depth:
                 raise ConfigError(
                     f"low_watermark must be <= target_depth, got {self.low_watermark!r} > "

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cfactor.errors import ConfigError
+from cfactor.errors import ConfigError, check_positive
 
 if TYPE_CHECKING:
     from cfactor._core.system import ActorSystem
@@ -81,10 +80,10 @@ class Cluster:
         for what, value in (
             ("ttl_s", self.ttl_s),
             ("request_timeout_s", self.request_timeout_s),
+            ("placement_timeout_s", self.placement_timeout_s),
             ("load_report_interval_s", self.load_report_interval_s),
         ):
-            if not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"{what} must be a positive number of seconds, got {value!r}")
+            check_positive(what, value)
         if self.capacity < 0:
             raise ConfigError(f"capacity must be >= 0, got {self.capacity}")
 

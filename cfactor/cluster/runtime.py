@@ -321,7 +321,9 @@ class PlacementActor(Actor):
         current = await self.runtime.membership.lookup(name)  # the store, not a lagging view
         if current is not None:
             check_reply(
-                await self.runtime.agent_of(current.address).ask(("deactivate", name), timeout=10)
+                await self.runtime.agent_of(current.address).ask(
+                    ("deactivate", name), timeout=self.runtime.agent_timeout_s
+                )
             )
 
     async def _place(self, spec: ActorSpec, *, replacing: bool = False) -> Activation:
@@ -338,7 +340,7 @@ class PlacementActor(Actor):
                 f"no member can host {spec.name!r} (placement {spec.placement})"
             )
         reply = await self.runtime.agent_of(members[member_id].address).ask(
-            ("activate", spec.encode()), timeout=10
+            ("activate", spec.encode()), timeout=self.runtime.agent_timeout_s
         )
         check_reply(reply)
         return Activation(spec.name, reply[1], reply[2], reply[3])
@@ -412,15 +414,9 @@ class ClusterMember:
     def __init__(self, config: Cluster, system: ActorSystem) -> None:
         self.config = config
         self.system = system
-        self.membership: Membership = make_membership(
-            config.etcd,
-            cluster=config.name,
-            clock=system.clock,
-            request_timeout_s=config.request_timeout_s,
-            wall_clock=wall_time,
-            store=config.store,
-        )
-        self.member_id = f"{config.name}-{system.random.getrandbits(40):010x}"
+        self.membership: Membership
+        self.member_id = ""
+        self._new_incarnation()
         #: name -> where its messages go now (local cell, or remote "name@epoch").
         self.routes: dict[str, Target] = {}
         self.hosted: dict[str, Activation] = {}
@@ -471,6 +467,26 @@ class ClusterMember:
             "member %s joined cluster %r at %s", self.member_id, self.config.name, system.address
         )
 
+    @property
+    def agent_timeout_s(self) -> float:
+        """The bound on placement's asks to a member's agent: inside the caller's
+        ``placement_timeout_s``, so a caller is not told "timed out" about a spawn that
+        then succeeds."""
+        return self.config.placement_timeout_s * 0.8
+
+    def _new_incarnation(self) -> None:
+        """A fresh member id and membership client (at start, and after fencing)."""
+        config = self.config
+        self.member_id = f"{config.name}-{self.system.random.getrandbits(40):010x}"
+        self.membership = make_membership(
+            config.etcd,
+            cluster=config.name,
+            clock=self.system.clock,
+            request_timeout_s=config.request_timeout_s,
+            wall_clock=wall_time,
+            store=config.store,
+        )
+
     async def _rejoin_forever(self) -> None:
         """After fencing: join again as a new incarnation once the store answers."""
         old = self.membership
@@ -481,15 +497,7 @@ class ClusterMember:
             await old.aclose()
         delay = 0.2
         while not self._closed:
-            self.member_id = f"{self.config.name}-{self.system.random.getrandbits(40):010x}"
-            self.membership = make_membership(
-                self.config.etcd,
-                cluster=self.config.name,
-                clock=self.system.clock,
-                request_timeout_s=self.config.request_timeout_s,
-                wall_clock=wall_time,
-                store=self.config.store,
-            )
+            self._new_incarnation()
             try:
                 await self._join()
             except CfactorError as exc:
@@ -593,12 +601,7 @@ class ClusterMember:
     ) -> ActorRef:
         spec = ActorSpec.of(cls, args, kwargs, name=name, restart=restart, placement=placement)
         data = spec.encode()  # refuse what cannot cross the wire before asking anyone
-        placer = await self._placer()
-        try:
-            reply = await placer.ask(("place", data), timeout=self.config.placement_timeout_s)
-        except (NodeUnreachable, ActorNotFound, ActorStopped) as exc:
-            raise MembershipUnavailable(f"the placement leader is unreachable: {exc}") from exc
-        check_reply(reply)
+        await self._ask_placer(("place", data))
         ref = self.resolve(name)
         if ref is None:  # the watch has not shown the activation yet
             self._targets[name] = ClusterTarget(self, name)
@@ -606,12 +609,21 @@ class ClusterMember:
         return ref
 
     async def remove(self, name: str) -> None:
+        await self._ask_placer(("remove", name))
+
+    async def _ask_placer(self, message: Any, timeout: float | None = None) -> Any:
+        """Ask the placement leader; its answer, or the typed error it answered with.
+
+        Raises:
+            MembershipUnavailable: No leader, or it cannot be reached.
+        """
         placer = await self._placer()
         try:
-            reply = await placer.ask(("remove", name), timeout=self.config.placement_timeout_s)
+            reply = await placer.ask(message, timeout=timeout or self.config.placement_timeout_s)
         except (NodeUnreachable, ActorNotFound, ActorStopped) as exc:
             raise MembershipUnavailable(f"the placement leader is unreachable: {exc}") from exc
         check_reply(reply)
+        return reply
 
     async def _placer(self) -> ActorRef:
         loop = asyncio.get_running_loop()
@@ -678,11 +690,9 @@ class ClusterMember:
             log.warning("replicas of %r stay on this member: %s", group.name, exc)
             return None
         try:
-            placer = await self._placer()
-            reply = await placer.ask(
-                ("choose-replica", spec.placement), timeout=self.config.request_timeout_s
+            reply = await self._ask_placer(
+                ("choose-replica", spec.placement), self.config.request_timeout_s
             )
-            check_reply(reply)
         except CfactorError as exc:
             if spec.placement is not None:
                 raise MembershipUnavailable(

@@ -17,7 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cfactor.abc import Activation, MemberEvent, MemberInfo
-from cfactor.errors import ConfigError, MembershipError
+from cfactor.errors import ConfigError, MembershipError, check_positive
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -123,13 +123,7 @@ def check_timeout(request_timeout_s: float) -> None:
     Raises:
         ConfigError: ``request_timeout_s`` is not a positive finite number.
     """
-    if (
-        isinstance(request_timeout_s, bool)
-        or not isinstance(request_timeout_s, int | float)
-        or not math.isfinite(request_timeout_s)
-        or request_timeout_s <= 0
-    ):
-        raise ConfigError(f"request_timeout_s must be > 0, not {request_timeout_s!r}")
+    check_positive("request_timeout_s", request_timeout_s)
 
 
 # -- values ----------------------------------------------------------------------------

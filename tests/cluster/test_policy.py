@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import random
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import cfactor as cf
 from cfactor.abc import MemberInfo
 from cfactor.cluster.policy import choose_member
 
@@ -74,3 +78,19 @@ def test_the_choice_is_always_an_eligible_least_loaded_member(
     else:
         assert chosen is not None
         assert load.get(chosen, 0) == min(eligible.values())
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"ttl_s": "5"}, "ttl_s must be a positive finite number"),
+        ({"ttl_s": True}, "ttl_s must be a positive finite number"),
+        ({"request_timeout_s": math.inf}, "request_timeout_s must be a positive finite number"),
+        ({"placement_timeout_s": -1}, "placement_timeout_s must be a positive finite number"),
+        ({"load_report_interval_s": 0}, "load_report_interval_s must be"),
+        ({"name": "a/b"}, "cluster names"),
+    ],
+)
+def test_a_bad_cluster_setting_is_a_config_error(setting: dict[str, Any], message: str) -> None:
+    with pytest.raises(cf.ConfigError, match=message):
+        cf.Cluster(**setting)

@@ -31,6 +31,7 @@ from cfactor.errors import (
     NodeUnreachable,
     ProtocolError,
     SystemClosed,
+    check_positive,
 )
 from cfactor.security import Curve
 from cfactor.wire.codec import DEFAULT_MAX_FRAME_SIZE, MsgpackCodec
@@ -235,8 +236,8 @@ class ZmqTransport:
             raise ConfigError(
                 f"security must be a cfactor.security.Curve or None, not {security!r}"
             )
-        interval = _seconds("heartbeat_interval_s", heartbeat_interval_s)
-        timeout = _seconds("heartbeat_timeout_s", heartbeat_timeout_s)
+        interval = check_positive("heartbeat_interval_s", heartbeat_interval_s)
+        timeout = check_positive("heartbeat_timeout_s", heartbeat_timeout_s)
         if timeout <= interval:
             raise ConfigError(
                 f"heartbeat_timeout_s ({timeout:g}) must be longer than heartbeat_interval_s "
@@ -1124,12 +1125,6 @@ def _user_id(frame: zmq.Frame) -> str | None:
     except zmq.ZMQError:
         return None
     return user_id if isinstance(user_id, str) else None
-
-
-def _seconds(name: str, value: Any) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive, finite number of seconds, not {value!r}")
-    return float(value)
 
 
 def _count(name: str, value: Any, low: int, high: int) -> None:
