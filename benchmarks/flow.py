@@ -97,7 +97,7 @@ Why the wordcount flow is shaped as it is (each measured while writing this scri
   prefer a replica in their own process until it is busy), so few blocks cross members.
 - count emits packed (partition, counts) pairs, not the example's dicts: a dict output bound
   for a reduce is split per key by the flow on the replica's event loop thread (Edge.put,
-  ~240 ns per distinct word of each block since its partition cache); a bytes value is
+  ~150 ns per distinct word of each block, benchmarks/edge_put.py); a bytes value is
   sized exactly and sent as one.
 - 1 MiB blocks counted 256 KiB at a time: every block sends each of its distinct words on
   to a merge, so small blocks multiply the merge's work (Zipf text: ~2.8 M words-per-block
