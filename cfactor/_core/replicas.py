@@ -208,7 +208,7 @@ class Done:
         reply = self.reply
         if reply is not None and not reply.done():
             reply.set_result(result)
-        self.group.finished(self.replica)
+        self.release()
 
     def set_exception(self, error: BaseException) -> None:
         reply = self.reply
@@ -218,6 +218,10 @@ class Done:
                 self.group.system.dead_letter(self.group.name, None, "its replica stopped")
         elif not reply.done():
             reply.set_exception(error)
+        self.release()
+
+    def release(self) -> None:
+        """The replica's slot is free again (the keyed group also frees the partition)."""
         self.group.finished(self.replica)
 
 
@@ -565,19 +569,7 @@ class KeyedDone(Done):
         Done.__init__(self, group, replica, reply)
         self.partition = partition
 
-    def set_result(self, result: Any) -> None:
-        reply = self.reply
-        if reply is not None and not reply.done():
-            reply.set_result(result)
-        self.group.finished_keyed(self.replica, self.partition)
-
-    def set_exception(self, error: BaseException) -> None:
-        reply = self.reply
-        if reply is None:
-            if isinstance(error, ActorStopped | NodeUnreachable):
-                self.group.system.dead_letter(self.group.name, None, "its replica stopped")
-        elif not reply.done():
-            reply.set_exception(error)
+    def release(self) -> None:
         self.group.finished_keyed(self.replica, self.partition)
 
 

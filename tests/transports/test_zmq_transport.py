@@ -135,17 +135,23 @@ async def test_is_found_by_entry_point_and_implements_the_protocol(cluster: Clus
     assert cfactor_zmq.__all__ == ["ZmqTransport", "generate_keypair"]
 
 
-async def test_ten_thousand_envelopes_arrive_in_order_in_few_batches(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    batches: list[int] = []
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many frames each DATA message the transport writes carries."""
+    counts: list[int] = []
     join_items = MsgpackCodec.join_items
 
     def counting(frames: list[bytes]) -> bytes:
-        batches.append(len(frames))
+        counts.append(len(frames))
         return join_items(frames)
 
     monkeypatch.setattr("cfactor_zmq._transport._join_items", counting)
+    return counts
+
+
+async def test_ten_thousand_envelopes_arrive_in_order_in_few_batches(
+    cluster: Cluster, batches: list[int]
+) -> None:
     a, _ = await cluster.start()
     b, got = await cluster.start()
     for i in range(10_000):
@@ -161,16 +167,8 @@ async def test_ten_thousand_envelopes_arrive_in_order_in_few_batches(
 
 
 async def test_a_batch_stops_near_a_mebibyte_and_a_large_frame_goes_alone(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, batches: list[int]
 ) -> None:
-    batches: list[int] = []
-    join_items = MsgpackCodec.join_items
-
-    def counting(frames: list[bytes]) -> bytes:
-        batches.append(len(frames))
-        return join_items(frames)
-
-    monkeypatch.setattr("cfactor_zmq._transport._join_items", counting)
     a, _ = await cluster.start()
     b, got = await cluster.start()
     big = b"x" * (3 * 1024 * 1024)
