@@ -12,7 +12,7 @@ import pytest
 import cfactor as cf
 from cfactor._core.replicas import ReplicaSet
 from tests.cluster.actors import Reporting, addresses_of, eventually
-from tests.cluster.test_etcd_cluster import ROOT, WORKERS, real_cluster
+from tests.cluster.harness import ROOT, WORKERS, real_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
