@@ -152,12 +152,12 @@ class ServiceEndpoint:
         for line in lines[1:]:
             if not line:
                 continue
-            key, _, value = line.partition(":")
+            key, _, text = line.partition(":")
             key = key.strip().lower()
             if key in _FRAMING and key in headers:
                 # Two framings of one body are how requests are smuggled: refuse.
                 raise HttpError(400, f"more than one {key} header")
-            headers[key] = value.strip()
+            headers[key] = text.strip()
         if path == "/services":
             if method != "GET":
                 raise HttpError(405, "use GET /services")
