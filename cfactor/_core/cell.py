@@ -237,6 +237,8 @@ class ActorCell(Mailbox, SupervisorMixin):
         "children",
         "cls",
         "failure",
+        "failure_logged_at",
+        "failures_unlogged",
         "idle_failures",
         "instance",
         "intensity",
@@ -294,6 +296,9 @@ class ActorCell(Mailbox, SupervisorMixin):
         self.started_processed = 0
         #: Failures in a row that consumed no message (a resilient child backs off).
         self.idle_failures = 0
+        #: The rate limit of a resilient actor's failure log (see ``fail``).
+        self.failure_logged_at = -math.inf
+        self.failures_unlogged = 0
         self.intensity: RestartIntensity | None = None
         self.supervising_lock: asyncio.Lock | None = None
         #: Called once the actor has stopped for good (the cluster releases its name).
@@ -475,8 +480,23 @@ class ActorCell(Mailbox, SupervisorMixin):
         self.state = FAILED
         self.failure = exc
         if exc is not None:
-            log.warning("actor %r failed: %r", self.name, exc, exc_info=exc)
+            if self.restart is not Restart.RESILIENT:
+                log.warning("actor %r failed: %r", self.name, exc, exc_info=exc)
+            else:
+                self._log_resilient_failure(exc)
         self.system.spawn_background(self.parent.supervise_child(self))
+
+    def _log_resilient_failure(self, exc: BaseException) -> None:
+        """At most one traceback a second: a resilient actor fails as often as its input
+        says (a crash storm at a public endpoint must not flood the log)."""
+        now = self.system.clock.now()
+        if now - self.failure_logged_at < 1.0:
+            self.failures_unlogged += 1
+            return
+        unlogged, self.failures_unlogged = self.failures_unlogged, 0
+        self.failure_logged_at = now
+        more = f" ({unlogged} more failures since the last line)" if unlogged else ""
+        log.warning("actor %r failed: %r%s", self.name, exc, more, exc_info=exc)
 
     def request_normal_exit(self) -> None:
         if self.state <= ALIVE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -148,3 +149,31 @@ async def test_self_stops_before_any_message_back_off_too() -> None:
         clock.advance(BACKOFF_MIN_S * 1.1)
         await settle(system)
         assert len(starts) == 2
+
+
+async def test_failures_of_a_resilient_actor_are_logged_at_most_once_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Svc(Service):
+        starts = 0
+        broken = False
+
+    clock = ManualClock()
+    caplog.set_level(logging.WARNING, logger="cfactor.actor")
+    async with cf.ActorSystem(clock=clock) as system:
+        svc = await system.spawn(Svc, name="svc", restart="resilient")
+        for _ in range(25):
+            with pytest.raises(cf.RemoteActorError):
+                await svc.ask("fail")
+        await settle(system)
+        lines = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+        assert lines == ["actor 'svc' failed: RuntimeError('bad input')"]
+        clock.advance(1.5)
+        with pytest.raises(cf.RemoteActorError):
+            await svc.ask("fail")
+        await settle(system)
+        lines = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+        assert lines[1:] == [
+            "actor 'svc' failed: RuntimeError('bad input') (24 more failures since the last line)"
+        ]
+        assert system.statistics().restarts == 26  # every failure still counted
