@@ -282,6 +282,14 @@ async def test_chunked_bodies_are_read_or_refused_and_the_endpoint_keeps_serving
             assert status_of(answer) == status, (hostile[:80], answer[:200])
             assert why in body_of(answer)["message"], body_of(answer)
 
+        rng = random.Random(7)
+        for _ in range(200):  # mutated chunked requests: an answer or a closed connection
+            data = bytearray(valid)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.choice(b"0123456789abcdefxz;\r\n ")
+            answer = await raw(address, bytes(data[: rng.randint(1, len(data))]))
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:80]
+
         # An empty chunked body is null, as an empty Content-Length body.
         answer = await raw(address, chunked(b"0\r\n\r\n", "/services/one"))
         assert (status_of(answer), body_of(answer)) == (200, {"result": 2})
