@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 from cfactor._core.actor import Actor
 from cfactor._core.mailbox import Mailbox
 from cfactor._core.ref import ActorRef
-from cfactor._core.supervision import Restart, RestartIntensity, Strategy, Supervision
+from cfactor._core.supervision import (
+    Restart,
+    RestartIntensity,
+    Strategy,
+    Supervision,
+    backoff_s,
+)
 from cfactor.abc import RefAddress
 from cfactor.errors import (
     ActorStopped,
@@ -143,35 +149,76 @@ class SupervisorMixin:
                     log.info("temporary actor %r failed and is removed: %r", child.name, exc)
                 await child.terminate()
                 return
-            intensity = self.intensity
-            if intensity is None:
-                intensity = self.intensity = RestartIntensity(  # type: ignore[misc]
-                    spec.max_restarts, spec.within_s
-                )
             group = self._group(child, spec.strategy)
-            if not intensity.allow(self.system.clock.now()):
-                error = SupervisionError(
-                    f"supervisor {self.label} gave up: more than {spec.max_restarts} "
-                    f"restarts within {spec.within_s:g} s; last: {child.name!r} "
-                    + (f"failed with {exc!r}" if exc is not None else "exited"),
-                    child=child.name,
-                )
-                log.error("%s", error)
-                self.system.count_escalation()
-                await self.give_up(child, group, error)
-                return
-            for cell in reversed(group):
-                await cell.halt()
-            failed_again = None
-            for cell in group:
-                if cell.restart is Restart.TEMPORARY and cell is not child:
-                    await cell.terminate()
-                elif not await cell.restart_instance():
-                    failed_again = cell
-                    break
+            if restart is Restart.RESILIENT:
+                # Never charged to this supervisor's intensity: a service's input must
+                # not make it give up on the service (or, through the shared window, on
+                # its siblings). Only failures that consumed no message back off.
+                if child.processed != child.started_processed:
+                    child.idle_failures = 0
+                else:
+                    child.idle_failures += 1
+                    delay = backoff_s(child.idle_failures)
+                    log.warning(
+                        "actor %r failed without handling a message (%d in a row): "
+                        "restarting it in %.1f s",
+                        child.name,
+                        child.idle_failures,
+                        delay,
+                    )
+                    self.system.clock.call_later(delay, self._restart_later, child)
+                    return
+            else:
+                intensity = self.intensity
+                if intensity is None:
+                    intensity = self.intensity = RestartIntensity(  # type: ignore[misc]
+                        spec.max_restarts, spec.within_s
+                    )
+                if not intensity.allow(self.system.clock.now()):
+                    error = SupervisionError(
+                        f"supervisor {self.label} gave up: more than {spec.max_restarts} "
+                        f"restarts within {spec.within_s:g} s; last: {child.name!r} "
+                        + (f"failed with {exc!r}" if exc is not None else "exited"),
+                        child=child.name,
+                    )
+                    log.error("%s", error)
+                    self.system.count_escalation()
+                    await self.give_up(child, group, error)
+                    return
+            failed_again = await self._restart_group(child, group)
             if failed_again is None:
                 return
             child = failed_again
+
+    async def _restart_group(self, child: ActorCell, group: list[ActorCell]) -> ActorCell | None:
+        """Halt ``group`` and start it again; the cell that failed while starting, if any."""
+        for cell in reversed(group):
+            await cell.halt()
+        for cell in group:
+            if cell.restart is Restart.TEMPORARY and cell is not child:
+                await cell.terminate()
+            elif not await cell.restart_instance():
+                return cell
+        return None
+
+    def _restart_later(self, child: ActorCell) -> None:
+        # The timer may fire after the system closed or the child stopped for good.
+        if self.is_supervising() and child.state == FAILED:
+            self.system.spawn_background(self._restart_after_backoff(child))
+
+    async def _restart_after_backoff(self, child: ActorCell) -> None:
+        """A resilient child's backoff is over: restart it (and back off again if needed)."""
+        lock = self.supervising_lock
+        if lock is None:
+            lock = self.supervising_lock = asyncio.Lock()  # type: ignore[misc]
+        async with lock:
+            if not (self.is_supervising() and child.parent is self and child.state == FAILED):
+                return  # stopped, or its supervisor is stopping: nothing to restart
+            failed_again = await self._restart_group(
+                child, self._group(child, self.supervision.strategy)
+            )
+            if failed_again is not None:
+                await self._supervise(failed_again)
 
     def _group(self, child: ActorCell, strategy: Strategy | str) -> list[ActorCell]:
         if strategy is Strategy.ONE_FOR_ONE or not self.children:
@@ -190,6 +237,9 @@ class ActorCell(Mailbox, SupervisorMixin):
         "children",
         "cls",
         "failure",
+        "failure_logged_at",
+        "failures_unlogged",
+        "idle_failures",
         "instance",
         "intensity",
         "kwargs",
@@ -199,6 +249,7 @@ class ActorCell(Mailbox, SupervisorMixin):
         "ref",
         "restart",
         "restarts",
+        "started_processed",
         "state",
         "stopping",
         "supervising_lock",
@@ -240,6 +291,14 @@ class ActorCell(Mailbox, SupervisorMixin):
         self.children: dict[ActorCell, None] | None = None
         self.stopping: asyncio.Future[None] | None = None
         self.restarts = 0
+        #: ``processed`` when the current instance started: a failure that leaves it
+        #: unchanged consumed no message (see ``Restart.RESILIENT``).
+        self.started_processed = 0
+        #: Failures in a row that consumed no message (a resilient child backs off).
+        self.idle_failures = 0
+        #: The rate limit of a resilient actor's failure log (see ``fail``).
+        self.failure_logged_at = -math.inf
+        self.failures_unlogged = 0
         self.intensity: RestartIntensity | None = None
         self.supervising_lock: asyncio.Lock | None = None
         #: Called once the actor has stopped for good (the cluster releases its name).
@@ -374,6 +433,7 @@ class ActorCell(Mailbox, SupervisorMixin):
     async def start_instance(self) -> BaseException | None:
         """Build a fresh instance and run ``on_start``; the error if either raised."""
         self.state = STARTING
+        self.started_processed = self.processed
         try:
             instance = self.cls(*self.args, **(self.kwargs or {}))
         except Exception as exc:
@@ -420,8 +480,23 @@ class ActorCell(Mailbox, SupervisorMixin):
         self.state = FAILED
         self.failure = exc
         if exc is not None:
-            log.warning("actor %r failed: %r", self.name, exc, exc_info=exc)
+            if self.restart is not Restart.RESILIENT:
+                log.warning("actor %r failed: %r", self.name, exc, exc_info=exc)
+            else:
+                self._log_resilient_failure(exc)
         self.system.spawn_background(self.parent.supervise_child(self))
+
+    def _log_resilient_failure(self, exc: BaseException) -> None:
+        """At most one traceback a second: a resilient actor fails as often as its input
+        says (a crash storm at a public endpoint must not flood the log)."""
+        now = self.system.clock.now()
+        if now - self.failure_logged_at < 1.0:
+            self.failures_unlogged += 1
+            return
+        unlogged, self.failures_unlogged = self.failures_unlogged, 0
+        self.failure_logged_at = now
+        more = f" ({unlogged} more failures since the last line)" if unlogged else ""
+        log.warning("actor %r failed: %r%s", self.name, exc, more, exc_info=exc)
 
     def request_normal_exit(self) -> None:
         if self.state <= ALIVE:

@@ -34,6 +34,14 @@ class Restart(enum.StrEnum):
     TRANSIENT = "transient"
     #: Never. A failed temporary child is removed.
     TEMPORARY = "temporary"
+    #: Always, and its input can never make its supervisor give up (services behind a
+    #: gateway, Akka's default of unlimited restarts): a failure while it handles a
+    #: message restarts it at once and is not charged to the supervisor's intensity
+    #: (each such restart consumed the message that caused it, so their rate is bounded
+    #: by the input's). A failure that consumed no message (its ``on_start`` raised, or it
+    #: failed or exited before handling anything) restarts it after an exponential
+    #: backoff instead, so a loop that needs no input cannot spin (see ``backoff_s``).
+    RESILIENT = "resilient"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,17 @@ class Supervision:
             raise ConfigError(
                 f"within_s must be a positive number of seconds, got {self.within_s!r}"
             )
+
+
+#: The first and the longest delay before restarting a resilient child that failed
+#: without consuming a message; the delay doubles with each such failure in a row.
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+
+def backoff_s(failures: int) -> float:
+    """The delay before restart number ``failures`` (1, 2, ...) of a run of idle failures."""
+    return min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2.0 ** min(failures - 1, 32))
 
 
 def parse_restart(value: Restart | str) -> Restart:

@@ -286,8 +286,9 @@ class ActorSystem:
                 generated if omitted. Names starting with ``$`` are reserved.
             mailbox_capacity: This actor's mailbox bound (the system default if None).
             supervision: How this actor supervises the children it spawns.
-            restart: When its supervisor restarts it: ``permanent``, ``transient`` or
-                ``temporary``.
+            restart: When its supervisor restarts it: ``permanent``, ``transient``,
+                ``temporary`` or ``resilient`` (always, and never charged to the
+                supervisor's intensity: for services, see ``Restart.RESILIENT``).
             placement: In a cluster, where a named top-level actor goes: ``None`` lets
                 the cluster pick (least loaded), ``"local"`` keeps it on this member;
                 see ``cf.Pin`` and ``cf.Labels``. Ignored without a cluster. For a

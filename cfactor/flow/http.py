@@ -8,10 +8,13 @@ block ends:
   registered with ``app.reg`` the body is its arguments (a JSON array, or one value);
   for an actor service the body is the message (JSON arrays match tuple patterns).
 
-Errors are JSON too: 400 (body is not JSON), 404 (no such service or path), 405, 413
-(body over 1 MiB), 500 (the service raised: its type and message), 504 (no answer in
-the ask timeout). One request per connection; the server only listens where told
-(loopback in the examples and tests).
+The body comes with a ``Content-Length`` or ``Transfer-Encoding: chunked`` (read and
+checked chunk by chunk, under the same 1 MiB limit). Errors are JSON too: 400 (body is
+not JSON, a malformed or truncated body, both framings at once), 404 (no such service or
+path), 405, 413 (body over 1 MiB), 500 (the service raised: its type and message), 501
+(a transfer coding other than chunked), 503 (the service's mailbox is full, or it is
+stopped or unreachable), 504 (no answer in the ask timeout). One request
+per connection; the server only listens where told (loopback in the examples and tests).
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from cfactor.errors import AskTimeout, CfactorError, ConfigError, RemoteActorError
+from cfactor.errors import (
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    CfactorError,
+    ConfigError,
+    MailboxFull,
+    NodeUnreachable,
+    RemoteActorError,
+)
 
 if TYPE_CHECKING:
     from cfactor.flow.run import Running
@@ -32,6 +44,8 @@ log = logging.getLogger("cfactor.flow.http")
 
 MAX_BODY = 1 << 20
 MAX_HEADER = 16 * 1024
+#: A chunk-size line (size and extensions) longer than this is refused (400).
+MAX_CHUNK_LINE = 1024
 READ_TIMEOUT_S = 10.0
 
 _REASONS = {
@@ -41,12 +55,17 @@ _REASONS = {
     405: "Method Not Allowed",
     413: "Content Too Large",
     500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
     504: "Gateway Timeout",
 }
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_FRAMING = ("content-length", "transfer-encoding")
 
 
 class HttpError(Exception):
@@ -129,10 +148,16 @@ class ServiceEndpoint:
             method, path, _version = lines[0].split(" ", 2)
         except ValueError as exc:
             raise HttpError(400, f"bad request line {lines[0]!r:.80}") from exc
-        headers = {
-            k.strip().lower(): v.strip()
-            for k, _, v in (line.partition(":") for line in lines[1:] if line)
-        }
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            key, _, text = line.partition(":")
+            key = key.strip().lower()
+            if key in _FRAMING and key in headers:
+                # Two framings of one body are how requests are smuggled: refuse.
+                raise HttpError(400, f"more than one {key} header")
+            headers[key] = text.strip()
         if path == "/services":
             if method != "GET":
                 raise HttpError(405, "use GET /services")
@@ -142,12 +167,12 @@ class ServiceEndpoint:
         if method != "POST":
             raise HttpError(405, "call a service with POST and a JSON body")
         name = path.removeprefix("/services/")
-        length = headers.get("content-length", "0")
-        if not re.fullmatch(r"[0-9]{1,9}", length):
-            raise HttpError(400, "a POST needs a Content-Length of 0-999999999 bytes")
-        if int(length) > MAX_BODY:
-            raise HttpError(413, f"the body is over {MAX_BODY} bytes")
-        raw = await asyncio.wait_for(reader.readexactly(int(length)), READ_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                raw = await _read_body(reader, headers)
+        except asyncio.IncompleteReadError as exc:
+            # The client may only have half-closed: tell it, rather than just hanging up.
+            raise HttpError(400, "the body ended before its announced end") from exc
         try:
             value = json.loads(raw, parse_constant=_no_constant) if raw else None
         except (ValueError, RecursionError) as exc:  # nesting too deep is RecursionError
@@ -176,6 +201,10 @@ class ServiceEndpoint:
             raise HttpError(500, f"{exc.type_name}: {exc.message}") from exc
         except AskTimeout as exc:
             raise HttpError(504, str(exc)) from exc
+        except (MailboxFull, ActorStopped, ActorNotFound, NodeUnreachable) as exc:
+            # Not the request's fault, and worth retrying later: overloaded, or the
+            # service is not (or no longer) where it should be.
+            raise HttpError(503, f"{type(exc).__name__}: {exc}") from exc
         except CfactorError as exc:
             raise HttpError(500, f"{type(exc).__name__}: {exc}") from exc
         try:
@@ -183,3 +212,62 @@ class ServiceEndpoint:
         except (TypeError, ValueError, RecursionError) as exc:
             raise HttpError(500, f"the answer is not JSON-serialisable: {exc}") from exc
         return result
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    """The request body, framed by Content-Length or chunked, at most ``MAX_BODY`` bytes.
+
+    Raises:
+        HttpError: 400 (bad framing), 413 (over ``MAX_BODY``), 501 (unknown coding).
+        asyncio.IncompleteReadError: The connection ended inside the body.
+    """
+    coding = headers.get("transfer-encoding")
+    if coding is None:
+        length = headers.get("content-length", "0")
+        if not re.fullmatch(r"[0-9]{1,9}", length):
+            raise HttpError(400, "a POST needs a Content-Length of 0-999999999 bytes")
+        if int(length) > MAX_BODY:
+            raise HttpError(413, f"the body is over {MAX_BODY} bytes")
+        return await reader.readexactly(int(length))
+    if "content-length" in headers:
+        raise HttpError(400, "a request has a Content-Length or a Transfer-Encoding, not both")
+    if coding.lower() != "chunked":
+        raise HttpError(501, f"transfer coding {coding!r:.40} is not supported; use chunked")
+    return await _read_chunked(reader)
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """Read a chunked body (RFC 9112 section 7.1); extensions and trailers are skipped."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        line = await _read_line(reader, "chunk size")
+        size_text = line.partition(b";")[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_text):
+            raise HttpError(400, f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        total += size
+        if total > MAX_BODY:
+            raise HttpError(413, f"the body is over {MAX_BODY} bytes")
+        parts.append(await reader.readexactly(size))
+        if await reader.readexactly(2) != b"\r\n":
+            raise HttpError(400, "a chunk is longer than its size says")
+    trailers = 0
+    while line := await _read_line(reader, "trailer"):
+        trailers += len(line)
+        if trailers > MAX_HEADER:
+            raise HttpError(413, "trailers too large")
+    return b"".join(parts)
+
+
+async def _read_line(reader: asyncio.StreamReader, what: str) -> bytes:
+    """One CRLF-ended line without its CRLF, at most ``MAX_CHUNK_LINE`` bytes."""
+    try:
+        line = await reader.readuntil(b"\r\n")
+    except asyncio.LimitOverrunError as exc:
+        raise HttpError(400, f"{what} line too long") from exc
+    if len(line) > MAX_CHUNK_LINE + 2:
+        raise HttpError(400, f"{what} line too long")
+    return line[:-2]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from cfactor._core.actor import Actor
+from cfactor._core.supervision import Restart
 from cfactor._core.system import ActorSystem
 from cfactor.autoscale import Replicas
 from cfactor.cluster.config import Cluster, Pin
@@ -309,7 +310,11 @@ class Running:
                 cls, args, kwargs = FunctionService, (portable(spec.target, remote=remote),), {}
             else:
                 cls, args, kwargs = spec.target, spec.args, spec.kwargs
-            self.refs[name] = await system.spawn(cls, *args, name=full, replicas=replicas, **kwargs)
+            # Resilient (docs/flow.md): a request that makes the service raise restarts
+            # it at once, and no input can make the runtime stop it for good.
+            self.refs[name] = await system.spawn(
+                cls, *args, name=full, replicas=replicas, restart=Restart.RESILIENT, **kwargs
+            )
             # A replicated service is a group on this member; a single one may be
             # placed anywhere in a cluster and is found through its directory.
             self.endpoints[name] = (system.address if here else None, full)

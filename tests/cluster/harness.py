@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,10 @@ class Worker:
     """A ``cfactor cluster join`` process."""
 
     def __init__(self, etcd: str, name: str, ttl_s: float) -> None:
+        # stderr goes to a file, not a pipe: nobody reads the pipe while the member
+        # runs, and a member that logs a lot (tracebacks of a crash storm) would block
+        # once the pipe's 64 KiB buffer is full.
+        self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -51,7 +56,7 @@ class Worker:
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.stderr,
             stdin=subprocess.DEVNULL,
             text=True,
         )
@@ -59,10 +64,17 @@ class Worker:
         line = self.process.stdout.readline()
         if " listening on " not in line:
             self.kill()
-            stderr = self.process.stderr.read() if self.process.stderr else ""
-            raise AssertionError(f"worker did not join: {line!r} {stderr}")
+            raise AssertionError(f"worker did not join: {line!r} {self.stderr_text()}")
         self.member_id = line.split()[1]
         self.address = line.split(" listening on ")[1].split()[0]
+
+    def stderr_text(self) -> str:
+        """What the member wrote on stderr so far (its log); empty once it ended."""
+        if self.stderr.closed:
+            return ""
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return self.stderr.read()
 
     def pause(self) -> None:
         """Freeze the member (SIGSTOP): its sockets stay open and nothing answers."""
@@ -79,6 +91,7 @@ class Worker:
             self.process.send_signal(signal.SIGKILL)
             self.process.send_signal(signal.SIGCONT)
         self.process.communicate(timeout=10)
+        self.stderr.close()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -89,6 +102,7 @@ class Worker:
                 self.kill()
         else:
             self.process.communicate(timeout=10)
+        self.stderr.close()
 
 
 class RealCluster:

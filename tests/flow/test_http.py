@@ -144,3 +144,156 @@ async def test_hostile_requests_get_an_error_answer_and_the_endpoint_lives_on() 
             200,
             {"result": 42},
         )
+
+
+class Tally(cf.Actor):
+    """Counts the messages this instance handled; ``["fail"]`` raises."""
+
+    def __init__(self) -> None:
+        self.handled = 0
+
+    async def receive(self, message: Any) -> Any:
+        self.handled += 1
+        if message == ["fail"]:
+            raise RuntimeError("asked to fail")
+        return self.handled
+
+
+def explode(text: str) -> str:
+    """Raises on "boom"."""
+    if text == "boom":
+        raise ValueError("boom")
+    return text.upper()
+
+
+def resilient_app() -> cf.App:
+    app = cf.App("tough")
+    app.service(Tally, "one")
+    app.service(Tally, "three", replicas=3)
+    app.reg(explode)
+    return app
+
+
+async def test_raising_requests_restart_a_service_that_keeps_serving_fresh() -> None:
+    async with (
+        cf.ActorSystem() as system,
+        resilient_app().start(system, http="127.0.0.1:0") as running,
+    ):
+        address = running.http_address
+        for name in ("one", "three"):
+            assert await request(address, "POST", f"/services/{name}", b'["count"]') == (
+                200,
+                {"result": 1},
+            )
+            for _ in range(12):  # far past the default intensity (3 restarts in 5 s)
+                status, error = await request(address, "POST", f"/services/{name}", b'["fail"]')
+                assert (status, error["message"]) == (500, "RuntimeError: asked to fail")
+            # A fresh instance answers: state from before the failures is gone.
+            assert await request(address, "POST", f"/services/{name}", b'["count"]') == (
+                200,
+                {"result": 1},
+            ), name
+        for _ in range(12):
+            status, error = await request(address, "POST", "/services/explode", b'"boom"')
+            assert (status, error["message"]) == (500, "ValueError: boom")
+        assert await request(address, "POST", "/services/explode", b'"ok"') == (
+            200,
+            {"result": "OK"},
+        )
+        assert system.statistics().escalations == 0
+        assert system.statistics().restarts >= 36
+
+
+async def test_a_stopped_service_is_answered_503() -> None:
+    async with (
+        cf.ActorSystem() as system,
+        resilient_app().start(system, http="127.0.0.1:0") as running,
+    ):
+        await running.service("one").stop()
+        status, error = await request(running.http_address, "POST", "/services/one", b"1")
+        assert (status, error["error"]) == (503, "Service Unavailable")
+        assert error["message"].startswith("ActorStopped")
+
+
+def chunked(body: bytes, path: str = "/services/explode", extra: bytes = b"") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n".encode()
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+def status_of(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+    return int(answer.split(b" ")[1])
+
+
+def body_of(answer: bytes) -> Any:
+    return json.loads(answer.partition(b"\r\n\r\n")[2])
+
+
+async def test_chunked_bodies_are_read_or_refused_and_the_endpoint_keeps_serving() -> None:
+    async with (
+        cf.ActorSystem() as system,
+        resilient_app().start(system, http="127.0.0.1:0") as running,
+    ):
+        address = running.http_address
+        # Split across chunks, with a chunk extension, upper-case hex and a trailer.
+        valid = chunked(b'3;note=x\r\n"he\r\nA\r\nllo world.\r\n1\r\n"\r\n0\r\nX-T: 1\r\n\r\n')
+        answer = await raw(address, valid)
+        assert (status_of(answer), body_of(answer)) == (200, {"result": "HELLO WORLD."})
+        # A chunked message to an actor service reaches it (it used to arrive as null).
+        answer = await raw(
+            address, chunked(b'8\r\n["count"\r\n1\r\n]\r\n0\r\n\r\n', "/services/one")
+        )
+        assert (status_of(answer), body_of(answer)) == (200, {"result": 1})
+        # Sent in pieces with pauses: the reader waits for each piece.
+        host, port = address.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        for piece in (chunked(b"4\r\n"), b'"abc\r\n', b'1\r\n"\r\n', b"0\r\n", b"\r\n"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        answer = await asyncio.wait_for(reader.read(), 15)
+        writer.close()
+        assert (status_of(answer), body_of(answer)) == (200, {"result": "ABC"})
+
+        megabyte = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"
+        for hostile, status, why in [
+            (chunked(b"zz\r\n1\r\n0\r\n\r\n"), 400, "bad chunk size"),
+            (chunked(b"-1\r\nx\r\n0\r\n\r\n"), 400, "bad chunk size"),
+            (chunked(b"123456789\r\n"), 400, "bad chunk size"),  # more than 8 hex digits
+            (chunked(b'2\r\n"abc"\r\n0\r\n\r\n'), 400, "longer than its size"),
+            (chunked(b'A\r\n"abc'), 400, "ended before"),  # truncated inside a chunk
+            (chunked(b'5\r\n"abc"\r\n'), 400, "ended before"),  # no last chunk
+            (chunked(b"5" * 2000), 400, "ended before"),  # a size line with no end
+            (chunked(b"1" + b";x" * 1000 + b"\r\n"), 400, "too long"),
+            (chunked(megabyte + b"1\r\n \r\n0\r\n\r\n"), 413, "over"),
+            (chunked(b"0\r\n\r\n", extra=b"Content-Length: 5\r\n"), 400, "not both"),
+            (chunked(b"0\r\n\r\n", extra=b"Transfer-Encoding: chunked\r\n"), 400, "more than"),
+            (
+                b"POST /services/explode HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+                501,
+                "not supported",
+            ),
+        ]:
+            answer = await raw(address, hostile)
+            assert status_of(answer) == status, (hostile[:80], answer[:200])
+            assert why in body_of(answer)["message"], body_of(answer)
+
+        rng = random.Random(7)
+        for _ in range(200):  # mutated chunked requests: an answer or a closed connection
+            data = bytearray(valid)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.choice(b"0123456789abcdefxz;\r\n ")
+            answer = await raw(address, bytes(data[: rng.randint(1, len(data))]))
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:80]
+
+        # An empty chunked body is null, as an empty Content-Length body.
+        answer = await raw(address, chunked(b"0\r\n\r\n", "/services/one"))
+        assert (status_of(answer), body_of(answer)) == (200, {"result": 2})
+        assert await request(address, "POST", "/services/explode", b'"still"') == (
+            200,
+            {"result": "STILL"},
+        )
