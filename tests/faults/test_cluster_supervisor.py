@@ -29,6 +29,7 @@ from cfactor.tools.local_cluster import Backoff, etcd_dir, state_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TTL_S = 2.0
+START = [sys.executable, "-m", "cfactor.cli", "cluster", "start"]
 
 
 def cfactor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -48,8 +49,7 @@ class Supervisor:
     def __init__(self, name: str, members: int = 2) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cfactor.cli", "cluster", "start"]
-            + ["--members", str(members), "--name", name, "--ttl", str(TTL_S)],
+            [*START, "--members", str(members), "--name", name, "--ttl", str(TTL_S)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -231,8 +231,8 @@ def test_leftover_processes_are_named_by_start_and_removed_by_stop() -> None:
     # An etcd the way a dead supervisor would have left it, and a process that has the
     # pid the state file names for a member but is another process (a reused pid).
     leftover = EtcdServer(data)
-    bystander = subprocess.Popen(["sleep", "60"])  # noqa: S607 - coreutils
-    gone = subprocess.Popen(["true"])  # noqa: S607 - its pid plays the dead supervisor
+    bystander = subprocess.Popen(["sleep", "60"])
+    gone = subprocess.Popen(["true"])  # its pid plays the dead supervisor
     gone.wait()
     try:
         leftover.start()
