@@ -9,6 +9,7 @@ cluster's name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -568,6 +569,13 @@ def _remove_files(name: str) -> list[str]:
     return removed
 
 
+def _remove_temporaries(name: str) -> None:
+    """State files half written by a supervisor killed while it wrote one."""
+    path = state_file(name)
+    for temporary in path.parent.glob(f".{path.name}.*"):
+        temporary.unlink(missing_ok=True)
+
+
 def _describe(recorded: list[processes.Recorded]) -> str:
     return ", ".join(f"{r.role} (pid {r.pid})" for r in recorded)
 
@@ -583,16 +591,21 @@ def _claim(name: str) -> None:
         ToolError: A cluster of that name runs here, or processes of an earlier one do.
     """
     path = state_file(name)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     mine = processes.Recorded.of("supervisor", os.getpid(), "cluster")
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps({"name": name, "processes": [mine.to_json()]}))
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary.write_text(json.dumps({"name": name, "processes": [mine.to_json()]}))
+    except OSError as exc:
+        raise ToolError(f"cannot write the state file {path}: {exc}") from exc
     try:
         for _ in range(3):
             try:
                 os.link(temporary, path)  # fails if it exists: two starts never both claim
             except FileExistsError:
                 pass
+            except OSError as exc:
+                raise ToolError(f"cannot write the state file {path}: {exc}") from exc
             else:
                 break
             recorded = _recorded(_read_state(name))
@@ -648,7 +661,8 @@ def stop(name: str) -> int:
     recorded = _recorded(_read_state(name))
     supervisor = next((r for r in recorded if r.role == "supervisor" and r.is_ours()), None)
     if supervisor is not None:
-        os.kill(supervisor.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited
+            os.kill(supervisor.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while supervisor.is_ours() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -664,6 +678,7 @@ def stop(name: str) -> int:
     signalled += processes.terminate([r for r in others if r.role == "etcd"])
     removed = _remove_files(name)
     path.unlink(missing_ok=True)
+    _remove_temporaries(name)
     if supervisor is not None and not signalled:
         print(f"cluster {name!r} stopped")
         return 0
