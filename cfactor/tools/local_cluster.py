@@ -225,6 +225,7 @@ class _Run:
                 self.joined.set()
             else:
                 print(f"[member {self.index}] {line}", end="", flush=True)
+        self.process.stdout.close()  # a member restarted for days must not leak a pipe each time
 
 
 class _Member:

@@ -25,7 +25,7 @@ import pytest
 
 from cfactor.tools import processes
 from cfactor.tools.etcd_server import EtcdServer
-from cfactor.tools.local_cluster import Backoff, etcd_dir, state_file
+from cfactor.tools.local_cluster import Backoff, _Supervisor, etcd_dir, state_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TTL_S = 2.0
@@ -291,3 +291,29 @@ def test_a_bad_name_is_one_line_and_exit_code_2() -> None:
         assert out.returncode == 2
         assert len(out.stderr.strip().splitlines()) == 1
         assert "--name must be" in out.stderr
+
+
+@pytest.mark.timeout(30)
+def test_a_member_that_keeps_dying_is_given_up_and_the_supervisor_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = cluster_name()
+    supervisor = _Supervisor(name, "http://127.0.0.1:1", members=1, ttl_s=TTL_S)
+    member = supervisor.members[0]
+    member.command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    member.backoff = Backoff(initial_s=0.05, max_s=0.1, max_restarts=2)
+    member.spawn()
+    try:
+        started = time.monotonic()
+        assert supervisor.supervise(lambda: time.monotonic() - started > 20) == 1
+    finally:
+        supervisor.stop_all()
+        state_file(name).unlink(missing_ok=True)
+    out = capsys.readouterr().out.splitlines()
+    deaths = [line for line in out if line.startswith("member 1 (pid ")]
+    assert len(deaths) == 3, out
+    assert all("exited with code 3" in line for line in deaths)
+    assert deaths[0].endswith("restarting it in 0.05 s")
+    assert deaths[1].endswith("restarting it in 0.1 s")
+    assert "died 3 times within 60 s: not restarting it (0 of 1 members left)" in deaths[2]
+    assert out[-1] == f"cluster {name!r}: every member died too often; stopping it"
