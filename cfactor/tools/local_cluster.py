@@ -12,20 +12,26 @@ import asyncio
 import contextlib
 import json
 import os
-import queue
+import shutil
 import signal
+import string
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cfactor as cf
 from cfactor.errors import CfactorError
+from cfactor.tools import processes
 from cfactor.tools.etcd_server import EtcdServer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 JOIN_TIMEOUT_S = 20.0
 
@@ -113,13 +119,31 @@ def join(etcd: str, listen: str, name: str, labels: list[str], ttl_s: float) -> 
 
 # -- start / stop -----------------------------------------------------------------------------
 
+#: How often the supervisor looks at its processes: a death is reported within this.
+POLL_S = 0.1
+#: How long ``cluster stop`` waits for the supervisor to stop everything it started.
+STOP_TIMEOUT_S = 30.0
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 
-@dataclass
-class Started:
-    etcd: EtcdServer | None
-    endpoint: str
-    members: list[subprocess.Popen[str]]
-    addresses: list[str]
+
+def check_name(name: str) -> None:
+    """A cluster's name becomes part of file names in the state directory.
+
+    Raises:
+        ToolError: It holds other characters than letters, digits, '.', '_', '-'.
+    """
+    if not name or name.startswith(".") or not set(name) <= _NAME_CHARS:
+        raise ToolError(f"--name must be letters, digits, '.', '_' or '-', got {name!r}")
+
+
+def etcd_dir(name: str) -> Path:
+    """Where the etcd of ``cluster start --name NAME`` keeps its data.
+
+    Fixed by the name (not a random temporary directory) so that ``cluster stop`` and
+    the next ``cluster start`` find it even when the supervisor died before writing
+    its state file.
+    """
+    return state_dir() / f"etcd-{name}"
 
 
 def join_command(
@@ -137,187 +161,532 @@ def join_command(
     return command
 
 
-def _start_member(endpoint: str, name: str, ttl_s: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - this interpreter running this package
-        join_command(endpoint, name, ttl_s),
-        stdout=subprocess.PIPE,
-        stderr=None,  # members' warnings reach the terminal of `cluster start`
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,  # Ctrl-C reaches the supervisor, which stops members in order
-    )
+@dataclass
+class Backoff:
+    """When to restart a process that died, and when to stop trying. Pure: no clock.
 
-
-def _wait_joined(process: subprocess.Popen[str], index: int = 0) -> str:
-    """The member's address, from its first line; its later output is copied to ours.
-
-    A thread reads the member's stdout for as long as it runs: a member whose output
-    nobody read would block on a full pipe and stop answering.
-
-    Raises:
-        ToolError: It printed no address within JOIN_TIMEOUT_S (it is killed).
+    The first restart waits ``initial_s``, each next one twice as long, at most
+    ``max_s``; a process that stayed up ``stable_s`` starts again from ``initial_s``.
+    A process that already had ``max_restarts`` restarts within ``window_s`` will not
+    stay up (a bad argument, a broken install): it is not restarted again.
     """
-    lines: queue.Queue[str | None] = queue.Queue()
 
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    stable_s: float = 30.0
+    window_s: float = 60.0
+    max_restarts: int = 5
+    _next_s: float = field(default=0.0, init=False)
+    _restarts: deque[float] = field(default_factory=deque, init=False)
 
-    threading.Thread(target=pump, name=f"member-{index}-stdout", daemon=True).start()
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    while (remaining := deadline - time.monotonic()) > 0:
+    def died(self, now: float, up_s: float) -> float | None:
+        """It died at ``now`` after ``up_s`` up: the delay before its restart, or None."""
+        if up_s >= self.stable_s or self._next_s == 0.0:
+            self._next_s = self.initial_s
+        while self._restarts and now - self._restarts[0] > self.window_s:
+            self._restarts.popleft()
+        if len(self._restarts) >= self.max_restarts:
+            return None
+        delay = self._next_s
+        self._next_s = min(delay * 2, self.max_s)
+        self._restarts.append(now)
+        return delay
+
+
+class _Run:
+    """One process of a member slot, and the thread that reads its output.
+
+    The thread reads the member's stdout for as long as it runs: a member whose output
+    nobody read would block on a full pipe and stop answering. Its first line gives
+    its address; later lines are copied to ours.
+    """
+
+    def __init__(self, index: int, command: list[str]) -> None:
+        self.index = index
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter running this package
+            command,
+            stdout=subprocess.PIPE,
+            stderr=None,  # members' warnings reach the terminal of `cluster start`
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops members in order
+            preexec_fn=processes.die_with_parent(),  # noqa: PLW1509 - only a prctl
+        )
+        self.started_at = time.monotonic()
+        self.address: str | None = None
+        self.joined = threading.Event()
+        threading.Thread(target=self._read, name=f"member-{index}-stdout", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if not self.joined.is_set() and " listening on " in line:
+                self.address = line.split(" listening on ")[1].split()[0]
+                self.joined.set()
+            else:
+                print(f"[member {self.index}] {line}", end="", flush=True)
+        self.process.stdout.close()  # a member restarted for days must not leak a pipe each time
+
+
+class _Member:
+    """Member N of a local cluster: its current process, restarts and backoff."""
+
+    def __init__(self, index: int, command: list[str]) -> None:
+        self.index = index
+        self.command = command
+        self.backoff = Backoff()
+        self.run: _Run | None = None
+        self.up = False  # its address was reported
+        self.died_at: float | None = None
+        self.restart_at: float | None = None
+        self.gave_up = False
+
+    def spawn(self) -> None:
+        # Forked from the supervisor's main thread: PR_SET_PDEATHSIG fires when the thread
+        # that forked the child exits, and the main thread lives as long as the process.
+        self.run = _Run(self.index, self.command)
+        self.up = False
+        self.restart_at = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.run is None else self.run.process.pid
+
+
+class _Supervisor:
+    """The processes of one ``cluster start``: etcd (unless given) and the members."""
+
+    def __init__(self, name: str, etcd: str | None, members: int, ttl_s: float) -> None:
+        self.name = name
+        self.endpoint = etcd or ""
+        self.ttl_s = ttl_s
+        self.etcd: EtcdServer | None = None
+        self.etcd_backoff = Backoff()
+        self.etcd_started_at = 0.0
+        self.etcd_died_at: float | None = None
+        self.etcd_restart_at: float | None = None
+        self.members = [_Member(i, []) for i in range(1, members + 1)]
+        self.failed = ""
+
+    # -- state file
+
+    def write_state(self) -> None:
+        recorded = [processes.Recorded.of("supervisor", os.getpid(), "cluster")]
+        etcd = self.etcd
+        if etcd is not None and etcd.running and etcd.pid is not None:
+            marker = f"--data-dir={etcd.data_dir}"
+            recorded.append(processes.Recorded.of("etcd", etcd.pid, marker))
+        live = [m for m in self.members if m.run is not None and m.run.process.poll() is None]
+        for m in live:
+            assert m.run is not None
+            recorded.append(processes.Recorded.of(f"member {m.index}", m.run.process.pid, "join"))
+        _write_state(
+            self.name,
+            {
+                "name": self.name,
+                "etcd": self.endpoint,
+                "supervisor": os.getpid(),
+                "members": [m.pid for m in live],
+                "addresses": [m.run.address for m in live if m.run is not None and m.up],
+                "processes": [r.to_json() for r in recorded],
+            },
+        )
+
+    # -- start
+
+    def start(self, stopping: Callable[[], bool]) -> bool:
+        """Start etcd and the members; False if asked to stop meanwhile.
+
+        Raises:
+            ToolError: etcd did not start, or a member did not join.
+        """
+        if self.endpoint == "":
+            print("starting etcd ...", flush=True)
+            data = etcd_dir(self.name)
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                self.etcd = EtcdServer(data, fast=False, die_with_parent=True)
+                self.etcd.start()
+            except (RuntimeError, FileNotFoundError) as exc:
+                raise ToolError(f"cannot start etcd: {exc}") from exc
+            self.etcd_started_at = time.monotonic()
+            self.endpoint = self.etcd.endpoint
+            print(
+                f"etcd          {self.endpoint}  (pid {self.etcd.pid}, data in {data})", flush=True
+            )
+        for member in self.members:
+            member.command = join_command(self.endpoint, self.name, self.ttl_s)
+            member.spawn()
+        self.write_state()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        runs = [m.run for m in self.members if m.run is not None]
+        while not all(run.joined.is_set() for run in runs):
+            if stopping():
+                return False
+            for run in runs:
+                if (code := run.process.poll()) is not None:
+                    raise ToolError(
+                        f"member {run.index} {processes.describe_exit(code)} before it joined"
+                    )
+            if time.monotonic() > deadline:
+                raise ToolError(f"a member did not join within {JOIN_TIMEOUT_S:g} s")
+            time.sleep(0.05)
+        for member in self.members:
+            assert member.run is not None
+            member.up = True
+            print(
+                f"member {member.index}      {member.run.address}  (pid {member.pid})", flush=True
+            )
+        self.write_state()
+        return True
+
+    # -- supervise
+
+    def supervise(self, stopping: Callable[[], bool]) -> int:
+        """Watch etcd and the members until asked to stop: report deaths, restart.
+
+        Returns:
+            0 when asked to stop; 1 when the cluster cannot go on (every member, or
+            etcd, died too often).
+        """
+        while not stopping():
+            now = time.monotonic()
+            changed = self._watch_etcd(now)
+            for member in self.members:
+                changed = self._watch_member(member, now) or changed
+            if changed:
+                self.write_state()
+            if self.failed:
+                print(f"cluster {self.name!r}: {self.failed}; stopping it", flush=True)
+                return 1
+            time.sleep(POLL_S)
+        return 0
+
+    def _watch_member(self, m: _Member, now: float) -> bool:
+        """Look at member ``m`` once; True if its process or address changed."""
+        if m.gave_up:
+            return False
+        if m.run is None:
+            due = m.restart_at is not None and now >= m.restart_at
+            if due:
+                m.spawn()
+            return due
+        run = m.run
+        code = run.process.poll()
+        if code is None and not m.up:
+            if run.joined.is_set():
+                m.up = True
+                self.write_state()  # a reader that saw the line below finds the address
+                since = f", {now - m.died_at:.1f} s after it died" if m.died_at else ""
+                print(f"member {m.index} rejoined: {run.address} (pid {m.pid}){since}", flush=True)
+                return True
+            if now - run.started_at <= JOIN_TIMEOUT_S:
+                return False
+            print(f"member {m.index} (pid {m.pid}) did not join within {JOIN_TIMEOUT_S:g} s")
+            run.process.kill()
+            code = run.process.wait()
+        if code is None:
+            return False
+        self._member_died(m, code, now)
+        return True
+
+    def _member_died(self, m: _Member, code: int, now: float) -> None:
+        assert m.run is not None
+        up_s = now - m.run.started_at
+        what = f"member {m.index} (pid {m.pid}) {processes.describe_exit(code)} after {up_s:.1f} s"
+        if m.up:
+            m.died_at = now
+        m.run, m.up = None, False
+        delay = m.backoff.died(now, up_s)
+        if delay is None:
+            m.gave_up = True
+            left = sum(not other.gave_up for other in self.members)
+            print(
+                f"{what}; it died {m.backoff.max_restarts + 1} times within "
+                f"{m.backoff.window_s:g} s: not restarting it "
+                f"({left} of {len(self.members)} members left)",
+                flush=True,
+            )
+            if left == 0:
+                self.failed = "every member died too often"
+        else:
+            m.restart_at = now + delay
+            print(f"{what}; restarting it in {delay:g} s", flush=True)
+
+    def _watch_etcd(self, now: float) -> bool:
+        """Look at etcd once; restart it (same ports, same data) if it died."""
+        etcd = self.etcd
+        if etcd is None:
+            return False
+        if self.etcd_restart_at is None:
+            code = etcd.returncode
+            if code is None:
+                return False
+            self.etcd_died_at = now
+            return self._etcd_died(now, processes.describe_exit(code))
+        if now < self.etcd_restart_at:
+            return False
+        self.etcd_restart_at = None
         try:
-            line = lines.get(timeout=remaining)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        if " listening on " in line:
-            threading.Thread(target=_forward, args=(lines, index), daemon=True).start()
-            return line.split(" listening on ")[1].split()[0]
-    process.kill()
-    raise ToolError(
-        f"a member did not join within {JOIN_TIMEOUT_S:g} s (exit code {process.poll()})"
-    )
+            # Same ports and data: members reconnect, and keep their leases if etcd is
+            # back within their TTL.
+            etcd.start()
+        except RuntimeError as exc:
+            etcd.stop()
+            return self._etcd_died(now, f"did not restart ({exc})")
+        self.etcd_started_at = time.monotonic()
+        self.write_state()  # a reader that saw the line below finds the new pid
+        since = now - self.etcd_died_at if self.etcd_died_at is not None else 0.0
+        print(
+            f"etcd restarted: {etcd.endpoint} (pid {etcd.pid}), {since:.1f} s after it died",
+            flush=True,
+        )
+        return True
 
+    def _etcd_died(self, now: float, how: str) -> bool:
+        assert self.etcd is not None
+        up_s = now - self.etcd_started_at
+        self.etcd.stop()  # forget the dead process: returncode is None until it restarts
+        delay = self.etcd_backoff.died(now, up_s)
+        if delay is None:
+            self.failed = f"etcd {how}, and died too often"
+        else:
+            self.etcd_restart_at = now + delay
+            print(f"etcd {how} after {up_s:.1f} s; restarting it in {delay:g} s", flush=True)
+        return True
 
-def _forward(lines: queue.Queue[str | None], index: int) -> None:
-    while (line := lines.get()) is not None:
-        print(f"[member {index}] {line}", end="", flush=True)
+    # -- stop
+
+    def stop_all(self) -> None:
+        for member in self.members:
+            if member.run is not None and member.run.process.poll() is None:
+                # Members leave the cluster on SIGTERM: their leases are revoked.
+                member.run.process.send_signal(signal.SIGTERM)
+        for member in self.members:
+            if member.run is None:
+                continue
+            try:
+                member.run.process.wait(10)
+            except subprocess.TimeoutExpired:
+                member.run.process.kill()
+                member.run.process.wait(5)
+        if self.etcd is not None:
+            self.etcd.close()
 
 
 def start(members: int, etcd: str | None, name: str, ttl_s: float) -> int:
     """Start etcd (unless given) and ``members`` member processes; supervise them.
 
+    A member that dies is reported and restarted (see ``Backoff``); etcd too. If the
+    supervisor itself dies, however it dies, its members and etcd die with it (Linux:
+    ``PR_SET_PDEATHSIG``); ``cluster stop`` or the next ``cluster start`` then removes
+    its files.
+
+    Returns:
+        0 when stopped (Ctrl-C, SIGTERM, ``cluster stop``); 1 when the cluster could not
+        go on.
+
     Raises:
-        ToolError: Bad arguments, a cluster of that name already running here, or a
-            process that did not start.
+        ToolError: Bad arguments, a cluster of that name already running here (or
+            processes it left running), or a process that did not start.
     """
     if members < 1:
         raise ToolError(f"--members must be at least 1, got {members}")
+    check_name(name)
     if etcd is not None:
         check_url("--etcd", etcd, ("http", "etcd"))
-    path = state_file(name)
-    if path.exists() and _alive(json.loads(path.read_text()).get("supervisor", 0)):
-        raise ToolError(
-            f"cluster {name!r} is already running here (cfactor cluster stop --name {name})"
-        )
-    started = Started(None, etcd or "", [], [])
+    _claim(name)
     stopping = False
 
     def request_stop(_signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # under nohup, a hangup stays ignored
+            signal.signal(sig, request_stop)
+    supervisor = _Supervisor(name, etcd, members, ttl_s)
+    code = 0
     try:
-        if etcd is None:
-            print("starting etcd ...", flush=True)
-            started.etcd = EtcdServer(fast=False)
-            try:
-                started.etcd.start()
-            except (RuntimeError, FileNotFoundError) as exc:
-                raise ToolError(f"cannot start etcd: {exc}") from exc
-            started.endpoint = started.etcd.endpoint
+        if supervisor.start(lambda: stopping):
             print(
-                f"etcd          {started.endpoint}  (data in {started.etcd.data_dir})", flush=True
+                f"cluster {name!r} is up: {members} members. "
+                f"`cfactor status --name {name}` shows it; "
+                f"Ctrl-C or `cfactor cluster stop --name {name}` stops it.",
+                flush=True,
             )
-        for _ in range(members):
-            started.members.append(_start_member(started.endpoint, name, ttl_s))
-        for index, process in enumerate(started.members, 1):
-            address = _wait_joined(process, index)
-            started.addresses.append(address)
-            print(f"member {index}      {address}  (pid {process.pid})", flush=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(
-                {
-                    "name": name,
-                    "etcd": started.endpoint,
-                    "supervisor": os.getpid(),
-                    "members": [p.pid for p in started.members],
-                    "addresses": started.addresses,
-                }
+            code = supervisor.supervise(lambda: stopping)
+    finally:
+        supervisor.stop_all()
+        _remove_files(name)
+        state_file(name).unlink(missing_ok=True)
+    print(f"cluster {name!r} stopped", flush=True)
+    return code
+
+
+# -- the state file and leftovers -------------------------------------------------------------
+
+
+def _write_state(name: str, state: dict[str, Any]) -> None:
+    """Replace the state file at once: a reader never sees half of it."""
+    path = state_file(name)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(state))
+    temporary.replace(path)
+
+
+def _read_state(name: str) -> dict[str, Any]:
+    """The state file's content; {} if it is gone or damaged."""
+    try:
+        state = json.loads(state_file(name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _recorded(state: dict[str, Any]) -> list[processes.Recorded]:
+    """The processes a state file names (members first, then etcd, then the supervisor)."""
+    found = [processes.Recorded.from_json(entry) for entry in state.get("processes", [])]
+    recorded = [r for r in found if r is not None]
+    if not recorded and isinstance(state.get("supervisor"), int):  # a state file of 0.x
+        recorded.append(processes.Recorded("supervisor", state["supervisor"], None, "cluster"))
+        pids = [pid for pid in state.get("members", []) if isinstance(pid, int)]
+        recorded += [processes.Recorded("member", pid, None, "join") for pid in pids]
+    order = {"etcd": 1, "supervisor": 2}
+    return sorted(recorded, key=lambda r: order.get(r.role, 0))
+
+
+def _remove_files(name: str) -> list[str]:
+    """Remove the etcd data dir and log of cluster ``name``; the paths that existed.
+
+    Only the paths derived from the name: never a path read from a state file, which
+    anyone who can write to the state directory could point anywhere.
+    """
+    data = etcd_dir(name)
+    log = data.with_name(data.name + ".log")
+    removed = [str(path) for path in (data, log) if path.exists()]
+    shutil.rmtree(data, ignore_errors=True)
+    log.unlink(missing_ok=True)
+    return removed
+
+
+def _remove_temporaries(name: str) -> None:
+    """State files half written by a supervisor killed while it wrote one."""
+    path = state_file(name)
+    for temporary in path.parent.glob(f".{path.name}.*"):
+        temporary.unlink(missing_ok=True)
+
+
+def _describe(recorded: list[processes.Recorded]) -> str:
+    return ", ".join(f"{r.role} (pid {r.pid})" for r in recorded)
+
+
+def _claim(name: str) -> None:
+    """Write the state file of a new ``cluster start --name NAME``, or refuse.
+
+    Leftovers of an earlier run whose processes are all gone (its state file, its etcd
+    data) are removed and reported. Processes still running are never taken over or
+    killed here: the user may be looking at them; ``cluster stop`` removes them.
+
+    Raises:
+        ToolError: A cluster of that name runs here, or processes of an earlier one do.
+    """
+    path = state_file(name)
+    mine = processes.Recorded.of("supervisor", os.getpid(), "cluster")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary.write_text(json.dumps({"name": name, "processes": [mine.to_json()]}))
+    except OSError as exc:
+        raise ToolError(f"cannot write the state file {path}: {exc}") from exc
+    try:
+        for _ in range(3):
+            try:
+                os.link(temporary, path)  # fails if it exists: two starts never both claim
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise ToolError(f"cannot write the state file {path}: {exc}") from exc
+            else:
+                break
+            recorded = _recorded(_read_state(name))
+            live = [r for r in recorded if r.is_ours()]
+            supervisor = [r for r in live if r.role == "supervisor"]
+            if supervisor:
+                raise ToolError(
+                    f"cluster {name!r} is already running here (supervisor pid "
+                    f"{supervisor[0].pid}); stop it with: cfactor cluster stop --name {name}"
+                )
+            if live:
+                raise ToolError(
+                    f"cluster {name!r} left processes running when its supervisor died: "
+                    f"{_describe(live)}; remove them with: cfactor cluster stop --name {name}"
+                )
+            path.unlink(missing_ok=True)
+            removed = [str(path), *_remove_files(name)]
+            print(
+                f"cluster {name!r}: none of the processes of an earlier run is left; "
+                f"removed {', '.join(removed)}",
+                flush=True,
             )
-        )
+        else:
+            raise ToolError(f"cluster {name!r}: another `cluster start` keeps claiming {path}")
+    finally:
+        temporary.unlink(missing_ok=True)
+    if removed := _remove_files(name):  # a run that died before it wrote its state file
         print(
-            f"cluster {name!r} is up: {members} members. "
-            f"`cfactor status --name {name}` shows it; "
-            f"Ctrl-C or `cfactor cluster stop --name {name}` stops it.",
+            f"cluster {name!r}: removed the etcd data of an earlier run: {', '.join(removed)}",
             flush=True,
         )
-        while not stopping:
-            if all(p.poll() is not None for p in started.members):
-                print("every member has exited", flush=True)
-                break
-            time.sleep(0.2)
-    finally:
-        _stop_all(started)
-        with contextlib.suppress(OSError):
-            path.unlink()
-    print(f"cluster {name!r} stopped", flush=True)
-    return 0
-
-
-def _stop_all(started: Started) -> None:
-    for process in started.members:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # members leave: their leases are revoked
-    for process in started.members:
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    if started.etcd is not None:
-        started.etcd.close()
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` runs; an exited process its parent has not reaped yet (a zombie)
-    counts as gone."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    return True
 
 
 def stop(name: str) -> int:
-    """Stop the local cluster started by ``cluster start --name NAME``.
+    """Stop the local cluster started by ``cluster start --name NAME``; remove its files.
+
+    With its supervisor running, the supervisor stops its members and etcd. Processes
+    left by a supervisor that died are signalled (SIGTERM, SIGKILL after 5 s) if they
+    are still the ones it started. Then the etcd data dir, its log and the state file
+    are removed.
 
     Raises:
-        ToolError: No such cluster is running here.
+        ToolError: No such cluster is running here (and none left files), or its
+            supervisor did not stop within 30 s.
     """
+    check_name(name)
     path = state_file(name)
     if not path.exists():
+        if removed := _remove_files(name):
+            print(f"cluster {name!r} was not running; removed {', '.join(removed)}")
+            return 0
         raise ToolError(f"no local cluster named {name!r} is running (no {path})")
-    state = json.loads(path.read_text())
-    supervisor = int(state.get("supervisor", 0))
-    if not _alive(supervisor):
-        for pid in state.get("members", []):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGTERM)
-        path.unlink()
-        print(f"cluster {name!r}: its supervisor was gone; signalled its members")
+    recorded = _recorded(_read_state(name))
+    supervisor = next((r for r in recorded if r.role == "supervisor" and r.is_ours()), None)
+    if supervisor is not None:
+        with contextlib.suppress(ProcessLookupError):  # it may have just exited
+            os.kill(supervisor.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while supervisor.is_ours() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if supervisor.is_ours():
+            raise ToolError(
+                f"cluster {name!r} did not stop within {STOP_TIMEOUT_S:g} s "
+                f"(supervisor pid {supervisor.pid})"
+            )
+        # It stops what it started; anything left (it was killed meanwhile) goes below.
+        recorded = _recorded(_read_state(name)) or recorded
+    others = [r for r in recorded if r.role != "supervisor"]
+    signalled = processes.terminate([r for r in others if r.role != "etcd"])
+    signalled += processes.terminate([r for r in others if r.role == "etcd"])
+    removed = _remove_files(name)
+    path.unlink(missing_ok=True)
+    _remove_temporaries(name)
+    if supervisor is not None and not signalled:
+        print(f"cluster {name!r} stopped")
         return 0
-    os.kill(supervisor, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _alive(supervisor) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(supervisor):
-        raise ToolError(f"cluster {name!r} did not stop within 30 s (pid {supervisor})")
-    print(f"cluster {name!r} stopped")
+    gone = "its supervisor was gone" if supervisor is None else "its supervisor stopped"
+    parts = [f"stopped {_describe(signalled)}"] if signalled else []
+    parts += [f"removed {', '.join([str(path), *removed])}"]
+    print(f"cluster {name!r}: {gone}; {'; '.join(parts)}")
     return 0
 
 
