@@ -60,6 +60,7 @@ class OutageGuard:
         #: True once the store was lost at least once: before that nobody rides through.
         self._episode = False
         self.answered = 0
+        self.unreadable = 0
 
     def sync(self, *, reachable: bool, peers: set[str]) -> None:
         """Feed the store's state as this member sees it now, and the peers its view
@@ -87,20 +88,22 @@ class OutageGuard:
             return ("down",)
         return ("up", max(0.0, self._clock.now() - self.back_at))
 
-    def heard(self, address: str, sent_at: float, reply: Any) -> None:
-        """Record a peer's answer to an ask sent at ``sent_at`` (an unreadable answer
-        counts as no answer)."""
+    def heard(self, address: str, sent_at: float, reply: Any) -> bool:
+        """Record a peer's answer to an ask sent at ``sent_at``; False if it is not an
+        answer (it then counts as no answer, and in ``unreadable``)."""
         match reply:
             case ("down",):
                 bound = sent_at + self.grace_s
             case ("up", float(seconds) | int(seconds)) if seconds >= 0:
                 bound = sent_at - float(seconds) + self.grace_s
             case _:
-                return
+                self.unreadable += 1
+                return False
         previous = self._until.get(address)
         if previous is None or previous[0] <= sent_at:
             self._until[address] = (sent_at, bound - self.margin_s)
             self.answered += 1
+        return True
 
     def may_ride_through(self) -> bool:
         """True while no peer can have re-placed (or be about to re-place) our names."""

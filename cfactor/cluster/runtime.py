@@ -115,6 +115,25 @@ def group_stats(group: ReplicaSet, now: float) -> dict[str, Any]:
     }
 
 
+class AcceptedEpochs(set[int]):
+    """Earlier epochs a re-claimed activation still accepts (``ActorSystem.epoch_aliases``).
+
+    While its re-claim is in flight (``newer_than`` set), any newer epoch is accepted
+    too: other members may see the new claim in their watch, and send to
+    ``name@new``, before our own claim call returns with that epoch. A newer epoch
+    routed to this address can only come from our own claim: an activation record
+    names the address of the member that claimed it.
+    """
+
+    newer_than: int | None = None
+
+    def __contains__(self, epoch: object) -> bool:
+        if super().__contains__(epoch):
+            return True
+        floor = self.newer_than
+        return floor is not None and isinstance(epoch, int) and epoch > floor
+
+
 class ClusterTarget:
     """The far end of a ref to a cluster actor by name: it follows the activation.
 
@@ -579,7 +598,11 @@ class ClusterMember:
         except CfactorError as exc:
             log.debug("peer %s did not say whether it reaches the store: %r", address, exc)
             return
-        self.outage.heard(address, sent_at, reply)
+        if not self.outage.heard(address, sent_at, reply) and self.outage.unreadable % 100 == 1:
+            # Counted; logged once per hundred: a peer of another version, or a bug.
+            log.warning(
+                "peer %s answered %r to %r (%d such)", address, reply, ASK, self.outage.unreadable
+            )
 
     def _lease_lost(self) -> None:
         """The membership gave our lease up: re-claim our names under a new lease if
@@ -661,7 +684,12 @@ class ClusterMember:
             cell = self.system._names.get(name)
             if cell is None or cell.state >= STOPPING:
                 continue  # stopping anyway: its stop gives the name back
-            activation = await self.membership.claim(name)
+            accepted = self._accept_epochs(cell, before)
+            accepted.newer_than = before.epoch
+            try:
+                activation = await self.membership.claim(name)
+            finally:
+                accepted.newer_than = None
             if activation is None:
                 log.error("%r was claimed elsewhere during the outage: stopping ours", name)
                 self.hosted.pop(name, None)
@@ -669,26 +697,38 @@ class ClusterMember:
                 self.routes.pop(name, None)
                 self._stop_local(name)
                 continue
-            self._adopt(cell, before, activation)
+            self._adopt(cell, activation)
         log.warning("member %s re-claimed its names after the outage", self.member_id)
         return True
 
-    def _adopt(self, cell: ActorCell, before: Activation, activation: Activation) -> None:
-        """The running actor is now ``activation``; envelopes addressed to its earlier
-        epochs (refs in flight) are still accepted."""
+    def _accept_epochs(self, cell: ActorCell, before: Activation) -> AcceptedEpochs:
+        """The epochs, besides the current one, that the running actor still accepts:
+        its earlier ones, dropped when it stops."""
+        name = before.name
+        accepted = self.system.epoch_aliases.get(name)
+        if not isinstance(accepted, AcceptedEpochs):
+            accepted = AcceptedEpochs()
+            self.system.epoch_aliases[name] = accepted
+
+            def stopped() -> None:
+                if self.system.epoch_aliases.get(name) is accepted:
+                    del self.system.epoch_aliases[name]
+
+            cell.on_stopped = [*(cell.on_stopped or ()), stopped]
+        accepted.add(before.epoch)
+        return accepted
+
+    def _adopt(self, cell: ActorCell, activation: Activation) -> None:
+        """The running actor is now ``activation``."""
         name = activation.name
         self.hosted[name] = activation
         self.system.epochs[name] = activation.epoch
-        self.system.epoch_aliases.setdefault(name, set()).add(before.epoch)
         self.routes[name] = cell
         self.reclaimed += 1
-
-        def stopped() -> None:
-            if self.system.epochs.get(name) == activation.epoch:
-                self.system.epoch_aliases.pop(name, None)
-            self._local_stopped(name, activation)
-
-        cell.on_stopped = [*(cell.on_stopped or ()), stopped]
+        cell.on_stopped = [
+            *(cell.on_stopped or ()),
+            lambda: self._local_stopped(name, activation),
+        ]
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task this member cancels when it leaves (done ones drop out)."""

@@ -40,6 +40,7 @@ class Load:
         self.ok = 0
         self.added: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
+        self.first: dict[str, str] = {}  # the first message of each kind of error
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -53,7 +54,9 @@ class Load:
             try:
                 await ref.ask(("add", 1), timeout=5.0)
             except cf.CfactorError as exc:
-                self.errors[f"{name}: {type(exc).__name__}"] += 1
+                key = f"{name}: {type(exc).__name__}"
+                self.errors[key] += 1
+                self.first.setdefault(key, str(exc))
             else:
                 self.ok += 1
                 self.added[name] += 1
@@ -111,7 +114,7 @@ async def test_etcd_paused_for_30_s_breaks_no_existing_ref() -> None:
         # Owners re-claim their names under new leases; placement waits for them.
         await asyncio.sleep(TTL + 2.0)
         await load.stop()
-        assert dict(load.errors) == {}
+        assert dict(load.errors) == {}, load.first
         assert load.ok > 1000
         await check_same_instances(c, load)
         assert c.runtime.reclaimed == 1  # "here" was re-claimed, not re-placed
@@ -134,7 +137,7 @@ async def test_etcd_killed_and_restarted_after_15_s_breaks_no_existing_ref() -> 
             await c.etcd.astart()  # leases restored, their TTLs refreshed
         await asyncio.sleep(3.0)
         await load.stop()
-        assert dict(load.errors) == {}
+        assert dict(load.errors) == {}, load.first
         assert load.ok > 500
         await check_same_instances(c, load)
         assert c.runtime.reclaimed == 0  # the lease survived: nothing to re-claim
@@ -183,4 +186,4 @@ async def test_a_member_cut_off_from_etcd_alone_fences_before_its_names_move(
         assert len(stops) == 1, events
         assert len(starts) == 1, events
         assert stops[0] < starts[0], events  # fenced before the new activation began
-        assert dict(load.errors) == {}
+        assert dict(load.errors) == {}, load.first
