@@ -288,6 +288,23 @@ class Membership(Protocol):
         named actors, because another activation may now be accepted elsewhere."""
         ...
 
+    @property
+    def joined(self) -> bool:
+        """True from a successful ``join`` until ``leave``, lease loss or ``aclose``."""
+        ...
+
+    @property
+    def store_reachable(self) -> bool:
+        """False from a failed keepalive until the next acknowledged one: the member
+        cannot reach the store now."""
+        ...
+
+    def set_lease_guard(self, guard: Callable[[], bool] | None) -> None:
+        """When the lease deadline passes, ask ``guard`` first: while it returns True the
+        lease is not given up by the clock (the cluster rides through a store outage it
+        has shown to be safe); the store saying the lease is gone still ends it."""
+        ...
+
     async def claim(self, name: str) -> Activation | None:
         """Accept an activation of ``name`` on this member, if nobody holds one.
 

@@ -317,7 +317,10 @@ class Remote:
         if "@" in target:  # a cluster activation, addressed as "name@epoch"
             name, _, epoch = target.rpartition("@")
             if epoch.isdigit():
-                if self.system.epochs.get(name) != int(epoch):
+                number = int(epoch)
+                if self.system.epochs.get(name) != number and number not in (
+                    self.system.epoch_aliases.get(name, ())
+                ):
                     self._reject_stale(peer, envelope, reply)
                     return
                 target = name

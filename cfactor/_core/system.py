@@ -177,6 +177,9 @@ class ActorSystem:
         #: Epochs of the cluster activations hosted here; an envelope addressed to
         #: ``name@epoch`` with another epoch is stale and rejected.
         self.epochs: dict[str, int] = {}
+        #: Earlier epochs still accepted for an activation re-claimed after a store
+        #: outage (refs in flight name the epoch they resolved).
+        self.epoch_aliases: dict[str, set[int]] = {}
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
         #: Replicated actors by name (their replicas are in _names under "$" names).

@@ -20,6 +20,7 @@ from cfactor._core.clock import wall_time
 from cfactor._core.ref import ActorRef
 from cfactor._core.replicas import KeyedReplicaSet, RemoteReplica
 from cfactor.abc import Activation, MemberInfo
+from cfactor.cluster.outage import ASK, OutageGuard
 from cfactor.cluster.policy import choose_member
 from cfactor.cluster.spec import ActorSpec
 from cfactor.errors import (
@@ -114,6 +115,25 @@ def group_stats(group: ReplicaSet, now: float) -> dict[str, Any]:
     }
 
 
+class AcceptedEpochs(set[int]):
+    """Earlier epochs a re-claimed activation still accepts (``ActorSystem.epoch_aliases``).
+
+    While its re-claim is in flight (``newer_than`` set), any newer epoch is accepted
+    too: other members may see the new claim in their watch, and send to
+    ``name@new``, before our own claim call returns with that epoch. A newer epoch
+    routed to this address can only come from our own claim: an activation record
+    names the address of the member that claimed it.
+    """
+
+    newer_than: int | None = None
+
+    def __contains__(self, epoch: object) -> bool:
+        if super().__contains__(epoch):
+            return True
+        floor = self.newer_than
+        return floor is not None and isinstance(epoch, int) and epoch > floor
+
+
 class ClusterTarget:
     """The far end of a ref to a cluster actor by name: it follows the activation.
 
@@ -187,7 +207,7 @@ class ClusterAgent(Actor):
     def __init__(self, runtime: ClusterMember) -> None:
         self.runtime = runtime
 
-    async def receive(self, message: Any) -> Any:
+    async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
             case ("activate", bytes(data)):
                 try:
@@ -199,6 +219,8 @@ class ClusterAgent(Actor):
                 return None
             case "stats":
                 return self.runtime.stats()
+            case "etcd?":
+                return self.runtime.outage_answer()
             case ("replica", bytes(data), int(in_flight), str(owner)):
                 try:
                     return ("ok", *await self.runtime.host_replica(data, in_flight, owner))
@@ -347,6 +369,10 @@ class PlacementActor(Actor):
 
     async def _reconcile(self) -> int:
         """Place every remembered actor that has no activation; how many were placed."""
+        if not self.runtime.may_replace():
+            # Just joined, or the store just came back: owners that rode through its
+            # outage are re-claiming their names; they go first (docs/cluster.md).
+            return 0
         placed = 0
         current = self.runtime.membership.activations()
         now = self.system.clock.now()
@@ -433,6 +459,14 @@ class ClusterMember:
         self.hosted_replicas: dict[str, tuple[str, str]] = {}
         #: Groups whose replicas stay here because their class or arguments cannot travel.
         self._local_only: set[str] = set()
+        config = self.config
+        #: Riding through store outages (cfactor/cluster/outage.py, docs/cluster.md).
+        self.outage = OutageGuard(
+            system.clock, grace_s=config.ttl_s, margin_s=config.request_timeout_s + 0.5
+        )
+        self._recovering = False
+        #: Hosted names re-claimed after the store revoked our lease (for tests, status).
+        self.reclaimed = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -441,6 +475,7 @@ class ClusterMember:
         await self._join()
         self._background(self._lead_when_possible())
         self._background(self._report_forever())
+        self._background(self._poll_peers_forever())
 
     async def _join(self) -> None:
         """Register this member (under a fresh lease) and follow the cluster's views.
@@ -459,8 +494,14 @@ class ClusterMember:
         await self.membership.join(info, ttl_s=self.config.ttl_s)
         self._unsubscribe.append(self.membership.subscribe_activations(self._activation_changed))
         self._unsubscribe.append(self.membership.subscribe(lambda _event: self._changed.set()))
-        self.membership.on_lease_lost(self._fence)
+        self.membership.on_lease_lost(self._lease_lost)
+        self.membership.set_lease_guard(self._may_ride_through)
+        self.outage.joined()
         self.routes.clear()
+        for name in self.hosted:  # kept through a re-claim after a store outage
+            cell = system._names.get(name)
+            if cell is not None:
+                self.routes[name] = cell
         for name, activation in self.membership.activations().items():
             self._activation_changed(name, activation)
         log.info(
@@ -510,6 +551,184 @@ class ClusterMember:
             log.warning("member rejoined the cluster as %s", self.member_id)
             self._changed.set()
             return
+
+    # -- riding through a store outage (docs/cluster.md, cfactor/cluster/outage.py) -------
+
+    def _store_state(self) -> tuple[bool, set[str]]:
+        """Whether this member reaches the store now, and its peers' addresses."""
+        membership = self.membership
+        reachable = membership.joined and membership.store_reachable
+        own = self.system.address
+        peers = {m.address for m in membership.members().values() if m.address != own}
+        return reachable, peers
+
+    def outage_answer(self) -> tuple[Any, ...]:
+        """The ``$cluster`` agent's answer to a peer asking whether we reach the store."""
+        reachable, peers = self._store_state()
+        return self.outage.answer(reachable=reachable, peers=peers)
+
+    def may_replace(self) -> bool:
+        """Whether placement on this member may re-place names whose claims vanished:
+        only ``ttl_s`` after this member (re)joined or regained the store, so owners
+        that rode through an outage re-claim their names first."""
+        reachable, peers = self._store_state()
+        return self.outage.may_replace(reachable=reachable, peers=peers)
+
+    def _may_ride_through(self) -> bool:
+        reachable, peers = self._store_state()
+        self.outage.sync(reachable=reachable, peers=peers)
+        return self.outage.may_ride_through()
+
+    async def _poll_peers_forever(self) -> None:
+        """While this member cannot reach the store, ask every peer's agent, twice a
+        second, whether it can (their answers decide whether we may ride through)."""
+        interval = min(0.5, self.config.ttl_s / 6)
+        while True:
+            await asyncio.sleep(interval)
+            reachable, peers = self._store_state()
+            self.outage.sync(reachable=reachable, peers=peers)
+            if reachable:
+                continue
+            await asyncio.gather(*(self._ask_peer(address) for address in self.outage.peers))
+
+    async def _ask_peer(self, address: str) -> None:
+        sent_at = self.system.clock.now()
+        try:
+            reply = await self.agent_of(address).ask(ASK, timeout=self.config.request_timeout_s)
+        except CfactorError as exc:
+            log.debug("peer %s did not say whether it reaches the store: %r", address, exc)
+            return
+        if not self.outage.heard(address, sent_at, reply) and self.outage.unreadable % 100 == 1:
+            # Counted; logged once per hundred: a peer of another version, or a bug.
+            log.warning(
+                "peer %s answered %r to %r (%d such)", address, reply, ASK, self.outage.unreadable
+            )
+
+    def _lease_lost(self) -> None:
+        """The membership gave our lease up: re-claim our names under a new lease if
+        riding through is still safe, else fence."""
+        if self._closed or self._recovering:
+            return
+        if self._may_ride_through():
+            self._start_recovery()
+        else:
+            self._fence()
+
+    def _start_recovery(self) -> None:
+        if self._recovering or self._closed:
+            return
+        self._recovering = True
+        log.warning(
+            "member %s: the store dropped our lease during an outage; re-claiming %d names",
+            self.member_id,
+            len(self.hosted),
+        )
+        self._background(self._recover())
+
+    async def _recover(self) -> None:
+        """Re-join and re-claim every hosted name, watched: the moment riding through
+        stops being safe (a peer regained the store ``ttl_s`` ago minus the margin),
+        give up and fence whatever is not re-claimed yet."""
+        work = asyncio.get_running_loop().create_task(self._reclaim_all())
+        try:
+            while True:
+                done, _ = await asyncio.wait([work], timeout=0.1)
+                if done:
+                    break
+                if not self.outage.may_ride_through():
+                    work.cancel()
+                    await asyncio.wait([work])
+                    break
+        finally:
+            if not work.done():
+                work.cancel()  # we are being cancelled ourselves (aclose)
+        failed = None if work.cancelled() else work.exception()
+        ok = not work.cancelled() and failed is None and work.result()
+        if failed is not None:
+            log.warning("re-claiming after the outage failed: %r", failed)
+        self._recovering = False
+        if not ok:
+            if not self._closed:
+                self._fence()
+        elif not self.membership.joined:
+            self._lease_lost()  # the new lease went too, while we were busy
+        else:
+            self._changed.set()
+
+    async def _reclaim_all(self) -> bool:
+        """A new incarnation (the old lease is gone), then a compare-and-set claim of
+        every name we still serve; a name someone else holds is stopped at once.
+        False if riding through stopped being safe before all were claimed."""
+        old = self.membership
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        with contextlib.suppress(CfactorError):
+            await old.aclose()  # revokes the old lease if the store still has it
+        while True:
+            if not self.outage.may_ride_through():
+                return False
+            self._new_incarnation()
+            try:
+                await self._join()
+            except CfactorError as exc:
+                with contextlib.suppress(CfactorError):
+                    await self.membership.aclose()
+                log.info("re-joining after the outage failed (%r); again", exc)
+                await asyncio.sleep(0.2)
+                continue
+            break
+        for name, before in list(self.hosted.items()):
+            if not self.outage.may_ride_through():
+                return False
+            cell = self.system._names.get(name)
+            if cell is None or cell.state >= STOPPING:
+                continue  # stopping anyway: its stop gives the name back
+            accepted = self._accept_epochs(cell, before)
+            accepted.newer_than = before.epoch
+            try:
+                activation = await self.membership.claim(name)
+            finally:
+                accepted.newer_than = None
+            if activation is None:
+                log.error("%r was claimed elsewhere during the outage: stopping ours", name)
+                self.hosted.pop(name, None)
+                self.system.epochs.pop(name, None)
+                self.routes.pop(name, None)
+                self._stop_local(name)
+                continue
+            self._adopt(cell, activation)
+        log.warning("member %s re-claimed its names after the outage", self.member_id)
+        return True
+
+    def _accept_epochs(self, cell: ActorCell, before: Activation) -> AcceptedEpochs:
+        """The epochs, besides the current one, that the running actor still accepts:
+        its earlier ones, dropped when it stops."""
+        name = before.name
+        accepted = self.system.epoch_aliases.get(name)
+        if not isinstance(accepted, AcceptedEpochs):
+            accepted = AcceptedEpochs()
+            self.system.epoch_aliases[name] = accepted
+
+            def stopped() -> None:
+                if self.system.epoch_aliases.get(name) is accepted:
+                    del self.system.epoch_aliases[name]
+
+            cell.on_stopped = [*(cell.on_stopped or ()), stopped]
+        accepted.add(before.epoch)
+        return accepted
+
+    def _adopt(self, cell: ActorCell, activation: Activation) -> None:
+        """The running actor is now ``activation``."""
+        name = activation.name
+        self.hosted[name] = activation
+        self.system.epochs[name] = activation.epoch
+        self.routes[name] = cell
+        self.reclaimed += 1
+        cell.on_stopped = [
+            *(cell.on_stopped or ()),
+            lambda: self._local_stopped(name, activation),
+        ]
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task this member cancels when it leaves (done ones drop out)."""
@@ -561,6 +780,11 @@ class ClusterMember:
     def _activation_changed(self, name: str, activation: Activation | None) -> None:
         if activation is None:
             self.losses += 1
+            if name in self.hosted and self._may_ride_through():
+                # Ours vanished while we ride through a store outage: the store revoked
+                # our lease. Re-claim under a new one instead of stopping.
+                self._start_recovery()
+                return
             self.routes.pop(name, None)
             if name in self.hosted:  # ours vanished from the store: stop it (fencing)
                 self.hosted.pop(name)

@@ -385,6 +385,10 @@ def _call(callback: Callable[..., object], *args: Any) -> None:
 # -- the client-side lease deadline ----------------------------------------------------
 
 
+#: How often an expired deadline held off by a guard asks the guard again.
+GUARD_RECHECK_S = 0.1
+
+
 class LeaseDeadline:
     """When this member must assume its lease is gone, by its own clock.
 
@@ -394,9 +398,17 @@ class LeaseDeadline:
     the store frees its names for someone else.
     """
 
-    def __init__(self, clock: Clock, on_expired: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        on_expired: Callable[[], None],
+        guard: Callable[[], bool] | None = None,
+    ) -> None:
         self._clock = clock
         self._on_expired = on_expired
+        #: Asked when the deadline passes: True holds the expiry off (re-asked every
+        #: ``GUARD_RECHECK_S``) until it says False or a keepalive moves the deadline.
+        self._guard = guard
         self.deadline: float | None = None
         self._timer: Cancellable | None = None
 
@@ -416,11 +428,13 @@ class LeaseDeadline:
         self._timer = None
         if self.deadline is None:
             return
-        if self._clock.now() >= self.deadline:
+        if self._clock.now() < self.deadline:
+            self._arm()
+        elif self._guard is not None and self._guard():
+            self._timer = self._clock.call_later(GUARD_RECHECK_S, self._check)
+        else:
             self.deadline = None
             self._on_expired()
-        else:
-            self._arm()
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -448,8 +462,30 @@ class MembershipBase:
         self._info: MemberInfo | None = None
         self._lease_is_lost = False
         self._closed = False
+        #: Set by a failed keepalive, cleared by an acknowledged one.
+        self._store_trouble = False
+        self._lease_guard: Callable[[], bool] | None = None
 
     # -- local views: never touch the store
+
+    @property
+    def store_reachable(self) -> bool:
+        """False from a failed keepalive until the next acknowledged one."""
+        return not self._store_trouble
+
+    def set_lease_guard(self, guard: Callable[[], bool] | None) -> None:
+        """Ask ``guard`` before giving the lease up when its deadline passes.
+
+        While ``guard()`` returns True, the member's own clock does not end the lease
+        (it is asked again every ``GUARD_RECHECK_S``); a keepalive answered "gone" still
+        does. The cluster runtime uses this to ride through a store outage that it has
+        shown nobody else can exploit (docs/cluster.md).
+        """
+        self._lease_guard = guard
+
+    def _guard_holds(self) -> bool:
+        guard = self._lease_guard
+        return guard is not None and guard()
 
     @property
     def info(self) -> MemberInfo | None:
@@ -536,7 +572,7 @@ class MembershipBase:
         """Forget the lease and tell the callbacks, once per lost lease."""
         if self._info is None:
             return
-        log.warning("member %s lost its lease: fencing its named actors", self._info.member_id)
+        log.warning("member %s lost its lease", self._info.member_id)
         self._info = None
         self._lease_is_lost = True
         for callback in tuple(self._lost_callbacks):

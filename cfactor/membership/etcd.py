@@ -170,11 +170,10 @@ class EtcdMembership(MembershipBase):
         self._client: aetcd.Client | None = None
         self._lease_id: int | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
-        self._deadline = LeaseDeadline(self._clock, self._lease_expired)
+        self._deadline = LeaseDeadline(self._clock, self._lease_expired, self._guard_holds)
         self._watch_task: asyncio.Task[None] | None = None
         self._watch: Any = None
         self._watch_live = False
-        self._store_trouble = False
         self._background: set[asyncio.Task[None]] = set()
         self._joining = False
 

@@ -377,7 +377,7 @@ class MemoryMembership(MembershipBase):
         self._lease: int | None = None
         self._ttl_s = 0.0
         self._keepalive_timer: Cancellable | None = None
-        self._deadline = LeaseDeadline(self._clock, self._lease_expired)
+        self._deadline = LeaseDeadline(self._clock, self._lease_expired, self._guard_holds)
 
     def __repr__(self) -> str:
         who = self._info.member_id if self._info is not None else "-"
@@ -583,12 +583,14 @@ class MemoryMembership(MembershipBase):
         try:
             ttl = self._store._keepalive(self._client, lease)
         except MembershipUnavailable:
+            self._store_trouble = True
             # The deadline timer decides when this has gone on too long.
             self._schedule_keepalive(min(interval, KEEPALIVE_RETRY_S))
             return
         if ttl <= 0:
             self._lease_expired()
             return
+        self._store_trouble = False
         self._deadline.refreshed(sent_at, ttl)
         self._schedule_keepalive(interval)
 
