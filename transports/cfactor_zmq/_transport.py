@@ -707,13 +707,18 @@ class ZmqTransport:
                 raise NodeUnreachable(
                     f"{peer!r} is not a member address ('tcp://host:port' or 'ipc://path')"
                 )
-            if peer in self._departed:
-                raise NodeUnreachable(f"{peer} is unreachable: it closed")
             if len(self._peers) >= self._max_peers:
                 self._too_many_peers(peer)
                 raise NodeUnreachable(
                     f"cannot reach {peer}: too many peers (already {self._max_peers})"
                 )
+            if peer in self._departed:
+                # It said BYE: fail fast, as for a lost peer, but dial it again (a lost
+                # peer's DEALER redials too), so that a member restarted on that
+                # address is found: it answers our HELLO, and is heard.
+                del self._departed[peer]
+                self._add_peer(peer).reachable = False
+                raise NodeUnreachable(f"{peer} is unreachable: it closed")
             return self._add_peer(peer)
         raise NodeUnreachable(f"{peer} is unreachable: not heard from for over {self._timeout:g} s")
 
