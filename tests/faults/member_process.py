@@ -1,0 +1,181 @@
+"""A member process for the transport fault tests and benchmarks.
+
+``python -m tests.faults.member_process --listen tcp://127.0.0.1:0 [--nofile 1024]``
+listens, spawns an ``echo`` actor, prints ``ADDRESS <url>`` on one line, and serves until
+it is killed or its stdin closes (so a crashed test leaves no orphan). ``--nofile`` sets
+the open-file limit, soft and hard, before anything opens a file (as ``ulimit -n`` would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import cfactor as cf
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Echo(cf.Actor):
+    async def receive(self, message: Any) -> Any:
+        return message
+
+
+async def serve(listen: str, options: dict[str, float]) -> None:
+    async with cf.ActorSystem(listen=listen, transport_options=options) as system:
+        await system.spawn(Echo, name="echo")
+        print(f"ADDRESS {system.address}", flush=True)
+        loop = asyncio.get_running_loop()
+        # Serve until stdin closes: the parent ended or died.
+        await loop.run_in_executor(None, sys.stdin.read)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def timing(heartbeat_timeout_s: float) -> dict[str, float]:
+    """The transport options every process of a fault test uses."""
+    return {
+        "heartbeat_interval_s": heartbeat_timeout_s / 5,
+        "heartbeat_timeout_s": heartbeat_timeout_s,
+    }
+
+
+class MemberProcess:
+    """Runs this module as a child process; ``address`` once it serves."""
+
+    def __init__(
+        self,
+        listen: str = "tcp://127.0.0.1:0",
+        *,
+        heartbeat_timeout_s: float = 1.0,
+        nofile: int | None = None,
+    ) -> None:
+        self.listen = listen
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.nofile = nofile
+        self.address = ""
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 20.0) -> Self:
+        command = [
+            sys.executable,
+            "-m",
+            "tests.faults.member_process",
+            "--listen",
+            self.listen,
+            "--heartbeat-timeout",
+            str(self.heartbeat_timeout_s),
+        ]
+        if self.nofile is not None:
+            command += ["--nofile", str(self.nofile)]
+        self.process = subprocess.Popen(  # noqa: S603 - our own module
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        stdout = self.process.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + timeout
+        line = _readline(stdout, deadline)
+        if not line.startswith("ADDRESS "):
+            self.stop()
+            raise RuntimeError(f"member did not start: {line!r}")
+        self.address = line.split()[1]
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, sig)
+
+    def open_files(self) -> int:
+        """The process's open file descriptors, from /proc."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)  # a stopped process cannot exit
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=5)
+        self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _readline(stream: IO[str], deadline: float) -> str:
+    # The child prints one line once it serves; a child that dies prints nothing.
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(max(0.0, deadline - time.monotonic())):
+            return ""
+    return stream.readline().strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", default="tcp://127.0.0.1:0")
+    parser.add_argument("--heartbeat-timeout", type=float, default=1.0)
+    parser.add_argument("--nofile", type=int, help="open-file limit, soft and hard")
+    args = parser.parse_args()
+    if args.nofile is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
+    cf.run(serve(args.listen, timing(args.heartbeat_timeout)))
+
+
+if __name__ == "__main__":
+    main()
