@@ -87,7 +87,7 @@ class MemberProcess:
         ]
         if self.nofile is not None:
             command += ["--nofile", str(self.nofile)]
-        self.process = subprocess.Popen(  # noqa: S603 - our own module
+        self.process = subprocess.Popen(
             command,
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -115,7 +115,7 @@ class MemberProcess:
 
     def open_files(self) -> int:
         """The process's open file descriptors, from /proc."""
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        return sum(1 for _ in Path(f"/proc/{self.pid}/fd").iterdir())
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

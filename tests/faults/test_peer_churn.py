@@ -1,0 +1,54 @@
+"""Issue 10 item 4: a member serves thousands of short-lived peers one after another
+(every ``cfactor status`` is one) under ``ulimit -n 1024``, and its open files stay flat.
+
+A real member process (``tests/faults/member_process.py``) with its open-file limit set to
+1,024 (soft and hard), real ZeroMQ on 127.0.0.1; each peer is a whole ``ActorSystem`` in
+this process that asks the member once and closes. Before the fix the member kept a
+socket per departed peer and refused every peer from about the 1,020th on. The design:
+docs/transport.md, "Peer churn and limits".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import cfactor as cf
+from tests.faults.member_process import MemberProcess, timing
+
+pytestmark = pytest.mark.anyio
+
+PEERS = 3_000
+"""Three times what the open-file limit would allow if departed peers kept sockets."""
+
+NOFILE = 1024
+HEARTBEAT_TIMEOUT_S = 2.0
+
+
+async def one_peer(member: str, i: int) -> None:
+    async with cf.ActorSystem(
+        listen="tcp://127.0.0.1:0", transport_options=timing(HEARTBEAT_TIMEOUT_S)
+    ) as peer:
+        assert await peer.ref("echo", at=member).ask(i, timeout=10) == i
+
+
+@pytest.mark.timeout(120)
+async def test_thousands_of_short_lived_peers_all_succeed_and_open_files_stay_flat() -> None:
+    with MemberProcess(heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, nofile=NOFILE) as member:
+        for i in range(20):  # warm up: imports, actor, first connections
+            await one_peer(member.address, i)
+        before = member.open_files()
+        peak = before
+        failures: list[str] = []
+        for i in range(PEERS):
+            try:
+                await one_peer(member.address, i)
+            except cf.CfactorError as exc:
+                failures.append(f"peer {i}: {type(exc).__name__}: {exc}")
+            if i % 100 == 0:
+                peak = max(peak, member.open_files())
+        after = member.open_files()
+        assert failures == [], failures[:5]
+        assert member.alive()
+        # Flat: a departed peer's sockets are closed at its BYE, not kept.
+        assert after <= before + 8, (before, peak, after)
+        assert peak <= before + 32, (before, peak, after)
