@@ -1,0 +1,115 @@
+"""Peer churn benchmark: short-lived peers, one after another, against one member.
+
+Run it as ``.venv/bin/python benchmarks/peer_churn.py --peers 100000`` (``--nofile`` the
+member's open-file limit, soft and hard, default 1,024 as ``ulimit -n 1024``;
+``--max-failures`` stops the run after that many failed peers, default 50). The member
+is a real process (``tests/faults/member_process.py``); each peer is a whole
+``ActorSystem`` in this process (as every ``cfactor status`` is) that asks the member's
+``echo`` actor once (timeout 2 s) and closes. It prints peers tried, succeeded and failed
+(with the first failure's peer number and error), the member's open files
+(``/proc/<pid>/fd``) after a warm-up and at the end and their peak, and peers per second.
+The target: every peer succeeds and the open files stay flat. ``run_churn(peers, ...)``
+returns the figures as a dict (for ``benchmarks/faults.py``). Bounded by its counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import cfactor as cf  # noqa: E402 - after the path set-up
+from tests.faults.member_process import MemberProcess, timing  # noqa: E402
+
+HEARTBEAT_TIMEOUT_S = 2.0  # ZmqTransport's default (interval 0.5 s)
+WARM_UP = 20
+
+
+async def one_peer(member: str, i: int) -> None:
+    async with cf.ActorSystem(
+        listen="tcp://127.0.0.1:0", transport_options=timing(HEARTBEAT_TIMEOUT_S)
+    ) as peer:
+        answer = await peer.ref("echo", at=member).ask(i, timeout=2.0)
+        if answer != i:
+            raise cf.ProtocolError(f"asked {i}, got {answer!r}")
+
+
+async def run_churn(peers: int, nofile: int = 1024, max_failures: int = 50) -> dict[str, Any]:
+    """The benchmark's figures as a dict (see the module's docstring)."""
+    with MemberProcess(heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, nofile=nofile) as member:
+        for i in range(WARM_UP):
+            await one_peer(member.address, i)
+        fds_before = member.open_files()
+        peak = fds_before
+        ok = failed = 0
+        first_failure: str | None = None
+        started = time.monotonic()
+        for i in range(peers):
+            try:
+                await one_peer(member.address, i)
+            except cf.CfactorError as exc:
+                failed += 1
+                if first_failure is None:
+                    first_failure = f"peer {i + 1}: {type(exc).__name__}: {exc}"
+                if failed >= max_failures:
+                    break
+            else:
+                ok += 1
+            if i % 100 == 0:
+                peak = max(peak, member.open_files())
+                if i % 5000 == 0:
+                    print(
+                        f"  {i}/{peers} peers, {failed} failed, fds {member.open_files()}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        elapsed = time.monotonic() - started
+        fds_after = member.open_files()
+        return {
+            "nofile": nofile,
+            "peers": peers,
+            "tried": ok + failed,
+            "ok": ok,
+            "failed": failed,
+            "first_failure": first_failure,
+            "fds_before": fds_before,
+            "fds_peak": max(peak, fds_after),
+            "fds_after": fds_after,
+            "member_alive": member.alive(),
+            "seconds": elapsed,
+            "peers_per_s": (ok + failed) / elapsed if elapsed else 0.0,
+        }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", type=int, default=100_000)
+    parser.add_argument("--nofile", type=int, default=1024)
+    parser.add_argument("--max-failures", type=int, default=50)
+    args = parser.parse_args()
+    f = await run_churn(args.peers, args.nofile, args.max_failures)
+    print(
+        f"member under ulimit -n {f['nofile']}; {f['peers']:,} short-lived peers one after "
+        "another (an ActorSystem each: one ask, then aclose); target: all succeed, fds flat"
+    )
+    print(
+        f"peers tried {f['tried']:,}, succeeded {f['ok']:,}, failed {f['failed']:,}"
+        + (f" (stopped after {args.max_failures})" if f["failed"] >= args.max_failures else "")
+    )
+    if f["first_failure"]:
+        print(f"first failure: {f['first_failure'][:300]}")
+    print(
+        f"member open fds: {f['fds_before']} after warm-up -> {f['fds_after']} at the end "
+        f"(peak {f['fds_peak']}); member alive: {f['member_alive']}"
+    )
+    print(f"{f['peers_per_s']:.0f} peers/s over {f['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    cf.run(main())
