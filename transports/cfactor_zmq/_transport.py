@@ -784,8 +784,10 @@ class ZmqTransport:
         self._dropped += dropped
         if p.blocked:
             self._loop.remove_reader(p.fd)
-        # Blocked for good: a flush that still holds this peer skips it.
+        # Blocked for good: a flush that still holds this peer skips it; and it is
+        # owed no credit, or the credit timer would take it up again and again.
         p.blocked = True
+        p.credited = p.credit_sent = p.credit_held = 0
         p.dealer.close(linger=0)
         logger.debug("forgot peer %s: %s; dropped %d queued envelopes", p.address, why, dropped)
 
