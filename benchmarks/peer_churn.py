@@ -7,7 +7,8 @@ is a real process (``tests/faults/member_process.py``); each peer is a whole
 ``ActorSystem`` in this process (as every ``cfactor status`` is) that asks the member's
 ``echo`` actor once (timeout 2 s) and closes. It prints peers tried, succeeded and failed
 (with the first failure's peer number and error), the member's open files
-(``/proc/<pid>/fd``) after a warm-up and at the end and their peak, and peers per second.
+(``/proc/<pid>/fd``) after a warm-up and at the end and their peak, its resident memory,
+and peers per second.
 The target: every peer succeeds and the open files stay flat. ``run_churn(peers, ...)``
 returns the figures as a dict (for ``benchmarks/faults.py``). Bounded by its counts.
 """
@@ -46,6 +47,7 @@ async def run_churn(peers: int, nofile: int = 1024, max_failures: int = 50) -> d
         for i in range(WARM_UP):
             await one_peer(member.address, i)
         fds_before = member.open_files()
+        rss_before = member.rss_mib()
         peak = fds_before
         ok = failed = 0
         first_failure: str | None = None
@@ -65,7 +67,8 @@ async def run_churn(peers: int, nofile: int = 1024, max_failures: int = 50) -> d
                 peak = max(peak, member.open_files())
                 if i % 5000 == 0:
                     print(
-                        f"  {i}/{peers} peers, {failed} failed, fds {member.open_files()}",
+                        f"  {i}/{peers} peers, {failed} failed, fds {member.open_files()}, "
+                        f"RSS {member.rss_mib():.1f} MiB",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -81,6 +84,8 @@ async def run_churn(peers: int, nofile: int = 1024, max_failures: int = 50) -> d
             "fds_before": fds_before,
             "fds_peak": max(peak, fds_after),
             "fds_after": fds_after,
+            "rss_before_mib": rss_before,
+            "rss_after_mib": member.rss_mib(),
             "member_alive": member.alive(),
             "seconds": elapsed,
             "peers_per_s": (ok + failed) / elapsed if elapsed else 0.0,
@@ -108,6 +113,7 @@ async def main() -> None:
         f"member open fds: {f['fds_before']} after warm-up -> {f['fds_after']} at the end "
         f"(peak {f['fds_peak']}); member alive: {f['member_alive']}"
     )
+    print(f"member RSS: {f['rss_before_mib']:.1f} MiB -> {f['rss_after_mib']:.1f} MiB")
     print(f"{f['peers_per_s']:.0f} peers/s over {f['seconds']:.0f} s")
 
 

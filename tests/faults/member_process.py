@@ -117,6 +117,13 @@ class MemberProcess:
         """The process's open file descriptors, from /proc."""
         return sum(1 for _ in Path(f"/proc/{self.pid}/fd").iterdir())
 
+    def rss_mib(self) -> float:
+        """The process's resident memory, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
