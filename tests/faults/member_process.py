@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import zmq
+
 import cfactor as cf
 
 if TYPE_CHECKING:
@@ -35,9 +37,23 @@ class Echo(cf.Actor):
         return message
 
 
+class Stats(cf.Actor):
+    """This member's transport figures: peers, and its own limits."""
+
+    async def receive(self, message: Any) -> Any:
+        transport = self.system.statistics().transport
+        return {
+            "peers": transport.peers if transport else -1,
+            "unreachable": transport.unreachable if transport else -1,
+            "frames_rejected": transport.frames_rejected if transport else -1,
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        }
+
+
 async def serve(listen: str, options: dict[str, float]) -> None:
     async with cf.ActorSystem(listen=listen, transport_options=options) as system:
         await system.spawn(Echo, name="echo")
+        await system.spawn(Stats, name="stats")
         print(f"ADDRESS {system.address}", flush=True)
         loop = asyncio.get_running_loop()
         # Serve until stdin closes: the parent ended or died.
@@ -160,6 +176,32 @@ class MemberProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def raw_peers(
+    context: zmq.Context[zmq.Socket[bytes]], member: str, count: int
+) -> list[zmq.Socket[bytes]]:
+    """``count`` raw DEALERs, each claiming another address, each sending the member one
+    tell: ``count`` peers at once for the member, at the cost of one socket each here
+    (nothing listens on the claimed addresses; the member dials them in vain)."""
+    from cfactor_zmq import _protocol as proto
+
+    from cfactor.abc import Envelope, Kind
+    from cfactor.wire import MsgpackCodec
+
+    frame = MsgpackCodec().encode_item(Envelope(Kind.TELL, "echo", None, 0, None, "hi"))
+    body = MsgpackCodec.join_items([frame])
+    sockets = []
+    for i in range(count):
+        dealer = context.socket(zmq.DEALER)
+        sockets.append(dealer)
+        dealer.setsockopt(zmq.LINGER, 0)
+        claimed = f"tcp://127.0.0.2:{1024 + i}"
+        dealer.setsockopt(zmq.ROUTING_ID, proto.routing_id(claimed, os.urandom(8)))
+        dealer.connect(member)
+        header = proto.DATA_HEADER.pack(proto.DATA, 1 + i, 0, 0, 0)
+        dealer.send_multipart([header, body])
+    return sockets
 
 
 def _readline(stream: IO[str], deadline: float) -> str:

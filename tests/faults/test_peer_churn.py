@@ -10,10 +10,15 @@ docs/transport.md, "Peer churn and limits".
 
 from __future__ import annotations
 
+import asyncio
+import resource
+
 import pytest
+import zmq
+from cfactor_zmq import _transport
 
 import cfactor as cf
-from tests.faults.member_process import MemberProcess, timing
+from tests.faults.member_process import MemberProcess, raw_peers, timing
 
 pytestmark = pytest.mark.anyio
 
@@ -52,3 +57,38 @@ async def test_thousands_of_short_lived_peers_all_succeed_and_open_files_stay_fl
         # Flat: a departed peer's sockets are closed at its BYE, not kept.
         assert after <= before + 8, (before, peak, after)
         assert peak <= before + 32, (before, peak, after)
+
+
+@pytest.mark.timeout(120)
+async def test_more_peers_at_once_than_zmq_and_the_default_file_limit_allow() -> None:
+    # zmq's default context allows 1,023 sockets, and 1,024 open files about 300 peers:
+    # the member sizes its context (MAX_PEERS + 16) and raises its own soft open-file
+    # limit (the hard limit here allows it). 1,500 raw peers, then a real one asks.
+    # (All 4,096 at once: benchmarks/peer_churn.py --concurrent 4095.)
+    count = 1_500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < _transport.WANTED_NOFILE:
+        pytest.skip(f"the hard open-file limit ({hard}) is below {_transport.WANTED_NOFILE}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * count + 256), hard))
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    context.set(zmq.MAX_SOCKETS, count + 16)
+    sockets: list[zmq.Socket[bytes]] = []
+    try:
+        with MemberProcess(heartbeat_timeout_s=30.0) as member:
+            sockets = raw_peers(context, member.address, count)
+            async with cf.ActorSystem(
+                listen="tcp://127.0.0.1:0", transport_options=timing(30.0)
+            ) as me:
+                stats = me.ref("stats", at=member.address)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 60
+                while (figures := await stats.ask("stats", timeout=10))["peers"] < count + 1:
+                    assert loop.time() < deadline, figures
+                    await asyncio.sleep(0.2)
+                assert figures["nofile"] >= _transport.WANTED_NOFILE
+                assert await me.ref("echo", at=member.address).ask("hi", timeout=10) == "hi"
+            assert member.alive()
+    finally:
+        for sock in sockets:
+            sock.close(linger=0)
+        context.term()
