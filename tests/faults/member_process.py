@@ -3,7 +3,9 @@
 ``python -m tests.faults.member_process --listen tcp://127.0.0.1:0 [--nofile 1024]``
 listens, spawns an ``echo`` actor, prints ``ADDRESS <url>`` on one line, and serves until
 it is killed or its stdin closes (so a crashed test leaves no orphan). ``--nofile`` sets
-the open-file limit, soft and hard, before anything opens a file (as ``ulimit -n`` would).
+the open-file limit, soft and hard, before anything opens a file (as ``ulimit -n`` would);
+``--soft-nofile`` the soft limit only (as a login shell's default 1,024 under a higher
+hard limit).
 """
 
 from __future__ import annotations
@@ -84,10 +86,12 @@ class MemberProcess:
         *,
         heartbeat_timeout_s: float = 1.0,
         nofile: int | None = None,
+        soft_nofile: int | None = None,
     ) -> None:
         self.listen = listen
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.nofile = nofile
+        self.soft_nofile = soft_nofile
         self.address = ""
         self.process: subprocess.Popen[str] | None = None
 
@@ -103,6 +107,8 @@ class MemberProcess:
         ]
         if self.nofile is not None:
             command += ["--nofile", str(self.nofile)]
+        if self.soft_nofile is not None:
+            command += ["--soft-nofile", str(self.soft_nofile)]
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -179,7 +185,7 @@ class MemberProcess:
 
 
 def raw_peers(
-    context: zmq.Context[zmq.Socket[bytes]], member: str, count: int
+    context: zmq.Context[zmq.Socket[bytes]], member: str, count: int, first: int = 0
 ) -> list[zmq.Socket[bytes]]:
     """``count`` raw DEALERs, each claiming another address, each sending the member one
     tell: ``count`` peers at once for the member, at the cost of one socket each here
@@ -192,7 +198,7 @@ def raw_peers(
     frame = MsgpackCodec().encode_item(Envelope(Kind.TELL, "echo", None, 0, None, "hi"))
     body = MsgpackCodec.join_items([frame])
     sockets = []
-    for i in range(count):
+    for i in range(first, first + count):
         dealer = context.socket(zmq.DEALER)
         sockets.append(dealer)
         dealer.setsockopt(zmq.LINGER, 0)
@@ -220,9 +226,13 @@ def main() -> None:
     parser.add_argument("--listen", default="tcp://127.0.0.1:0")
     parser.add_argument("--heartbeat-timeout", type=float, default=1.0)
     parser.add_argument("--nofile", type=int, help="open-file limit, soft and hard")
+    parser.add_argument("--soft-nofile", type=int, help="open-file soft limit only")
     args = parser.parse_args()
     if args.nofile is not None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
+    if args.soft_nofile is not None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.soft_nofile, hard))
     cf.run(serve(args.listen, timing(args.heartbeat_timeout)))
 
 
