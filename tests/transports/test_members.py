@@ -200,7 +200,8 @@ async def test_a_member_survives_ten_thousand_hostile_frames_and_keeps_answering
         context = zmq.Context()
         raw = context.socket(zmq.DEALER)
         raw.setsockopt(zmq.LINGER, 0)
-        raw.setsockopt(zmq.ROUTING_ID, b"tcp://127.0.0.1:1")  # claims an address
+        # Claims an address (routing id: address, NUL, an 8-byte nonce).
+        raw.setsockopt(zmq.ROUTING_ID, b"tcp://127.0.0.1:1\x00" + b"n" * 8)
         raw.connect(b.address)
         try:
             sent = 0

@@ -90,7 +90,11 @@ def test_a_part_holds_a_full_batch_and_one_largest_frame() -> None:
 )
 def test_peer_addresses(address: str) -> None:
     assert proto.is_peer_address(address)
-    assert proto.routing_id_address(address.encode()) == address
+    rid = proto.routing_id(address, b"\x00\xff" * 4)
+    assert rid == address.encode() + b"\x00" + b"\x00\xff" * 4
+    assert proto.routing_id_address(rid) == address
+    # A bare address is protocol 2's routing id: not one any more.
+    assert proto.routing_id_address(address.encode()) is None
 
 
 @pytest.mark.parametrize(
@@ -114,6 +118,52 @@ def test_peer_addresses(address: str) -> None:
 def test_not_peer_addresses(address: str) -> None:
     assert not proto.is_peer_address(address)
     assert proto.routing_id_address(address.encode()) is None
+    assert proto.routing_id_address(address.encode() + b"\x00" + b"n" * 8) is None
+
+
+def test_addresses_are_limited_so_a_routing_id_fits_in_255_bytes() -> None:
+    longest = "ipc://" + "a" * (proto.MAX_ADDRESS_BYTES - 6)
+    assert len(longest) == 246
+    assert proto.is_peer_address(longest)
+    assert proto.check_listen(longest) == longest
+    rid = proto.routing_id(longest, b"n" * 8)
+    assert len(rid) == 255
+    assert proto.routing_id_address(rid) == longest
+    too_long = longest + "a"
+    assert not proto.is_peer_address(too_long)
+    with pytest.raises(ConfigError, match="longer than 246 bytes"):
+        proto.check_listen(too_long)
+    with pytest.raises(ConfigError, match="longer than 246 bytes"):
+        proto.routing_id(too_long, b"n" * 8)
+    with pytest.raises(ConfigError, match="nonce"):
+        proto.routing_id(longest, b"short")
+    assert proto.routing_id_address(too_long.encode() + b"\x00" + b"n" * 8) is None
+
+
+@pytest.mark.parametrize(
+    "rid",
+    [
+        b"tcp://127.0.0.1:7001\x00" + b"n" * 7,  # nonce too short: no NUL where it must be
+        b"tcp://127.0.0.1:7001\x01" + b"n" * 8,  # no NUL before the nonce
+        b"\x00" + b"n" * 8,  # no address
+        b"tcp://127.0.0.1:7001" + b"n" * 9,
+    ],
+)
+def test_malformed_routing_ids(rid: bytes) -> None:
+    assert proto.routing_id_address(rid) is None
+
+
+@given(rid=st.binary(max_size=300))
+def test_any_routing_id_is_an_address_or_none(rid: bytes) -> None:
+    address = proto.routing_id_address(rid)
+    assert address is None or (proto.is_peer_address(address) and rid[-9] == 0)
+
+
+@given(inc=U64)
+def test_bye_round_trips(inc: int) -> None:
+    assert proto.decode_control(proto.BYE, proto.encode_bye(inc)) == proto.Bye(inc)
+    with pytest.raises(MalformedFrame):
+        proto.decode_control(proto.BYE, msgpack.packb([inc, 1]))
 
 
 def test_routing_ids_that_are_not_text_are_not_addresses() -> None:

@@ -13,7 +13,12 @@ Every zmq message a DEALER sends has exactly two parts, ``[header, body]``:
   items (each envelope's frame without its version byte: ``MsgpackCodec.join_items``);
 - HELLO: header ``b"H"``, body ``msgpack [protocol version, address, incarnation]``;
 - BEAT (heartbeat): header ``b"B"``, body ``msgpack [incarnation, envelopes sent]``;
-- CREDIT: header ``b"C"``, body ``msgpack [incarnation, your incarnation, credited]``.
+- CREDIT: header ``b"C"``, body ``msgpack [incarnation, your incarnation, credited]``;
+- BYE: header ``b"Q"``, body ``msgpack [incarnation]``: the sender is closing, forget it.
+
+A DEALER's routing id is the sender's address, a NUL byte and an 8-byte nonce drawn for
+that socket (:func:`routing_id`): a new socket is a new identity, so a ROUTER never
+confuses it with a stale connection of an earlier one.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import msgpack
 
 from cfactor.errors import ConfigError, MalformedFrame, UnsupportedVersion
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 """The transport protocol version carried by HELLO (codec frames carry their own)."""
 
 DATA: Final = b"D"
 HELLO: Final = b"H"
 BEAT: Final = b"B"
 CREDIT: Final = b"C"
+BYE: Final = b"Q"
 
 DATA_HEADER: Final = struct.Struct(">cQQQQ")
 """``b"D"``, the sender's incarnation, the sequence number of the batch's first envelope,
@@ -42,8 +48,14 @@ and the total of the receiver's envelopes the sender has credited (as in CREDIT)
 MAX_CONTROL_SIZE: Final = 512
 """A control body is a few ints and one address: anything longer is refused unread."""
 
-MAX_ADDRESS_BYTES: Final = 255
-"""A zmq routing id holds at most 255 bytes, and a member's address is its routing id."""
+MAX_ROUTING_ID_BYTES: Final = 255
+"""A zmq routing id holds at most 255 bytes."""
+
+NONCE_BYTES: Final = 8
+"""The per-socket part of a routing id, after the address and a NUL."""
+
+MAX_ADDRESS_BYTES: Final = MAX_ROUTING_ID_BYTES - 1 - NONCE_BYTES
+"""246: a member's address, a NUL and the nonce make its DEALERs' routing ids."""
 
 MAX_U64: Final = 2**64 - 1
 
@@ -78,7 +90,13 @@ class Credit(NamedTuple):
     credited: int
 
 
-Control = Hello | Beat | Credit
+class Bye(NamedTuple):
+    """The sender is closing: forget it now rather than after a heartbeat timeout."""
+
+    incarnation: int
+
+
+Control = Hello | Beat | Credit | Bye
 
 
 # -- addresses --------------------------------------------------------------------------
@@ -115,7 +133,11 @@ def check_listen(listen: object) -> str:
             f"cannot listen on {listen!r}: expected 'tcp://host:port' or 'ipc://path'"
         )
     if len(listen.encode()) > MAX_ADDRESS_BYTES:
-        raise ConfigError(f"address longer than {MAX_ADDRESS_BYTES} bytes: {listen[:80]!r}...")
+        raise ConfigError(
+            f"cannot listen on an address longer than {MAX_ADDRESS_BYTES} bytes (a zmq "
+            f"routing id of at most {MAX_ROUTING_ID_BYTES} bytes holds the address, a NUL "
+            f"and an {NONCE_BYTES}-byte nonce): {listen[:80]!r}..."
+        )
     return listen
 
 
@@ -124,7 +146,7 @@ def is_peer_address(address: str) -> bool:
 
     Args:
         address: ``tcp://host:port`` with a concrete host and port 1-65535, or
-            ``ipc://path``, at most 255 bytes long.
+            ``ipc://path``, at most ``MAX_ADDRESS_BYTES`` (246) bytes long.
     """
     if len(address) > MAX_ADDRESS_BYTES or len(address.encode()) > MAX_ADDRESS_BYTES:
         return False
@@ -140,12 +162,33 @@ def is_ipv6(address: str) -> bool:
     return address.startswith("tcp://[")
 
 
+def routing_id(address: str, nonce: bytes) -> bytes:
+    """The routing id of a DEALER of the member at ``address``: address, NUL, nonce.
+
+    Raises:
+        ConfigError: ``address`` is over ``MAX_ADDRESS_BYTES``, or ``nonce`` is not
+            ``NONCE_BYTES`` long.
+    """
+    encoded = address.encode()
+    if len(encoded) > MAX_ADDRESS_BYTES:
+        raise ConfigError(f"address longer than {MAX_ADDRESS_BYTES} bytes: {address[:80]!r}...")
+    if len(nonce) != NONCE_BYTES:
+        raise ConfigError(f"a routing id nonce is {NONCE_BYTES} bytes, not {len(nonce)}")
+    return encoded + b"\x00" + nonce
+
+
 def routing_id_address(routing_id: bytes) -> str | None:
-    """The address a received routing id claims, or ``None`` if it is not one."""
-    if not routing_id or len(routing_id) > MAX_ADDRESS_BYTES:
+    """The address a received routing id claims, or ``None`` if it is not one.
+
+    A routing id is ``address + NUL + nonce`` (:func:`routing_id`); anything else,
+    a bare address included (protocol 2), is not one.
+    """
+    if len(routing_id) > MAX_ROUTING_ID_BYTES or len(routing_id) < NONCE_BYTES + 2:
+        return None
+    if routing_id[-NONCE_BYTES - 1] != 0:
         return None
     try:
-        address = routing_id.decode()
+        address = routing_id[: -NONCE_BYTES - 1].decode()
     except UnicodeDecodeError:
         return None
     return address if is_peer_address(address) else None
@@ -166,11 +209,15 @@ def encode_credit(incarnation: int, peer_incarnation: int, credited: int) -> byt
     return _pack_control([incarnation, peer_incarnation, credited])  # type: ignore[no-any-return]
 
 
+def encode_bye(incarnation: int) -> bytes:
+    return _pack_control([incarnation])  # type: ignore[no-any-return]
+
+
 def decode_control(kind: bytes, body: bytes) -> Control:
     """Read one control message, trusting nothing in it.
 
     Args:
-        kind: The header (``HELLO``, ``BEAT`` or ``CREDIT``).
+        kind: The header (``HELLO``, ``BEAT``, ``CREDIT`` or ``BYE``).
         body: The msgpack body.
 
     Returns:
@@ -223,6 +270,10 @@ def decode_control(kind: bytes, body: bytes) -> Control:
             _u64(fields[1], "peer incarnation"),
             _u64(fields[2], "credited"),
         )
+    if kind == BYE:
+        if len(fields) != 1:
+            raise MalformedFrame("BYE must be [incarnation]")
+        return Bye(_u64(fields[0], "incarnation"))
     raise MalformedFrame(f"unknown message header {kind[:16]!r}")
 
 

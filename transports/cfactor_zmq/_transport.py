@@ -1,10 +1,10 @@
 """``ZmqTransport``: cfactor's network transport over ZeroMQ (``tcp://``, ``ipc://``).
 
 One ROUTER per member, bound to its listen address and only ever read; one DEALER per
-peer, connected to that peer's ROUTER, with the member's own address as its routing id,
-and only ever written. Sockets are synchronous pyzmq sockets driven by event-loop
-readers on their file descriptors and drained without blocking: one awaited
-``zmq.asyncio`` receive per message measured ten times slower (MEASURED.md).
+peer, connected to that peer's ROUTER, with the member's own address plus a per-socket
+nonce as its routing id, and only ever written. Sockets are synchronous pyzmq sockets
+driven by event-loop readers on their file descriptors and drained without blocking:
+one awaited ``zmq.asyncio`` receive per message measured ten times slower (MEASURED.md).
 
 The layout, the wire format, credits, liveness and CURVE are described in
 ``docs/transport.md`` together with the reasons for each choice.
@@ -16,6 +16,7 @@ import asyncio
 import logging
 import math
 import os
+import resource
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -52,6 +53,28 @@ credits keep far fewer than this in flight; the mark only guards control traffic
 
 MAX_PEERS: Final = 4096
 """The most peers one member keeps (each costs a DEALER); more are refused and counted."""
+
+MAX_SOCKETS: Final = MAX_PEERS + 16
+"""The zmq context's socket limit: a DEALER per peer, plus the ROUTER, its monitor and
+the ZAP handler's (zmq's default of 1,023 refused peer 1,021)."""
+
+FDS_PER_PEER: Final = 3
+"""Open files a peer costs: its DEALER's signalling fd and connection, and its own
+connection to our ROUTER."""
+
+FD_RESERVE: Final = 128
+"""Open files kept for everything else in the process (etcd, logs, the loop, ...)."""
+
+WANTED_NOFILE: Final = MAX_PEERS * FDS_PER_PEER + FD_RESERVE
+"""12,416: the open-file soft limit ``start`` raises the process's toward (up to the hard
+limit) so that ``MAX_PEERS`` is reachable."""
+
+FORGET_AFTER_S: Final = 30.0
+"""A peer lost and not heard from for this long is forgotten: its DEALER closed, its
+counters dropped. A later send to it starts afresh."""
+
+BYE_LINGER_MS: Final = 100
+"""How long ``aclose`` lets zmq flush the BYE it wrote to each peer."""
 
 RECONNECT_IVL_S: Final = 0.1
 RECONNECT_IVL_MAX_S: Final = 2.0
@@ -163,7 +186,8 @@ class _Peer:
 
     def __init__(self, address: str, dealer: zmq.Socket[bytes], now: float) -> None:
         self.address = address
-        self.rid = address.encode()
+        #: The routing id its DEALER last wrote to our ROUTER with (b"": none yet).
+        self.rid = b""
         self.dealer = dealer
         self.fd: int = dealer.FD
         #: Encoded envelopes not yet written (held by the credit window or zmq's HWM).
@@ -283,6 +307,13 @@ class ZmqTransport:
         self._monitor_fd = -1
         self._zap: ZapHandler | None = None
         self._hello = b""
+        self._max_peers = MAX_PEERS
+        #: CURVE: address -> the first key that claimed it, kept after the peer is
+        #: forgotten so the binding outlives it (bounded: oldest bindings go first).
+        self._bound: dict[str, str] = {}
+        #: Peers that said BYE -> when: sends to them fail fast for FORGET_AFTER_S
+        #: (as to a lost peer), though their sockets are closed at once.
+        self._departed: dict[str, float] = {}
 
     # -- public surface -----------------------------------------------------------------
 
@@ -319,12 +350,15 @@ class ZmqTransport:
         self._log_auth = _Throttle(clock, logging.WARNING)
         self._log_handler = _Throttle(clock, logging.ERROR)
         self._log_io = _Throttle(clock, logging.WARNING)
+        self._log_limit = _Throttle(clock, logging.WARNING)
         codec = MsgpackCodec(max_frame_size=self._max_frame_size, make_ref=handler.make_ref)
         self._encode = codec.encode_item
         self._decode_items = codec.decode_items
         self._handler = handler
         self._deliver = handler.envelope_received
+        self._max_peers = _raise_open_file_limit()
         self._context = zmq.Context()
+        self._context.set(zmq.MAX_SOCKETS, MAX_SOCKETS)
         try:
             self._open(listen)
         except BaseException:
@@ -428,7 +462,7 @@ class ZmqTransport:
     def is_reachable(self, peer: str) -> bool:
         """False while ``peer`` is known to be gone (True for a peer never contacted)."""
         p = self._peers.get(peer)
-        return p is None or p.reachable
+        return p.reachable if p is not None else peer not in self._departed
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of peers, counters and queued envelopes."""
@@ -464,7 +498,26 @@ class ZmqTransport:
         for p in self._peers.values():
             self._fail_waiters(p, SystemClosed, "the transport was closed")
             p.queue.clear()
+        self._say_bye()
         self._close_sockets()
+
+    def _say_bye(self) -> None:
+        # Each peer that knows us forgets us at once, instead of keeping a DEALER
+        # redialling this address until it is lost and then forgotten (a member
+        # that served 1,020 short-lived clients ran out of sockets). Best effort: a
+        # peer that misses it forgets us after FORGET_AFTER_S.
+        bye = proto.encode_bye(self._incarnation)
+        for p in self._peers.values():
+            if p.blocked or p.need_hello or not p.reachable:
+                continue  # nothing was written, or nothing can be now
+            try:
+                p.dealer.send(proto.BYE, _MORE)
+                p.dealer.send(bye, _NOBLOCK)
+            except zmq.ZMQError:
+                continue
+            # Closed here with a short linger, so the context's term (in
+            # _close_sockets) waits at most that long for the BYE to leave.
+            p.dealer.close(linger=BYE_LINGER_MS)
 
     async def __aenter__(self) -> Self:
         return self
@@ -504,15 +557,20 @@ class ZmqTransport:
         # The ROUTER never sends, so nothing can be dropped for want of a route; if a
         # send were ever added, this turns a silent drop into an error.
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        # No ROUTER_HANDOVER: a second connection that claims a connected member's
-        # routing id waits, unread, instead of cutting that member off (which any
-        # holder of an allowed key could otherwise do at will, losing its messages).
-        # A member's own stale connection is closed by zmq's heartbeats (below)
-        # within heartbeat_timeout_s, and a dead process's by its OS at once.
-        router.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        # ROUTER_HANDOVER: a DEALER that redials (after a gray failure: SIGSTOP, a
+        # cut link) takes its routing id over from its stale connection. Without it,
+        # zmq parked the new connection as an anonymous pipe and, in 4 of 7 runs,
+        # never read it again, so an old peer could not reach a resumed member. The
+        # routing id holds a random per-socket nonce, so only the socket that owns
+        # it can claim it (and CURVE binds the address to a key besides).
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         # zmq itself refuses an oversized part, before a byte of it reaches Python.
         router.setsockopt(zmq.MAXMSGSIZE, proto.max_part_size(self._max_frame_size))
         router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_IVL_S * 1000))
+        # zmq's listen backlog is 100: peers connecting at once beyond that had their
+        # SYNs dropped and retried by TCP after 1, 3, 7 s...: 4,095 peers at once took
+        # 47 s to connect, 5.8 s with this. The kernel caps it at net.core.somaxconn.
+        router.setsockopt(zmq.BACKLOG, MAX_PEERS)
         self._set_zmtp_heartbeats(router)
         if proto.is_ipv6(listen):
             router.setsockopt(zmq.IPV6, 1)
@@ -521,7 +579,7 @@ class ZmqTransport:
             router.setsockopt(zmq.CURVE_SERVER, 1)
             router.setsockopt(zmq.CURVE_SECRETKEY, security.secret_key.encode("ascii"))
             router.setsockopt(zmq.CURVE_PUBLICKEY, security.public_key.encode("ascii"))
-        monitor = router.get_monitor_socket(_HANDSHAKE_FAILURES)
+        monitor = router.get_monitor_socket(_HANDSHAKE_FAILURES | zmq.EVENT_ACCEPT_FAILED)
         self._monitor = monitor
         try:
             router.bind(listen)
@@ -558,12 +616,31 @@ class ZmqTransport:
     def _new_dealer(self, address: str, server_key: str | None) -> zmq.Socket[bytes]:
         context = self._context
         assert context is not None
-        dealer: zmq.Socket[bytes] = context.socket(zmq.DEALER)
+        try:
+            dealer: zmq.Socket[bytes] = context.socket(zmq.DEALER)
+        except zmq.ZMQError as exc:
+            # zmq's socket limit (MAX_SOCKETS) or the process's open-file limit.
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            self._log_limit(
+                "cannot open a socket to peer %s: %s (open-file limit %d, %d peers, "
+                "zmq socket limit %d)",
+                address,
+                exc,
+                soft,
+                len(self._peers),
+                MAX_SOCKETS,
+            )
+            raise NodeUnreachable(
+                f"cannot connect to {address}: {exc} (open-file limit {soft})"
+            ) from exc
         try:
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.setsockopt(zmq.SNDHWM, SOCKET_HWM)
             dealer.setsockopt(zmq.RCVHWM, 1)  # the ROUTER it talks to never sends
-            dealer.setsockopt(zmq.ROUTING_ID, self._address.encode())
+            # A new socket is a new identity (see ROUTER_HANDOVER in _open).
+            dealer.setsockopt(
+                zmq.ROUTING_ID, proto.routing_id(self._address, os.urandom(proto.NONCE_BYTES))
+            )
             # Queue nothing in zmq for a connection that is not up: envelopes stay in
             # our own bounded, counted queue, and are dropped there if the peer is
             # lost, instead of surfacing from zmq long after peer_lost was reported.
@@ -634,44 +711,89 @@ class ZmqTransport:
                 raise NodeUnreachable(
                     f"{peer!r} is not a member address ('tcp://host:port' or 'ipc://path')"
                 )
-            if len(self._peers) >= MAX_PEERS:
-                raise NodeUnreachable(f"cannot reach {peer}: already {MAX_PEERS} peers")
+            if len(self._peers) >= self._max_peers:
+                self._too_many_peers(peer)
+                raise NodeUnreachable(
+                    f"cannot reach {peer}: too many peers (already {self._max_peers})"
+                )
+            if peer in self._departed:
+                # It said BYE: fail fast, as for a lost peer, but dial it again (a lost
+                # peer's DEALER redials too), so that a member restarted on that
+                # address is found: it answers our HELLO, and is heard.
+                del self._departed[peer]
+                self._add_peer(peer).reachable = False
+                raise NodeUnreachable(f"{peer} is unreachable: it closed")
             return self._add_peer(peer)
         raise NodeUnreachable(f"{peer} is unreachable: not heard from for over {self._timeout:g} s")
 
     def _add_peer(self, address: str, key: str | None = None) -> _Peer:
-        key = self._prebound.get(address) or key
+        key = self._prebound.get(address) or self._bound.get(address) or key
         server_key = self._server_key(address, key)
         p = _Peer(address, self._new_dealer(address, server_key), self._clock.now())
         p.key = key
         p.server_key = server_key
         self._peers[address] = p
-        self._by_rid[p.rid] = p
+        if key is not None:
+            self._bind_key(address, key)
         self._mark(p)  # the HELLO goes out first
         return p
 
-    def _contact(self, rid: bytes, key: str | None) -> _Peer | None:
-        # First message from a routing id we do not know: a new peer, if it is an
-        # address we can connect back to (to reply and heartbeat).
-        address = proto.routing_id_address(rid)
-        if address is None:
-            self._reject(_source(rid), "its routing id is not a tcp:// or ipc:// address")
-            return None
+    def _bind_key(self, address: str, key: str) -> None:
+        bound = self._bound
+        if address not in bound:
+            if len(bound) >= 16 * MAX_PEERS:
+                del bound[next(iter(bound))]
+            bound[address] = key
+
+    def _contact(self, address: str, key: str | None) -> _Peer | None:
+        # First message from an address we do not know: a new peer, if we have room
+        # (we connect back to it, to reply and heartbeat).
         if key is not None:
-            bound = self._prebound.get(address)
+            bound = self._prebound.get(address) or self._bound.get(address)
             if bound is not None and bound != key:
                 self._impersonation(address, bound, key)
                 return None
-        if len(self._peers) >= MAX_PEERS:
-            self._reject(address, f"already {MAX_PEERS} peers")
+        if len(self._peers) >= self._max_peers:
+            self._too_many_peers(address)
+            self._reject(address, f"too many peers (already {self._max_peers})")
             return None
         try:
             p = self._add_peer(address, key)
         except NodeUnreachable as exc:
             self._reject(address, str(exc))
             return None
+        self._departed.pop(address, None)  # it came back
         logger.debug("new peer %s", address)
         return p
+
+    def _too_many_peers(self, address: str) -> None:
+        self._log_limit(
+            "too many peers: refused %s, already %d (MAX_PEERS %d, open-file limit %d)",
+            address,
+            len(self._peers),
+            MAX_PEERS,
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        )
+
+    def _forget(self, p: _Peer, why: str) -> None:
+        # Close the peer's DEALER and drop what we know of it (a later send or
+        # message starts afresh): departed peers must not hold sockets for good.
+        if self._peers.get(p.address) is p:
+            del self._peers[p.address]
+        if p.rid and self._by_rid.get(p.rid) is p:
+            del self._by_rid[p.rid]
+        dropped = len(p.queue) + sum(1 for _, admitted in p.waiters if not admitted.done())
+        p.queue.clear()
+        self._fail_waiters(p, NodeUnreachable, f"{p.address} is gone: {why}")
+        self._dropped += dropped
+        if p.blocked:
+            self._loop.remove_reader(p.fd)
+        # Blocked for good: a flush that still holds this peer skips it; and it is
+        # owed no credit, or the credit timer would take it up again and again.
+        p.blocked = True
+        p.credited = p.credit_sent = p.credit_held = 0
+        p.dealer.close(linger=0)
+        logger.debug("forgot peer %s: %s; dropped %d queued envelopes", p.address, why, dropped)
 
     def _mark(self, p: _Peer) -> None:
         if not p.dirty:
@@ -687,12 +809,21 @@ class ZmqTransport:
             return
         now = self._clock.now()
         timeout = self._timeout
+        departed = self._departed
+        while departed:  # oldest first: insertion order is departure order
+            address, when = next(iter(departed.items()))
+            if now - when <= FORGET_AFTER_S:
+                break
+            del departed[address]
         for p in list(self._peers.values()):
             if p.heard:
                 p.heard = False
                 p.last_heard = now
             elif p.reachable and now - p.last_heard > timeout:
                 self._lose(p, now)
+            elif not p.reachable and now - p.last_heard > FORGET_AFTER_S:
+                self._forget(p, f"not heard from for {now - p.last_heard:.0f} s")
+                continue
             p.need_beat = True
             self._mark(p)
         self._tick_handle = self._clock.call_later(self._interval, self._tick)
@@ -720,6 +851,14 @@ class ZmqTransport:
             self._handler.peer_lost(p.address)
         except Exception:
             self._log_handler("handler.peer_lost(%r) raised", p.address, exc_info=True)
+
+    def _bye(self, p: _Peer) -> None:
+        # The peer is closing (BYE): what waits on it fails now, and its socket goes.
+        logger.debug("peer %s said goodbye", p.address)
+        if p.reachable:
+            self._report_lost(p)
+        self._forget(p, "it closed")
+        self._departed[p.address] = self._clock.now()
 
     def _regained(self, p: _Peer) -> None:
         p.reachable = True
@@ -921,7 +1060,10 @@ class ZmqTransport:
                 frames = self._decode_items(body, proto.MAX_BATCH_FRAMES)
             else:
                 control = proto.decode_control(header, body)
-                if type(control) is proto.Hello and control.address.encode() != rid:
+                if (
+                    type(control) is proto.Hello
+                    and proto.routing_id_address(rid) != control.address
+                ):
                     raise MalformedFrame("its HELLO claims another address than its routing id")
         except ProtocolError as exc:
             self._reject(_source(rid), str(exc))
@@ -934,6 +1076,11 @@ class ZmqTransport:
         if frames is not None:
             return self._handle_data(p, header, frames)
         assert control is not None
+        if type(control) is proto.Bye:
+            # (A BYE of an earlier incarnation of this address says nothing of this one.)
+            if not p.incarnation or control.incarnation == p.incarnation:
+                self._bye(p)
+            return 0
         self._heard(p, control.incarnation)
         if type(control) is proto.Credit:
             if control.peer_incarnation == self._incarnation:
@@ -949,15 +1096,37 @@ class ZmqTransport:
     def _authenticate(self, rid: bytes, key: str | None, p: _Peer | None) -> _Peer | None:
         # A routing id seen for the first time, or (CURVE) with another key than the
         # one its address is bound to.
+        if p is not None:
+            return self._bind(p, key)
+        address = proto.routing_id_address(rid)
+        if address is None:
+            self._reject(_source(rid), "its routing id is not a tcp:// or ipc:// address")
+            return None
+        if self._security is not None and key is None:
+            self._reject(_source(rid), "no authenticated CURVE key")
+            return None
+        p = self._peers.get(address)
         if p is None:
-            if self._security is not None and key is None:
-                self._reject(_source(rid), "no authenticated CURVE key")
-                return None
-            return self._contact(rid, key)
+            p = self._contact(address, key)
+        elif key != p.key and self._security is not None:
+            p = self._bind(p, key)
+        if p is None:
+            return None
+        # A new DEALER of this peer (new nonce): it restarted, or forgot us and came
+        # back. Its routing id replaces the old one, so _by_rid stays one per peer.
+        if p.rid:
+            self._by_rid.pop(p.rid, None)
+        p.rid = rid
+        self._by_rid[rid] = p
+        return p
+
+    def _bind(self, p: _Peer, key: str | None) -> _Peer | None:
+        # (CURVE) A message from peer ``p`` with another key than the one it had.
         if p.key is not None or key is None:
             self._impersonation(p.address, p.key, key)
             return None
         p.key = key  # the first authenticated key seen for this address binds it
+        self._bind_key(p.address, key)
         server_key = self._server_key(p.address, key)
         if server_key != p.server_key:
             self._redial(p, server_key)
@@ -1059,6 +1228,16 @@ class ZmqTransport:
                 event = parse_monitor_message(message)
             except RuntimeError:
                 continue
+            if event["event"] == zmq.EVENT_ACCEPT_FAILED:
+                # zmq's listener goes on; the client redials, and fails until fds free.
+                self._log_limit(
+                    "could not accept a connection to %s: %s (open-file limit %d, %d peers)",
+                    self._address,
+                    os.strerror(event["value"]),
+                    resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                    len(self._peers),
+                )
+                continue
             self._frames_rejected += 1
             self._log_auth(
                 "a connection to %s failed its handshake: %s (%s)",
@@ -1086,6 +1265,34 @@ class ZmqTransport:
 
     def _auth_rejected(self, client: str, reason: str) -> None:
         self._log_auth("refused a CURVE client at %s: %s", client, reason)
+
+
+def _raise_open_file_limit() -> int:
+    # Raise the soft open-file limit toward WANTED_NOFILE (never above the hard limit,
+    # never down), and return how many peers the limit then allows.
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = WANTED_NOFILE if hard == resource.RLIM_INFINITY else min(WANTED_NOFILE, hard)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    except (OSError, ValueError) as exc:  # pragma: no cover - a sandbox refused it
+        logger.warning("cannot raise the open-file limit: %s", exc)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PEERS
+    peers = max(1, min(MAX_PEERS, (soft - FD_RESERVE) // FDS_PER_PEER))
+    if peers < MAX_PEERS:
+        logger.warning(
+            "open-file limit %d (hard %d) allows about %d peers, not MAX_PEERS %d: raise "
+            "it (ulimit -n %d) to reach them all",
+            soft,
+            hard,
+            peers,
+            MAX_PEERS,
+            WANTED_NOFILE,
+        )
+    return peers
 
 
 def _take(p: _Peer, limit: int) -> list[bytes]:
