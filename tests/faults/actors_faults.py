@@ -47,3 +47,12 @@ class Slow(cf.Actor):
         if self.delay:
             await asyncio.sleep(self.delay)
         return None
+
+
+class Hung(cf.Actor):
+    """Never answers: every message waits forever (a hung handler). Its mailbox fills
+    up behind the first message."""
+
+    async def receive(self, message: Any) -> Any:
+        await asyncio.Event().wait()
+        return message
