@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,23 @@ def _free_subnet() -> int:
     raise RuntimeError("no free 10.213.N.0/24 subnet")
 
 
+def _dead(pid: str) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+def sweep_leftovers() -> None:
+    """Remove namespaces and bridges left by runs whose process is gone (a run killed
+    before its clean-up, e.g. by pytest-timeout)."""
+    for line in _ip("netns", "list").splitlines():
+        found = re.fullmatch(r"cf(\d+)n\d+", line.split()[0]) if line.split() else None
+        if found and _dead(found.group(1)):
+            _ip("netns", "del", found.group(0), check=False)
+    for line in _ip("-o", "link", "show").splitlines():
+        found = re.search(r"^\d+: (cf(?:br|v)(\d+)\S*?)[@:]", line)
+        if found and _dead(found.group(2)):
+            _ip("link", "del", found.group(1), check=False)
+
+
 class Network:
     """A bridge in the root namespace and ``members`` namespaces, one veth each."""
 
@@ -101,6 +119,7 @@ class Network:
     def open(self) -> None:
         """Build the network; on any failure remove what was built and raise."""
         try:
+            sweep_leftovers()
             self.subnet = _free_subnet()
             _ip("link", "add", self.bridge, "type", "bridge")
             self._made.append(("link", "del", self.bridge))
