@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.cell import ALIVE, STOPPING, describe_exception
+from cfactor._core.mailbox import REMOTE_ASK, HeldCredit
 from cfactor._core.ref import ActorRef
 from cfactor.abc import Envelope, Kind, RefAddress
 from cfactor.errors import (
@@ -37,11 +38,21 @@ from cfactor.errors import (
 if TYPE_CHECKING:
     import asyncio
 
+    from cfactor._core.cell import ActorCell
     from cfactor._core.mailbox import MailboxStatistics
     from cfactor._core.system import ActorSystem
     from cfactor.abc import Transport
 
 log = logging.getLogger("cfactor.remote")
+
+REMOTE_ASK_PARK_LIMIT = 128
+"""Asks with a deadline from other members parked behind one full mailbox; beyond
+that they are refused at once with ``MailboxFull``. Their transport credit goes back
+on arrival, so a full actor never holds its sender's window shut for others."""
+
+COMPACT_EVERY_S = 0.005
+"""At most this often per actor, a full mailbox that refuses a remote message is first
+searched for asks out of their budget (``Mailbox.compact``)."""
 
 #: Errors an ERROR envelope may name; anything else arrives as RemoteActorError.
 _WIRE_ERRORS: dict[str, type[CfactorError]] = {
@@ -147,16 +158,23 @@ class RemoteTarget:
 class RemoteReply:
     """Where a remote ask's answer goes: duck-typed like the future of a local ask."""
 
-    __slots__ = ("correlation_id", "peer", "remote", "sent")
+    __slots__ = ("correlation_id", "expires", "peer", "remote", "sent")
 
-    def __init__(self, remote: Remote, peer: str, correlation_id: int) -> None:
+    def __init__(
+        self, remote: Remote, peer: str, correlation_id: int, expires: float | None = None
+    ) -> None:
         self.remote = remote
         self.peer = peer
         self.correlation_id = correlation_id
+        #: When the asker stops waiting, on this member's clock (from the envelope's
+        #: relative budget: clocks of two members are not comparable).
+        self.expires = expires
         self.sent = False
 
     def done(self) -> bool:
-        return self.sent
+        """True once answered, or once the asker's budget is spent (it is skipped)."""
+        expires = self.expires
+        return self.sent or (expires is not None and self.remote.now() >= expires)
 
     def set_result(self, result: Any) -> None:
         self.sent = True
@@ -172,7 +190,7 @@ class RemoteReply:
         )
 
 
-class Credit:
+class Credit(HeldCredit):
     """Admission of messages from one peer: each admission returns one credit.
 
     One per peer, shared by all its parked messages, so parking a remote message costs
@@ -218,8 +236,14 @@ class Remote:
         self._credits: dict[str, Credit] = {}
         self._names = system._names
         self._next_id = 1
+        self.now = system.clock.now
         self.replies_dropped = 0
         self.stale_rejected = 0
+        #: Asks from other members refused with ``MailboxFull`` because their actor's
+        #: mailbox and its REMOTE_ASK_PARK_LIMIT parking places were full.
+        self.refused_full = 0
+        self._refused_logged = 0
+        self._refused_log_at = -math.inf
 
     # -- outgoing ---------------------------------------------------------------------------
 
@@ -242,22 +266,22 @@ class Remote:
         self._next_id = correlation_id + 1
         future: asyncio.Future[Any] = system.loop.create_future()
         self._pending[correlation_id] = (future, target.address)
+        budget = None if timeout == math.inf else timeout
+        envelope = Envelope(kind, target.name, None, correlation_id, budget, message)
         try:
-            started = system.clock.now()
-            budget = None if timeout == math.inf else timeout
-            await self.transport.send(
-                target.address,
-                Envelope(kind, target.name, None, correlation_id, budget, message),
-            )
             if budget is None:
+                self.transport.send_or_park(target.address, envelope, future)
                 return await future
-            remaining = timeout - (system.clock.now() - started)
+            # The deadline runs from here: waiting for queue space or credit is part of
+            # the ask's budget, and a frame still unsent by then is dropped unsent.
             where = f"{target.name!r} at {target.address}"
-            key = system.deadlines.add(future, remaining, partial(_ask_timeout, where, timeout))
+            deadlines = system.deadlines
+            key = deadlines.add(future, timeout, partial(_ask_timeout, where, timeout))
             try:
+                self.transport.send_or_park(target.address, envelope, future)
                 return await future
             finally:
-                system.deadlines.discard(key, future)
+                deadlines.discard(key, future)
         finally:
             self._pending.pop(correlation_id, None)
 
@@ -294,6 +318,8 @@ class Remote:
                     admission = self._credit_for(peer)
                 queue = cell.queue
                 if cell.waiters or (queue is not None and len(queue) >= cell.capacity):
+                    # Parked holding its credit: a slow actor slows its senders (per
+                    # peer: see docs/runtime.md for what that leaves open).
                     cell.park(told, admission)
                     return
                 cell.append(told)
@@ -313,7 +339,12 @@ class Remote:
                 future.set_exception(error_from_payload(envelope.payload))
             return
         target = envelope.target
-        reply = RemoteReply(self, peer, envelope.correlation_id) if kind is not Kind.TELL else None
+        reply = None
+        if kind is not Kind.TELL:
+            budget = envelope.deadline
+            reply = RemoteReply(
+                self, peer, envelope.correlation_id, None if budget is None else self.now() + budget
+            )
         if "@" in target:  # a cluster activation, addressed as "name@epoch"
             name, _, epoch = target.rpartition("@")
             if epoch.isdigit():
@@ -358,8 +389,52 @@ class Remote:
             self.transport.credit(peer)
             if cell.task is None and cell.state == ALIVE:
                 cell.schedule()
+        elif reply is not None and reply.expires is not None:
+            # An ask with a deadline: its credit goes back now (it is bounded here, by
+            # REMOTE_ASK_PARK_LIMIT, and ends by its deadline anyway).
+            self.transport.credit(peer)
+            if reply.done():
+                cell.asks_expired += 1  # out of budget on arrival: never handled
+            elif cell.parked_asks < REMOTE_ASK_PARK_LIMIT or self._compacted(cell):
+                cell.park(item, REMOTE_ASK)
+            else:
+                self._refuse(peer, cell, reply)
         else:
+            # A tell or an ask with no deadline: parked holding its credit, as above.
             cell.park(item, self._credits.get(peer) or self._credit_for(peer))
+
+    def _compacted(self, cell: ActorCell) -> bool:
+        """Whether dropping the asks out of budget from ``cell`` made a parking place."""
+        now = self.now()
+        if now - cell.compacted_at < COMPACT_EVERY_S:
+            return False
+        cell.compacted_at = now
+        if cell.compact():
+            cell.schedule()
+        return cell.parked_asks < REMOTE_ASK_PARK_LIMIT
+
+    def _refuse(self, peer: str, cell: ActorCell, reply: RemoteReply) -> None:
+        """An ask for a full actor with no parking place left: count, log, answer."""
+        self.refused_full += 1
+        reply.set_exception(
+            MailboxFull(
+                f"mailbox of {cell.name!r} at {self.system.address} is full "
+                f"({cell.capacity} messages and {cell.parked_asks} asks parked)"
+            )
+        )
+        now = self.now()
+        if now - self._refused_log_at >= 1.0:
+            self._refused_log_at = now
+            unlogged = self.refused_full - self._refused_logged
+            self._refused_logged = self.refused_full
+            log.warning(
+                "refused %d asks from other members to full actors (%d in all), "
+                "latest to %r from %s",
+                unlogged,
+                self.refused_full,
+                cell.name,
+                peer,
+            )
 
     def _credit_for(self, peer: str) -> Credit:
         credit = self._credits[peer] = Credit(self.transport, peer, self.system.loop)
