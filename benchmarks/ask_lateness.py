@@ -86,7 +86,7 @@ async def flood(hung: cf.ActorRef, healthy: cf.ActorRef, count: int) -> dict[str
 
 
 async def local_run(gc_on: bool) -> dict[str, Any]:
-    async with cf.ActorSystem() as system:
+    async with cf.ActorSystem(stop_timeout_s=0.2) as system:
         hung = await system.spawn(Hung, name="hung")
         healthy = await system.spawn(Echo, name="healthy")
         await hung.tell("hang")
@@ -119,7 +119,7 @@ async def remote_run(address: str, gc_on: bool) -> dict[str, Any]:
 
 
 async def serve_member() -> None:
-    async with cf.ActorSystem(listen="tcp://127.0.0.1:0") as system:
+    async with cf.ActorSystem(listen="tcp://127.0.0.1:0", stop_timeout_s=0.2) as system:
         hung = await system.spawn(Hung, name="hung")
         await system.spawn(Echo, name="healthy")
         await hung.tell("hang")
