@@ -38,6 +38,7 @@ from cfactor.errors import (
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable, Coroutine
 
     from cfactor._core.cell import ActorCell
     from cfactor._core.mailbox import MailboxStatistics
@@ -118,7 +119,7 @@ class RemoteTarget:
     One per (address, name) in a system, so refs to the same actor compare equal.
     """
 
-    __slots__ = ("address", "held", "in_flight", "name", "ref", "remote")
+    __slots__ = ("address", "held", "in_flight", "name", "ref", "remote", "timeout_error")
 
     uid = 0  # unknown: the other member owns the incarnation
 
@@ -131,6 +132,8 @@ class RemoteTarget:
         #: held back here (beyond REMOTE_ASK_WINDOW), oldest first.
         self.in_flight = 0
         self.held: deque[tuple[Envelope, asyncio.Future[Any]]] | None = None
+        #: The deadline error builder, per timeout (one object, not one per ask).
+        self.timeout_error: dict[float, Callable[[], BaseException]] = {}
 
     @property
     def is_alive(self) -> bool:
@@ -162,8 +165,10 @@ class RemoteTarget:
             self.address, Envelope(Kind.TELL, self.name, None, 0, None, message)
         )
 
-    async def ask(self, message: Any, timeout: float | None) -> Any:
-        return await self.remote.ask(self, Kind.ASK, message, timeout)
+    def ask(self, message: Any, timeout: float | None) -> Coroutine[Any, Any, Any]:
+        # The remote layer's coroutine itself: one coroutine and frame less per ask
+        # (20,000 asks in flight are 20,000 objects less for the GC to walk).
+        return self.remote.ask(self, Kind.ASK, message, timeout)
 
     async def stop(self) -> None:
         await self.remote.ask(self, Kind.STOP, None, None)
@@ -290,7 +295,12 @@ class Remote:
             # The deadline runs from here: waiting for the window, queue space or
             # credit is part of the ask's budget; a frame still unsent by then is
             # dropped unsent.
-            key = system.deadlines.add(future, timeout, partial(_ask_timeout, target, timeout))
+            error = target.timeout_error.get(timeout)
+            if error is None:
+                if len(target.timeout_error) >= 16:  # bounded: callers may vary timeouts
+                    target.timeout_error.clear()
+                error = target.timeout_error[timeout] = partial(_ask_timeout, target, timeout)
+            key = system.deadlines.add(future, timeout, error)
         try:
             if target.in_flight < REMOTE_ASK_WINDOW and not target.held:
                 target.in_flight += 1
