@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cfactor as cf
-from cfactor._core.remote import REMOTE_ASK_PARK_LIMIT
+from cfactor._core.remote import REMOTE_ASK_PARK_LIMIT, REMOTE_ASK_WINDOW
 from cfactor.testing import MemoryNetwork, MemoryTransport
 from tests.core.actors import Gate, KeyGate
 
@@ -151,3 +151,25 @@ async def test_a_remote_ask_ends_by_its_deadline_when_the_send_queue_is_full() -
         assert isinstance(transport, MemoryTransport)
         assert transport.abandoned == 20  # never sent
         assert not any(isinstance(m, tuple) and m[0] == "a" for m in handled)
+
+
+async def test_asks_to_one_remote_actor_do_not_queue_ahead_of_its_neighbours() -> None:
+    async with members(2) as (a, b):
+        events: dict[str, asyncio.Event] = {}
+        await b.spawn(KeyGate, events, name="hung", mailbox_capacity=100_000)
+        await b.spawn(Gate, name="idle")
+        hung = a.ref("hung", at=b.address)
+        idle = a.ref("idle", at=b.address)
+        await hung.tell(("wait", "never"))
+        flood = [asyncio.ensure_future(ask_outcome(hung, i, 1.0)) for i in range(3000)]
+        await asyncio.sleep(0)
+        assert await idle.ask("ping", timeout=5) == "ping"
+        # Only REMOTE_ASK_WINDOW of the flood went to the transport; the rest wait in
+        # the asking member, under their deadline, and end there.
+        transport = b.statistics().transport
+        assert transport is not None
+        assert transport.frames_received <= REMOTE_ASK_WINDOW + 10
+        assert not all(task.done() for task in flood)
+        outcomes = await asyncio.wait_for(asyncio.gather(*flood), 10)
+        assert all(isinstance(o, cf.AskTimeout) for o in outcomes)
+        events.setdefault("never", asyncio.Event()).set()
