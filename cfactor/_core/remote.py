@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from cfactor._core.cell import ActorCell
     from cfactor._core.mailbox import MailboxStatistics
     from cfactor._core.system import ActorSystem
-    from cfactor.abc import Transport
+    from cfactor.abc import Cancellable, Transport
 
 log = logging.getLogger("cfactor.remote")
 
@@ -58,6 +58,25 @@ order, under their own deadline. The per-peer send queue is FIFO for every actor
 that peer: without this bound, a flood of asks to one (hung) actor queued ahead of an
 ask to its idle neighbour delays that ask by the whole flood (1.6 s for 20,000 here).
 Above any pipelining that pays (benchmarks/transport.py uses 1,000 in flight)."""
+
+TELL_HOLD_AT = 256
+"""Tells parked behind one full actor holding their sender's credit; beyond that the
+member gives each further tell's credit back at once and asks its sender to hold tells
+to that actor (a flood of tells to one hung actor must not shut the credit window the
+sender shares with every other actor here). See docs/runtime.md, "Ask deadlines"."""
+
+TELL_HOLD_LIMIT = 65_536
+"""Tells parked behind one actor without holding credit (those in flight before the
+sender heard "hold"). Beyond: dead letters, counted in ``refused_full`` and logged."""
+
+HOLD_RESIGNAL_S = 0.2
+"""A member asks the same sender to hold tells to the same actor at most this often."""
+
+HOLD_MAX_S = 1.0
+"""A sender holds tells for this long after the last "hold" unless told to resume (so a
+lost "resume" costs a second, not a stall); the member says "hold" again if needed."""
+
+_HOLD, _RESUME = "cfactor.hold", "cfactor.resume"
 
 COMPACT_EVERY_S = 0.005
 """At most this often per actor, a full mailbox that refuses a remote message is first
@@ -119,7 +138,18 @@ class RemoteTarget:
     One per (address, name) in a system, so refs to the same actor compare equal.
     """
 
-    __slots__ = ("address", "held", "in_flight", "name", "ref", "remote", "timeout_error")
+    __slots__ = (
+        "address",
+        "held",
+        "held_until",
+        "hold_timer",
+        "in_flight",
+        "name",
+        "ref",
+        "remote",
+        "tell_waiters",
+        "timeout_error",
+    )
 
     uid = 0  # unknown: the other member owns the incarnation
 
@@ -134,6 +164,10 @@ class RemoteTarget:
         self.held: deque[tuple[Envelope, asyncio.Future[Any]]] | None = None
         #: The deadline error builder, per timeout (one object, not one per ask).
         self.timeout_error: dict[float, Callable[[], BaseException]] = {}
+        #: Tells are held until then (the actor's member asked: it is full); 0: not.
+        self.held_until = 0.0
+        self.hold_timer: Cancellable | None = None
+        self.tell_waiters: deque[asyncio.Future[None]] | None = None
 
     @property
     def is_alive(self) -> bool:
@@ -152,6 +186,14 @@ class RemoteTarget:
         )
 
     async def tell(self, message: Any) -> None:
+        if self.held_until:
+            # Its member asked to hold tells to it (full): wait, in line, until resumed.
+            waiters = self.tell_waiters
+            if waiters is None:
+                waiters = self.tell_waiters = deque()
+            turn: asyncio.Future[None] = self.remote.system.loop.create_future()
+            waiters.append(turn)
+            await turn
         envelope = Envelope(Kind.TELL, self.name, None, 0, None, message)
         transport = self.remote.transport
         try:
@@ -161,9 +203,42 @@ class RemoteTarget:
             await transport.send(self.address, envelope)
 
     def tell_nowait(self, message: Any) -> None:
+        if self.held_until:
+            raise MailboxFull(
+                f"actor {self.name!r} at {self.address} is full: its member asked to hold tells"
+            )
         self.remote.transport.send_nowait(
             self.address, Envelope(Kind.TELL, self.name, None, 0, None, message)
         )
+
+    def hold_tells(self) -> None:
+        """The actor's member is full of our tells: hold new ones for up to HOLD_MAX_S."""
+        remote = self.remote
+        self.held_until = remote.now() + HOLD_MAX_S
+        if self.hold_timer is None:
+            self.hold_timer = remote.system.clock.call_later(HOLD_MAX_S, self._hold_expired)
+
+    def _hold_expired(self) -> None:
+        self.hold_timer = None
+        if not self.held_until:
+            return
+        left = self.held_until - self.remote.now()
+        if left > 0:  # renewed meanwhile
+            self.hold_timer = self.remote.system.clock.call_later(left, self._hold_expired)
+        else:
+            self.resume_tells()
+
+    def resume_tells(self) -> None:
+        """Send held tells again, oldest first."""
+        self.held_until = 0.0
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+        waiters, self.tell_waiters = self.tell_waiters, None
+        while waiters:
+            turn = waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
 
     def ask(self, message: Any, timeout: float | None) -> Coroutine[Any, Any, Any]:
         # The remote layer's coroutine itself: one coroutine and frame less per ask
@@ -244,6 +319,38 @@ class Credit(HeldCredit):
         self.credit(self.peer, count)
 
 
+class TellHold:
+    """Tells parked behind one full actor without holding their sender's credit.
+
+    The mailbox's admission for them: each admission counts one down; when none is
+    left, the senders that were asked to hold are told to resume.
+    """
+
+    __slots__ = ("cell", "count", "remote", "signalled")
+
+    def __init__(self, remote: Remote, cell: ActorCell) -> None:
+        self.remote = remote
+        self.cell = cell
+        self.count = 0
+        #: Senders asked to hold, and when they were last asked.
+        self.signalled: dict[str, float] = {}
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _result: None) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.remote.end_hold(self)
+
+    def signal(self, peer: str) -> None:
+        now = self.remote.now()
+        last = self.signalled.get(peer)
+        if last is None or now - last >= HOLD_RESIGNAL_S:
+            self.signalled[peer] = now
+            self.remote.flow_control(peer, _HOLD, self.cell.name)
+
+
 class Remote:
     """The system's side of a transport (``cf.abc.TransportHandler``)."""
 
@@ -256,6 +363,8 @@ class Remote:
         #: Futures of asks handed to the transport (they hold a place in their
         #: target's REMOTE_ASK_WINDOW until they end).
         self._in_flight: set[asyncio.Future[Any]] = set()
+        #: Full actors whose remote senders were asked to hold tells.
+        self._holds: dict[ActorCell, TellHold] = {}
         self._names = system._names
         self._next_id = 1
         self.now = system.clock.now
@@ -374,9 +483,12 @@ class Remote:
                     admission = self._credit_for(peer)
                 queue = cell.queue
                 if cell.waiters or (queue is not None and len(queue) >= cell.capacity):
-                    # Parked holding its credit: a slow actor slows its senders (per
-                    # peer: see docs/runtime.md for what that leaves open).
-                    cell.park(told, admission)
+                    # Parked holding its credit: a slow actor slows its senders; past
+                    # TELL_HOLD_AT, they are asked to hold tells to it instead.
+                    if cell.parked_held < TELL_HOLD_AT and not self._holds:
+                        cell.park(told, admission)
+                    else:
+                        self._park_tell(peer, cell, envelope, admission)
                     return
                 cell.append(told)
                 admission.set_result(None)
@@ -385,6 +497,9 @@ class Remote:
                 return
         elif kind is Kind.REPLY or kind is Kind.ERROR:
             self.transport.credit(peer)
+            if not envelope.correlation_id:
+                self._flow_control_received(peer, envelope.payload)
+                return
             entry = self._pending.get(envelope.correlation_id)
             if entry is None or entry[1] != peer or entry[0].done():
                 return  # the ask timed out or was cancelled: a late answer is dropped
@@ -457,7 +572,57 @@ class Remote:
                 self._refuse(peer, cell, reply)
         else:
             # A tell or an ask with no deadline: parked holding its credit, as above.
-            cell.park(item, self._credits.get(peer) or self._credit_for(peer))
+            credit = self._credits.get(peer) or self._credit_for(peer)
+            if reply is None and (cell.parked_held >= TELL_HOLD_AT or self._holds):
+                self._park_tell(peer, cell, envelope, credit)
+            else:
+                cell.park(item, credit)
+
+    def _park_tell(self, peer: str, cell: ActorCell, envelope: Envelope, credit: Credit) -> None:
+        """Park a tell for a full actor: holding its credit up to TELL_HOLD_AT, then
+        with its credit back at once, asking the sender to hold tells to this actor."""
+        hold = self._holds.get(cell)
+        if hold is None:
+            if cell.parked_held < TELL_HOLD_AT:
+                cell.park((envelope.payload, None), credit)
+                return
+            hold = self._holds[cell] = TellHold(self, cell)
+        self.transport.credit(peer)
+        if hold.count >= TELL_HOLD_LIMIT:
+            self.refused_full += 1
+            self.system.dead_letter(cell.name, envelope.payload, f"mailbox full (from {peer})")
+            self._log_refused(peer, cell)
+            hold.signal(peer)
+            return
+        hold.count += 1
+        cell.park((envelope.payload, None), hold)
+        hold.signal(peer)
+
+    def end_hold(self, hold: TellHold) -> None:
+        """Every tell parked under ``hold`` entered the mailbox (or the actor stopped)."""
+        if self._holds.get(hold.cell) is hold:
+            del self._holds[hold.cell]
+        for peer in hold.signalled:
+            self.flow_control(peer, _RESUME, hold.cell.name)
+
+    def flow_control(self, peer: str, what: str, name: str) -> None:
+        """Ask ``peer`` to hold or resume its tells to the actor ``name``.
+
+        An ERROR envelope with correlation id 0: a member that does not know this
+        drops it as the answer to no ask (so mixed versions keep working).
+        """
+        self.reply(peer, Envelope(Kind.ERROR, peer, None, 0, None, (what, name, "", "")))
+
+    def _flow_control_received(self, peer: str, payload: Any) -> None:
+        if not (isinstance(payload, tuple) and len(payload) == 4 and isinstance(payload[1], str)):
+            return  # not ours: an ERROR for no ask, dropped as before
+        target = self._targets.get((peer, payload[1]))
+        if target is None:
+            return
+        if payload[0] == _HOLD:
+            target.hold_tells()
+        elif payload[0] == _RESUME:
+            target.resume_tells()
 
     def _compacted(self, cell: ActorCell) -> bool:
         """Whether dropping the asks out of budget from ``cell`` made a parking place."""
@@ -478,13 +643,16 @@ class Remote:
                 f"({cell.capacity} messages and {cell.parked_asks} asks parked)"
             )
         )
+        self._log_refused(peer, cell)
+
+    def _log_refused(self, peer: str, cell: ActorCell) -> None:
         now = self.now()
         if now - self._refused_log_at >= 1.0:
             self._refused_log_at = now
             unlogged = self.refused_full - self._refused_logged
             self._refused_logged = self.refused_full
             log.warning(
-                "refused %d asks from other members to full actors (%d in all), "
+                "refused %d messages from other members to full actors (%d in all), "
                 "latest to %r from %s",
                 unlogged,
                 self.refused_full,
@@ -514,6 +682,9 @@ class Remote:
             reply.set_result(None)
 
     def peer_lost(self, peer: str) -> None:
+        for (address, _name), target in list(self._targets.items()):
+            if address == peer and target.held_until:
+                target.resume_tells()  # their sends now fail with NodeUnreachable
         lost = [
             (cid, future) for cid, (future, address) in self._pending.items() if address == peer
         ]

@@ -173,3 +173,34 @@ async def test_asks_to_one_remote_actor_do_not_queue_ahead_of_its_neighbours() -
         outcomes = await asyncio.wait_for(asyncio.gather(*flood), 10)
         assert all(isinstance(o, cf.AskTimeout) for o in outcomes)
         events.setdefault("never", asyncio.Event()).set()
+
+
+async def test_a_flood_of_tells_to_one_remote_actor_is_held_per_actor() -> None:
+    async with members(2) as (a, b):
+        events: dict[str, asyncio.Event] = {}
+        handled: list[Any] = []
+        await b.spawn(KeyGate, events, handled, name="hung")
+        await b.spawn(Gate, name="idle")
+        hung = a.ref("hung", at=b.address)
+        idle = a.ref("idle", at=b.address)
+        await hung.tell(("wait", "gate"))
+        count = 30_000  # more than the mailbox, the credit window and the send queue
+
+        async def flood() -> None:
+            for i in range(count):
+                await hung.tell(i)
+
+        sender = asyncio.create_task(flood())
+        await asyncio.sleep(0.3)
+        assert not sender.done()  # held: the actor's member asked it to wait
+        with pytest.raises(cf.MailboxFull, match="hold tells"):
+            hung.tell_nowait("overtaking")
+        # The neighbour is not behind the flood (before: behind 10,000 queued tells).
+        assert await idle.ask("ping", timeout=2) == "ping"
+        events.setdefault("gate", asyncio.Event()).set()
+        await asyncio.wait_for(sender, 30)
+        assert await hung.ask("last", timeout=10) == "last"
+        # Nothing accepted was lost, and order held.
+        assert [m for m in handled if isinstance(m, int)] == list(range(count))
+        assert b.statistics().refused_full == 0
+        assert b.statistics().dead_letters == 0

@@ -130,3 +130,28 @@ async def test_the_receiver_skips_asks_out_of_budget() -> None:
         assert await busy.ask("handled", timeout=10) == 0
         stats = await busy.ask("stats", timeout=10)
         assert stats["busy_expired"] == 50
+
+
+async def test_an_idle_actor_next_to_one_flooded_with_tells_answers() -> None:
+    async with member() as (me, address):
+        hung = me.ref("hung", at=address)
+        idle = me.ref("idle", at=address)
+        assert await idle.ask("warm up", timeout=10) == "warm up"
+
+        async def flood() -> None:
+            for i in range(FLOOD * 2):
+                await hung.tell(i)
+
+        sender = asyncio.create_task(flood())
+        try:
+            await asyncio.sleep(0.5)
+            assert not sender.done()  # held: the member asked it to wait
+            answers = [await timed_ask(idle, n, 10.0) for n in range(20)]
+            assert [outcome for _, outcome in answers] == list(range(20))
+            slowest = max(seconds for seconds, _ in answers)
+            # Before: behind the 10,000 tells queued to the member, never in time.
+            assert slowest < 1.0, f"the idle actor took {slowest:.3f} s to answer"
+            stats = await me.ref("busy", at=address).ask("stats", timeout=10)
+            assert stats["refused_full"] == 0  # held, not dropped
+        finally:
+            sender.cancel()
