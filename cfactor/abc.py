@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
 
@@ -176,6 +177,21 @@ class Transport(Protocol):
 
     async def send(self, peer: str, envelope: Envelope) -> None:
         """As ``send_nowait``, but wait for queue space instead of raising MailboxFull."""
+        ...
+
+    def send_or_park(self, peer: str, envelope: Envelope, waiter: asyncio.Future[Any]) -> None:
+        """Queue ``envelope`` for ``peer``, or hold it until there is room.
+
+        What an ask uses: it awaits ``waiter`` (its own future) under its deadline, not
+        queue space. A held envelope whose ``waiter`` is done when room comes is dropped
+        unsent (and counted); if ``peer`` is lost meanwhile, ``waiter`` fails.
+
+        Raises:
+            NodeUnreachable: ``peer`` is known to be gone.
+            SystemClosed: This transport was closed.
+            MessageNotSerializable: The payload cannot cross the wire.
+            FrameTooLarge: The encoded envelope is over the frame size limit.
+        """
         ...
 
     def credit(self, peer: str, count: int = 1) -> None:

@@ -14,7 +14,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from cfactor.abc import Envelope, Kind, TransportStatistics
-from cfactor.errors import ConfigError, MailboxFull, NodeUnreachable, ProtocolError, SystemClosed
+from cfactor.errors import (
+    CfactorError,
+    ConfigError,
+    MailboxFull,
+    NodeUnreachable,
+    ProtocolError,
+    SystemClosed,
+)
 from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
@@ -162,6 +169,9 @@ class MemoryTransport:
         self._killed = False
         self._closed = False
         self._sent = self._received = self._rejected = 0
+        #: Parked envelopes dropped unsent because their ask ended first.
+        self.abandoned = 0
+        self._parked: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> str:
@@ -209,6 +219,36 @@ class MemoryTransport:
             state.waiters.append(waiter)
             await waiter
         self.send_nowait(peer, envelope)
+
+    def send_or_park(self, peer: str, envelope: Envelope, waiter: asyncio.Future[Any]) -> None:
+        """As the zmq transport's: queue now, or wait for room unless ``waiter`` is done."""
+        if self._closed:
+            raise SystemClosed("this transport is closed")
+        state = self._peer(peer)
+        if len(state.queue) < self.send_queue_limit or envelope.kind in _ANSWERS:
+            self.send_nowait(peer, envelope)
+            return
+        task = asyncio.get_running_loop().create_task(self._park(peer, envelope, waiter))
+        self._parked.add(task)
+        task.add_done_callback(self._parked.discard)
+
+    async def _park(self, peer: str, envelope: Envelope, waiter: asyncio.Future[Any]) -> None:
+        state = self._peer(peer)
+        try:
+            while len(state.queue) >= self.send_queue_limit and not state.lost:
+                if waiter.done():
+                    self.abandoned += 1
+                    return
+                room = asyncio.get_running_loop().create_future()
+                state.waiters.append(room)
+                await asyncio.wait((room, waiter), return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                self.abandoned += 1
+                return
+            self.send_nowait(peer, envelope)
+        except CfactorError as exc:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

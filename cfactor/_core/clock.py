@@ -61,14 +61,18 @@ class Deadlines:
     ``resolution``) and removes it when answered; a bucket's single timer fails what
     is still waiting. A ``call_later`` + ``cancel`` per ask cost about half of a local
     ask's time; a dict insert and pop cost a tenth of that. The price: a timeout fires
-    up to ``resolution`` seconds late, never early.
+    up to ``resolution`` seconds late, never early: 2 ms (10 ms used up half of the
+    20 ms p99 lateness budget; a timer every 2 ms while asks wait costs nothing
+    measurable).
     """
 
-    __slots__ = ("_buckets", "_clock", "_resolution")
+    __slots__ = ("_buckets", "_clock", "_per_s")
 
-    def __init__(self, clock: Clock, resolution: float = 0.01) -> None:
+    def __init__(self, clock: Clock, resolution: float = 0.002) -> None:
         self._clock = clock
-        self._resolution = resolution
+        # Buckets per second, an integer, so that a deadline on a bucket's edge (1.0 s at
+        # 2 ms) does not round up into the next bucket (1.0 / 0.002 is 500.00000000000006).
+        self._per_s = max(1, round(1 / resolution))
         self._buckets: dict[int, dict[asyncio.Future[Any], Callable[[], BaseException]]] = {}
 
     def add(
@@ -76,11 +80,12 @@ class Deadlines:
     ) -> int:
         """Fail ``future`` with ``error()`` after ``timeout`` s; returns a key for ``discard``."""
         now = self._clock.now()
-        key = math.ceil((now + timeout) / self._resolution)
+        per_s = self._per_s
+        key = math.ceil((now + timeout) * per_s)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = {}
-            self._clock.call_later(key * self._resolution - now, self._expire, key)
+            self._clock.call_later(key / per_s - now, self._expire, key)
         bucket[future] = error
         return key
 

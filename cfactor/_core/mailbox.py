@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from cfactor.errors import AskTimeout
 
@@ -33,6 +33,47 @@ class Admission(Protocol):
     def set_result(self, result: None, /) -> None: ...
 
 
+class Unawaited:
+    """The admission of a parked message that no coroutine awaits.
+
+    Local asks park with ``LOCAL_ASK`` and remote asks that carry a deadline with
+    ``REMOTE_ASK`` (their transport credit went back at once): an ask's own deadline
+    ends its wait, so it needs no future or timer of its own. Whether such a message
+    is still wanted is read from its reply (``reply.done()``), not from the admission.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _result: None, /) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+LOCAL_ASK: Final = Unawaited("local ask")
+REMOTE_ASK: Final = Unawaited("remote ask")
+
+
+class HeldCredit:
+    """Base of admissions that hold a remote sender's credit while parked
+    (``remote.Credit``): the mailbox counts them per actor, to bound them."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _result: None, /) -> None:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxStatistics:
     """A snapshot of one mailbox, as the autoscaler reads it.
@@ -44,6 +85,8 @@ class MailboxStatistics:
         waiting_senders: Senders blocked in ``tell``/``ask`` because the mailbox is full.
         in_progress: 1 while a message is being processed, else 0.
         processed: Messages handled since the actor was spawned (all incarnations).
+        asks_expired: Asks dropped unhandled because their asker had given up (timed
+            out or cancelled) before the actor took them.
     """
 
     depth: int
@@ -52,6 +95,7 @@ class MailboxStatistics:
     waiting_senders: int
     in_progress: int
     processed: int
+    asks_expired: int = 0
 
 
 class Mailbox:
@@ -63,7 +107,19 @@ class Mailbox:
     newcomer never overtakes them, and while anyone waits the mailbox stays full.
     """
 
-    __slots__ = ("capacity", "current", "peak", "processed", "queue", "waiters")
+    __slots__ = (
+        "asks_expired",
+        "capacity",
+        "compacted_at",
+        "current",
+        "parked_asks",
+        "parked_held",
+        "peak",
+        "processed",
+        "queue",
+        "stale",
+        "waiters",
+    )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -74,6 +130,16 @@ class Mailbox:
         self.processed = 0
         #: The item being processed, so a cancelled run can still answer its ask.
         self.current: Item | None = None
+        #: Parked remote messages holding their sender's credit (tells, asks with no
+        #: deadline), and parked remote asks with a deadline (credit given back).
+        self.parked_held = 0
+        self.parked_asks = 0
+        #: Asks dropped unhandled (their asker gave up); and asks that timed out
+        #: since the last ``compact`` (a hint of how much it would free).
+        self.asks_expired = 0
+        self.stale = 0
+        #: When a remote sender last made this mailbox ``compact`` (rate limit).
+        self.compacted_at = -math.inf
 
     @property
     def depth(self) -> int:
@@ -139,16 +205,75 @@ class Mailbox:
         if waiters is None:
             waiters = self.waiters = deque()
         waiters.append((item, admission))
+        if admission is REMOTE_ASK:
+            self.parked_asks += 1
+        elif isinstance(admission, HeldCredit):
+            self.parked_held += 1
+
+    def _unpark(self, admitted: Admission) -> None:
+        if admitted is REMOTE_ASK:
+            self.parked_asks -= 1
+        elif isinstance(admitted, HeldCredit):
+            self.parked_held -= 1
 
     def admit_waiter(self) -> None:
-        """Move the oldest blocked sender's message into the slot just freed."""
+        """Move the oldest blocked sender's message into the slot just freed.
+
+        A parked ask whose asker gave up meanwhile is dropped here (never handled).
+        """
         waiters = self.waiters
         while waiters:
             item, admitted = waiters.popleft()
-            if not admitted.done():  # else it timed out or was cancelled: skip it
-                self.append(item)
-                admitted.set_result(None)
-                return
+            if admitted.done():  # a local sender that gave up: skip it
+                continue
+            self._unpark(admitted)
+            reply = item[1]
+            if reply is not None and reply.done():
+                self.asks_expired += 1
+                admitted.set_result(None)  # gives a held credit back
+                continue
+            self.append(item)
+            admitted.set_result(None)
+            return
+
+    def compact(self) -> int:
+        """Drop the asks whose asker gave up from the mailbox and its parked messages,
+        so they hold no memory; parked messages move into the freed slots.
+
+        Returns:
+            How many asks were dropped.
+        """
+        self.stale = 0
+        dropped = 0
+        queue = self.queue
+        if queue:
+            kept = [item for item in queue if item[1] is None or not item[1].done()]
+            if len(kept) != len(queue):
+                dropped = len(queue) - len(kept)
+                # In place: a running actor's run loop holds this very deque.
+                queue.clear()
+                queue.extend(kept)
+        waiters = self.waiters
+        if waiters:
+            live: list[tuple[Item, Admission]] = []
+            for entry in waiters:
+                item, admitted = entry
+                if admitted.done():
+                    continue  # a local sender that gave up
+                reply = item[1]
+                if reply is not None and reply.done():
+                    dropped += 1
+                    self._unpark(admitted)
+                    admitted.set_result(None)
+                else:
+                    live.append(entry)
+            if len(live) != len(waiters):
+                waiters.clear()
+                waiters.extend(live)
+            while waiters and (self.queue is None or len(self.queue) < self.capacity):
+                self.admit_waiter()
+        self.asks_expired += dropped
+        return dropped
 
     def take_all(self) -> list[Item]:
         """Empty the mailbox and release the blocked senders; their items, oldest first."""
@@ -165,6 +290,7 @@ class Mailbox:
             if not admitted.done():
                 items.append(item)
                 admitted.set_result(None)
+        self.parked_held = self.parked_asks = 0
         return items
 
     def statistics(self) -> MailboxStatistics:
@@ -175,6 +301,7 @@ class Mailbox:
             waiting_senders=len(self.waiters) if self.waiters else 0,
             in_progress=1 if self.current is not None else 0,
             processed=self.processed,
+            asks_expired=self.asks_expired,
         )
 
 

@@ -50,6 +50,9 @@ class SystemStatistics:
             the system does not listen.
         replies_dropped: Answers to remote asks that could not be sent (logged).
         stale_rejected: Envelopes addressed to an old activation of a cluster actor.
+        refused_full: Asks from other members refused at once with ``MailboxFull``:
+            their actor's mailbox and its parking places for remote asks were full
+            (docs/runtime.md).
     """
 
     actors: int
@@ -59,6 +62,7 @@ class SystemStatistics:
     transport: TransportStatistics | None = None
     replies_dropped: int = 0
     stale_rejected: int = 0
+    refused_full: int = 0
 
 
 TRANSPORT_GROUP = "cfactor.transports"
@@ -537,6 +541,7 @@ class ActorSystem:
             transport=transport.statistics() if transport is not None and remote else None,
             replies_dropped=remote.replies_dropped if remote is not None else 0,
             stale_rejected=remote.stale_rejected if remote is not None else 0,
+            refused_full=remote.refused_full if remote is not None else 0,
         )
 
     # -- services for cells ---------------------------------------------------------------

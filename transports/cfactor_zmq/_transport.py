@@ -88,6 +88,9 @@ DRAIN_MESSAGES: Final = 256
 DRAIN_ENVELOPES: Final = 4096
 """One reader callback handles at most this much, then yields to the loop (fairness)."""
 
+PRUNE_EVERY: Final = 1024
+"""Parked envelopes of ended asks are dropped from a peer's waiters every this many parks."""
+
 LOG_EVERY_S: Final = 1.0
 MAX_FRAME_SIZE_LIMIT: Final = 1 << 30
 
@@ -149,6 +152,25 @@ class _Throttle:
         logger.log(self._level, message, *args, exc_info=exc_info)
 
 
+class _Parked:
+    """A parked ask's place in a peer's waiters: nobody awaits it but the ask itself."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self, waiter: asyncio.Future[Any]) -> None:
+        self.waiter = waiter
+
+    def done(self) -> bool:
+        return self.waiter.done()
+
+    def set_result(self, _result: None) -> None:
+        return None  # admitted: the frame is in the queue, the ask waits for its answer
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self.waiter.done():
+            self.waiter.set_exception(error)
+
+
 class _Peer:
     """What a member knows about one peer: its DEALER, send queue and counters.
 
@@ -195,7 +217,7 @@ class _Peer:
         #: empty list), where popping frames one by one cost 0.08 µs each.
         self.queue: list[bytes] = []
         #: Senders waiting for room in ``queue``, oldest first, with their frame.
-        self.waiters: deque[tuple[bytes, asyncio.Future[None]]] = deque()
+        self.waiters: deque[tuple[bytes, asyncio.Future[None] | _Parked]] = deque()
         self.reachable = True
         self.heard = False
         self.last_heard = now
@@ -300,6 +322,7 @@ class ZmqTransport:
         self._frames_received = 0
         self._frames_rejected = 0
         self._dropped = 0
+        self._abandoned = 0
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._router: zmq.Socket[bytes] | None = None
         self._router_fd = -1
@@ -436,6 +459,50 @@ class ZmqTransport:
             if entry in p.waiters:  # cancelled before it was admitted
                 p.waiters.remove(entry)
             raise
+
+    def send_or_park(self, peer: str, envelope: Envelope, waiter: asyncio.Future[Any]) -> None:
+        """Queue ``envelope`` for ``peer``, or park it here until there is room.
+
+        For asks: the caller awaits ``waiter`` (the ask's future) under its deadline
+        instead of awaiting queue space. A parked envelope whose ``waiter`` is done when
+        its turn comes (the ask timed out or was cancelled) is dropped unsent and
+        counted in :attr:`abandoned`; if ``peer`` is lost meanwhile, ``waiter`` fails
+        with ``NodeUnreachable``.
+
+        Raises:
+            NodeUnreachable: ``peer`` is known to be gone, or is not an address.
+            MessageNotSerializable: The payload cannot cross the wire.
+            FrameTooLarge: The encoded envelope is over ``max_frame_size``.
+            SystemClosed: The transport is not running.
+        """
+        p = self._peers.get(peer)
+        if p is None or not p.reachable:
+            p = self._peer_for_send(peer, p)
+        frame = self._encode(envelope)
+        waiters = p.waiters
+        if (not waiters and len(p.queue) < self._queue_limit) or envelope.kind in _ANSWERS:
+            p.queue.append(frame)
+            self._mark(p)
+            return
+        waiters.append((frame, _Parked(waiter)))
+        if not len(waiters) % PRUNE_EVERY:
+            self._prune(p)
+
+    @property
+    def abandoned(self) -> int:
+        """Parked envelopes dropped unsent because their ask ended first."""
+        return self._abandoned
+
+    def _prune(self, p: _Peer) -> None:
+        # Parked frames of asks that ended hold memory until their turn: drop them now
+        # and then (every PRUNE_EVERY parks), so a peer that never grants credit cannot
+        # make them pile up.
+        waiters = p.waiters
+        live = [entry for entry in waiters if not entry[1].done()]
+        if len(live) != len(waiters):
+            self._abandoned += len(waiters) - len(live)
+            waiters.clear()
+            waiters.extend(live)
 
     def credit(self, peer: str, count: int = 1) -> None:
         """The handler accepted ``count`` envelopes from ``peer``: it may send more.
@@ -976,9 +1043,11 @@ class ZmqTransport:
         limit = self._queue_limit
         while waiters and len(queue) < limit:
             frame, admitted = waiters.popleft()
-            if not admitted.done():  # else it was cancelled: skip it
+            if not admitted.done():
                 queue.append(frame)
                 admitted.set_result(None)
+            else:  # its ask ended (or its sender was cancelled): dropped unsent
+                self._abandoned += 1
 
     def _block(self, p: _Peer) -> None:
         # zmq's HWM is reached, or (IMMEDIATE) the connection is not up yet: wait for
