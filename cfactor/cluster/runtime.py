@@ -546,12 +546,17 @@ class ClusterMember:
         self._held: dict[str, collections.deque[Any]] = {}
         self._held_epochs: dict[str, int] = {}
         self._held_wakeup = asyncio.Event()
+        #: Activations starting here: tells to them that arrive before they run (peers
+        #: may see the claim in their watch before our claim call returns) are held
+        #: here and handed to the actor once started. name -> (epochs above, held).
+        self._arriving: dict[str, tuple[int, collections.deque[tuple[int, Any]]]] = {}
         #: Tells held while leaving / forwarded to the new activation / dropped.
         self.held = self.forwarded = self.held_dropped = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.system.redirector = self._redirect
         await self.system.spawn_service(ClusterAgent, self, name=AGENT)
         await self._join()
         self._background(self._lead_when_possible())
@@ -891,13 +896,29 @@ class ClusterMember:
         # Only now may another member activate them.
         await asyncio.gather(*(self._release(activation) for _n, activation, _c in leaving))
         remaining = max(0.5, deadline - loop.time())
-        forwarders = [loop.create_task(self._forward_held(name, remaining)) for name in self._held]
-        await asyncio.wait(forwarders, timeout=remaining)
+        routed: set[str] = set()
+        forwarders = {
+            name: loop.create_task(self._forward_held(name, remaining, routed))
+            for name in self._held
+        }
+        while loop.time() < deadline and not all(  # noqa: ASYNC110 - polls several queues
+            task.done() or (name in routed and not self._held[name])
+            for name, task in forwarders.items()
+        ):
+            await asyncio.sleep(0.01)
         # Tells already in flight to us may still arrive: forward them for a moment.
         await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
-        for task in forwarders:
+        for task in forwarders.values():
             task.cancel()
-        await asyncio.gather(*forwarders, return_exceptions=True)
+        await asyncio.gather(*forwarders.values(), return_exceptions=True)
+        # An answer from each member we forwarded to comes after our tells to it (one
+        # ordered connection): then they are there, and closing cannot drop them.
+        hosts = {
+            target.wire_address().address for name, target in self.routes.items() if name in routed
+        }
+        await asyncio.gather(
+            *(self._ask_peer(address) for address in hosts if address != self.system.address)
+        )
         log.info(
             "left gracefully: %d tells held, %d forwarded to the new activations",
             self.held,
@@ -905,6 +926,12 @@ class ClusterMember:
         )
 
     def _redirect(self, name: str, epoch: int, payload: Any) -> bool:
+        """The ``ActorSystem.redirector``: hold a tell to an activation of ours that is
+        starting (until it runs) or that we are handing over (until the new one runs)."""
+        arriving = self._arriving.get(name)
+        if arriving is not None and epoch > arriving[0]:
+            arriving[1].append((epoch, payload))
+            return True
         queue = self._held.get(name)
         if queue is None or self._held_epochs.get(name) != epoch:
             return False
@@ -913,11 +940,12 @@ class ClusterMember:
         self._held_wakeup.set()
         return True
 
-    async def _forward_held(self, name: str, timeout: float) -> None:
+    async def _forward_held(self, name: str, timeout: float, routed: set[str]) -> None:
         """Send what is held for ``name`` to its new activation, until cancelled."""
         queue = self._held[name]
         try:
             target = await self.route(name, timeout)
+            routed.add(name)
         except ActorNotFound:
             log.warning(
                 "%r was not re-placed within %.1f s: %d held tells", name, timeout, len(queue)
@@ -1318,6 +1346,23 @@ class ClusterMember:
     async def _activate(self, spec: ActorSpec, deadline: float) -> tuple[str, str, int]:
         name = spec.name
         cls = spec.load_class()
+        arriving: collections.deque[tuple[int, Any]] = collections.deque()
+        self._arriving[name] = (self.seen_epochs.get(name, 0), arriving)
+        try:
+            return await self._claim_and_start(spec, cls, deadline, arriving)
+        finally:
+            del self._arriving[name]
+            for epoch, payload in arriving:  # it did not start
+                self.system.dead_letter(f"{name}@{epoch}", payload, "its activation failed")
+
+    async def _claim_and_start(
+        self,
+        spec: ActorSpec,
+        cls: type[Actor],
+        deadline: float,
+        arriving: collections.deque[tuple[int, Any]],
+    ) -> tuple[str, str, int]:
+        name = spec.name
         activation = await self.membership.claim(name)
         if activation is None:
             found = await self.membership.lookup(name)
@@ -1331,7 +1376,6 @@ class ClusterMember:
             raise MembershipUnavailable(
                 f"claiming {name!r} took longer than the spawn could wait: released, not started"
             )
-        self.system.epochs[name] = activation.epoch
         # Supervised by the root, not by this agent: the agent's restart budget must
         # not be shared by every cluster actor on the member.
         token = current_cell.set(None)
@@ -1345,11 +1389,19 @@ class ClusterMember:
                 **spec.kwargs,
             )
         except BaseException:
-            self.system.epochs.pop(name, None)
             await self._release(activation)
             raise
         finally:
             current_cell.reset(token)
+        # Hand over what arrived while it started, in order; then accept its epoch
+        # directly (no await between the last hand-over and that).
+        while arriving:
+            epoch, payload = arriving.popleft()
+            if epoch == activation.epoch:
+                await ref.tell(payload)
+            else:
+                self.system.dead_letter(f"{name}@{epoch}", payload, "not a current activation")
+        self.system.epochs[name] = activation.epoch
         self.hosted[name] = activation
         self.tokens[name] = spec.token
         cell = ref._cell
