@@ -52,7 +52,7 @@ class Hang(cf.Actor):
     async def receive(self, message: Any) -> Any:
         match message:
             case ("hang", float(seconds)):
-                time.sleep(seconds)
+                time.sleep(seconds)  # noqa: ASYNC251 - hanging the loop is the point
                 return None
             case "ping":
                 await asyncio.sleep(0)
