@@ -1034,7 +1034,7 @@ class ClusterMember:
     ) -> ActorRef:
         spec = ActorSpec.of(cls, args, kwargs, name=name, restart=restart, placement=placement)
         # The token makes a retry of this same spawn find the earlier attempt.
-        spec = spec.with_token(self.member_id)
+        spec = spec.with_token(self.system.address)  # the member's id changes on a rejoin
         data = spec.encode()  # refuse what cannot cross the wire before asking anyone
         clock = self.system.clock
         started = clock.now()

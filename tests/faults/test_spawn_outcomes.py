@@ -48,6 +48,19 @@ async def until(check: Any, timeout: float) -> bool:
     return True
 
 
+async def spawn_until_known(
+    system: cf.ActorSystem, cls: type[cf.Actor], *args: Any, name: str, where: str
+) -> cf.ActorRef:
+    """Retry one spawn while its outcome is unknown or etcd is still recovering (as a
+    user would); at most 10 tries."""
+    for _ in range(9):
+        try:
+            return await system.spawn(cls, *args, name=name, placement=cf.Pin(where))
+        except (cf.SpawnOutcomeUnknown, cf.MembershipUnavailable):
+            await asyncio.sleep(0.5)
+    return await system.spawn(cls, *args, name=name, placement=cf.Pin(where))
+
+
 def non_leader(c: RealCluster) -> Worker:
     leader = c.leader()
     return next(w for w in c.workers if w.member_id != leader)
@@ -88,8 +101,8 @@ async def test_a_spawn_that_raised_left_nothing_and_never_starts(tmp_path: Path)
             if outcomes[-1] == "started":
                 assert starts(log) == 1
                 continue
-            if outcomes[-1] == "unknown":  # a retry of the same spawn is safe
-                await c.me.spawn(Recorder, str(log), name=name, placement=cf.Pin(where))
+            if outcomes[-1] == "unknown":  # retrying the same spawn is safe
+                await spawn_until_known(c.me, Recorder, str(log), name=name, where=where)
                 assert starts(log) == 1
                 continue
 
@@ -100,7 +113,7 @@ async def test_a_spawn_that_raised_left_nothing_and_never_starts(tmp_path: Path)
             assert await until(free, timeout=8.0), f"{name} still claimed"
             await asyncio.sleep(1.0)  # would it start late?
             assert starts(log) == 0, read_events(log)
-            ref = await c.me.spawn(Recorder, str(log), name=name, placement=cf.Pin(where))
+            ref = await spawn_until_known(c.me, Recorder, str(log), name=name, where=where)
             assert await ref.ask("where", timeout=5.0) == where
             assert starts(log) == 1
         print(f"spawn outcomes with etcd paused 3 s: {outcomes}")
