@@ -901,9 +901,10 @@ class ClusterMember:
             name: loop.create_task(self._forward_held(name, remaining, routed))
             for name in self._held
         }
+        # Wait for what was held to be forwarded (a name with nothing held does not
+        # wait for its new activation: with no other member, there may be none).
         while loop.time() < deadline and not all(  # noqa: ASYNC110 - polls several queues
-            task.done() or (name in routed and not self._held[name])
-            for name, task in forwarders.items()
+            task.done() or not self._held[name] for name, task in forwarders.items()
         ):
             await asyncio.sleep(0.01)
         # Tells already in flight to us may still arrive: forward them for a moment.
