@@ -1514,5 +1514,7 @@ class ClusterMember:
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
             "hosted_replicas": len(self.hosted_replicas),
+            "orphan_claims_released": self.orphans_released,
+            "held_tells_dropped": self.held_dropped,
             "leader": self.membership.leader(PLACEMENT) == self.member_id,
         }

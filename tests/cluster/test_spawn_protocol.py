@@ -44,6 +44,11 @@ def spec(*args: Any, name: str = "x") -> ActorSpec:
     return ActorSpec.of(Counter, args, {}, name=name, restart="permanent", placement=None)
 
 
+def test_an_unknown_outcome_is_a_delivery_error() -> None:
+    assert issubclass(cf.SpawnOutcomeUnknown, cf.DeliveryError)
+    assert not issubclass(cf.SpawnOutcomeUnknown, cf.MembershipUnavailable)
+
+
 def test_a_token_names_the_spawn_and_the_spawning_member() -> None:
     one = spec(1).with_token("tcp://a")
     assert one.token == spec(1).with_token("tcp://a").token

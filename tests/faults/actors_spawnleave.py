@@ -66,6 +66,3 @@ def read_events(path: Path) -> list[list[str]]:
         return []
     text = path.read_text(encoding="utf-8")
     return [line.split() for line in text.split("\n")[:-1] if line]
-
-
-__all__ = ["Hang", "Recorder", "cf", "read_events"]
