@@ -57,7 +57,7 @@ async def _send(ref: cf.ActorRef, accepted: list[int]) -> None:
 
 async def run_leave(directory: Path) -> dict[str, Any]:
     """One SIGTERM under load: its figures."""
-    directory.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     log = directory / "leave.log"
     async with real_cluster(2, ttl_s=2.0) as c:
         assert c.me is not None
