@@ -95,7 +95,7 @@ async def run_leave(directory: Path) -> dict[str, Any]:
 
 async def run_spawns(directory: Path, rounds: int, pause_s: float) -> dict[str, int]:
     """``rounds`` spawns, each with etcd paused ``pause_s`` just after it began."""
-    tally = collections.Counter[str]()
+    tally = collections.Counter[str]({"raised yet started": 0, "raised, claim left after 5 s": 0})
     async with real_cluster(2, ttl_s=5.0) as c:
         assert c.me is not None
         loop = asyncio.get_running_loop()
