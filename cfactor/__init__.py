@@ -58,6 +58,7 @@ from cfactor.errors import NodeFailed as NodeFailed
 from cfactor.errors import NodeUnreachable as NodeUnreachable
 from cfactor.errors import ProtocolError as ProtocolError
 from cfactor.errors import RemoteActorError as RemoteActorError
+from cfactor.errors import SpawnOutcomeUnknown as SpawnOutcomeUnknown
 from cfactor.errors import StepFailed as StepFailed
 from cfactor.errors import SupervisionError as SupervisionError
 from cfactor.errors import SystemClosed as SystemClosed

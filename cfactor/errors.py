@@ -3,7 +3,8 @@
 Errors are grouped by what the caller can do about them:
 
 - ``DeliveryError``: the message may not have arrived (``MailboxFull``), or its
-  outcome is unknown (``AskTimeout``, ``NodeUnreachable``). Retry or give up.
+  outcome is unknown (``AskTimeout``, ``NodeUnreachable``, ``SpawnOutcomeUnknown``).
+  Retry or give up.
 - ``ActorError``: the target is not there (``ActorNotFound``, ``ActorStopped``) or
   its handler raised (``RemoteActorError``, with the handler's traceback text).
 - ``ProtocolError``: bytes from a peer (or a message to a peer) broke the wire rules.
@@ -42,6 +43,17 @@ class AskTimeout(DeliveryError, TimeoutError):
 
 class NodeUnreachable(DeliveryError):
     """The member that hosts the target is gone or cannot be reached."""
+
+
+class SpawnOutcomeUnknown(DeliveryError):
+    """A cluster spawn whose outcome cannot be known: the actor may be running.
+
+    Raised only where it truly cannot be known (the member asked to start it did not
+    answer in time, or the spec could not be stored after it started). Any other error
+    from a spawn means nothing was left behind and nothing starts later. Retrying the
+    same spawn (same name, class and arguments, from the same member) is safe: it finds
+    the earlier attempt and returns its ref instead of raising ``NameTaken``.
+    """
 
 
 # -- actors -----------------------------------------------------------------------------
@@ -245,6 +257,7 @@ __all__ = [
     "NodeUnreachable",
     "ProtocolError",
     "RemoteActorError",
+    "SpawnOutcomeUnknown",
     "StepFailed",
     "SupervisionError",
     "SystemClosed",

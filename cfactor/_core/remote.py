@@ -523,6 +523,9 @@ class Remote:
                 if self.system.epochs.get(name) != number and number not in (
                     self.system.epoch_aliases.get(name, ())
                 ):
+                    if kind is Kind.TELL and self.system.redirect(name, number, envelope.payload):
+                        self.transport.credit(peer)
+                        return
                     self._reject_stale(peer, envelope, reply)
                     return
                 target = name

@@ -25,7 +25,7 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Mapping
+    from collections.abc import Callable, Coroutine, Mapping
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
@@ -184,6 +184,10 @@ class ActorSystem:
         #: Earlier epochs still accepted for an activation re-claimed after a store
         #: outage (refs in flight name the epoch they resolved).
         self.epoch_aliases: dict[str, set[int]] = {}
+        #: Set by the cluster layer: takes a tell to a ``name@epoch`` no longer accepted
+        #: here (True) instead of rejecting it, e.g. to forward it to the activation
+        #: that replaces one of a member that is leaving. See ``redirect``.
+        self.redirector: Callable[[str, int, Any], bool] | None = None
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
         #: Replicated actors by name (their replicas are in _names under "$" names).
@@ -566,6 +570,12 @@ class ActorSystem:
 
     def count_escalation(self) -> None:
         self._escalations += 1
+
+    def redirect(self, name: str, epoch: int, payload: Any) -> bool:
+        """Offer a tell to ``name@epoch`` that is not accepted here to the redirector;
+        True if it took it (the transport then counts it delivered)."""
+        redirector = self.redirector
+        return redirector is not None and redirector(name, epoch, payload)
 
     def dead_letter(self, target: str, message: Any, reason: str) -> None:
         """Count a message that reached no actor; log at debug level, at most once a second."""

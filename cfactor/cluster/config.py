@@ -59,6 +59,9 @@ class Cluster:
         placement_timeout_s: The bound on placing one actor.
         load_report_interval_s: How often the member reports its replica load to the
             placement actor (over the transport), which spreads new replicas by it.
+        leave_timeout_s: The bound on leaving gracefully (close, SIGTERM): draining the
+            named actors' mailboxes and handing the tells held meanwhile to their new
+            activations.
 
     Raises:
         ConfigError: A setting out of range.
@@ -73,6 +76,7 @@ class Cluster:
     request_timeout_s: float = 1.0
     placement_timeout_s: float = 15.0
     load_report_interval_s: float = 0.5
+    leave_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -82,6 +86,7 @@ class Cluster:
             ("request_timeout_s", self.request_timeout_s),
             ("placement_timeout_s", self.placement_timeout_s),
             ("load_report_interval_s", self.load_report_interval_s),
+            ("leave_timeout_s", self.leave_timeout_s),
         ):
             check_positive(what, value)
         if self.capacity < 0:

@@ -10,8 +10,10 @@ decisions and membership changes touch the store; messages never do.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
@@ -34,6 +36,7 @@ from cfactor.errors import (
     NameTaken,
     NodeUnreachable,
     RemoteActorError,
+    SpawnOutcomeUnknown,
 )
 from cfactor.membership import make_membership
 
@@ -209,9 +212,10 @@ class ClusterAgent(Actor):
 
     async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
-            case ("activate", bytes(data)):
+            case ("activate", bytes(data), float(budget_s)):
                 try:
-                    return ("ok", *await self.runtime.activate_here(ActorSpec.decode(data)))
+                    spec = ActorSpec.decode(data)
+                    return ("ok", *await self.runtime.activate_here(spec, budget_s))
                 except CfactorError as exc:  # an answer, not a crash of the agent
                     return refusal(exc)
             case ("deactivate", str(name)):
@@ -248,6 +252,13 @@ class PlacementActor(Actor):
         self.loads: dict[str, tuple[float, int, dict[str, Any]]] = {}
         #: Replicas placed on a member since its last report (so a burst spreads).
         self.placed_since: dict[str, int] = {}
+        #: Spawns reserved, not yet confirmed: name -> (token, member id, when).
+        self.reservations: dict[str, tuple[str, str, float]] = {}
+        #: Members that said they are leaving (nothing new is placed on them): -> when.
+        self.leaving: dict[str, float] = {}
+        #: Re-placements in progress, one task per name (never inside ``receive``: an
+        #: ask to one hung member must not hold up placement for the others).
+        self.replacing: dict[str, asyncio.Task[None]] = {}
 
     async def on_start(self) -> None:
         # Rebuild from the store: a new leader knows every spec the old one stored.
@@ -264,16 +275,27 @@ class PlacementActor(Actor):
     async def on_stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        for task in list(self.replacing.values()):
+            task.cancel()
 
     async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
-            case ("place", bytes(data)):
-                return await self._place_new(data)
-            case ("remove", str(name)):
-                try:
-                    await self._remove(name)
-                except CfactorError as exc:  # an answer, not a crash of placement
-                    return refusal(exc)
+            case ("reserve", bytes(data)):
+                return self._reserve(data)
+            case ("confirm", bytes(data), int(epoch)):
+                return self._confirm(data, epoch)
+            case ("unreserve", str(name), str(token)):
+                held = self.reservations.get(name)
+                if held is not None and held[0] == token:
+                    del self.reservations[name]
+                return None
+            case ("forget", str(name)):
+                self.specs.pop(name, None)
+                self.reservations.pop(name, None)
+                return None
+            case ("leaving", str(member_id)):
+                self.leaving[member_id] = self.system.clock.now()
+                log.info("member %s is leaving: nothing new goes there", member_id)
                 return None
             case "reconcile":
                 return await self._reconcile()
@@ -315,42 +337,76 @@ class PlacementActor(Actor):
         self.placed_since[member_id] = self.placed_since.get(member_id, 0) + 1
         return ("ok", member_id, members[member_id].address)
 
-    async def _place_new(self, data: bytes) -> tuple[Any, ...]:
+    def candidates(self) -> dict[str, MemberInfo]:
+        """The members new activations may go to (not those leaving)."""
+        members = self.runtime.membership.members()
+        for gone in set(self.leaving) - set(members):
+            del self.leaving[gone]
+        return {k: v for k, v in members.items() if k not in self.leaving}
+
+    def _reserve(self, data: bytes) -> tuple[Any, ...]:  # noqa: PLR0911 - one answer per case
+        """Step one of a spawn: choose a member and remember the choice (in memory
+        only: no store call, no ask to a member, so placement never waits on one).
+
+        Answers ``("ok", member id, address)``: the caller asks that member's agent to
+        activate; ``("exists",)``: this same spawn (same token) succeeded before.
+        """
         try:
             spec = ActorSpec.decode(data)
         except CfactorError as exc:
             return refusal(exc)
-        if spec.name in self.specs or spec.name in self.runtime.membership.activations():
-            return refusal(NameTaken(f"cluster actor {spec.name!r} is already running"))
-        try:
-            await self.runtime.membership.put_record(SPECS, spec.name, data)
-            self.specs[spec.name] = spec
-            activation = await self._place(spec)
-        except CfactorError as exc:
-            # A spawn that failed leaves nothing behind to re-place (it would retry
-            # forever): the caller got the error and may spawn again.
-            if self.specs.pop(spec.name, None) is not None:
-                with contextlib.suppress(CfactorError):
-                    await self.runtime.membership.delete_record(SPECS, spec.name)
-            return refusal(exc)
-        self.recent[spec.name] = (self.system.clock.now(), activation.epoch)
-        return ("ok", activation.member_id, activation.address, activation.epoch)
-
-    async def _remove(self, name: str) -> None:
-        """Forget ``name`` (so it is not re-placed), then stop its activation."""
-        await self.runtime.membership.delete_record(SPECS, name)
-        self.specs.pop(name, None)
-        current = await self.runtime.membership.lookup(name)  # the store, not a lagging view
-        if current is not None:
-            check_reply(
-                await self.runtime.agent_of(current.address).ask(
-                    ("deactivate", name), timeout=self.runtime.agent_timeout_s
-                )
+        name = spec.name
+        now = self.system.clock.now()
+        stale = now - 2 * self.runtime.config.placement_timeout_s
+        for old in [n for n, (_t, _m, at) in self.reservations.items() if at < stale]:
+            del self.reservations[old]  # abandoned: its member never holds it unstarted
+        known = self.specs.get(name)
+        if known is not None:
+            if spec.token and known.token == spec.token:
+                return ("exists",)
+            return refusal(NameTaken(f"cluster actor {name!r} is already running"))
+        members = self.candidates()
+        held = self.reservations.get(name)
+        if held is not None:
+            token, member_id, _at = held
+            if token != spec.token:
+                return refusal(NameTaken(f"cluster actor {name!r} is being spawned"))
+            if member_id in members:  # a retry: to the member of the first attempt
+                self.reservations[name] = (token, member_id, now)
+                return ("ok", member_id, members[member_id].address)
+        activation = self.runtime.membership.activations().get(name)
+        if activation is not None:
+            # Claimed, with no spec here: an earlier attempt that was never confirmed,
+            # or someone else's. Its member's agent tells which, by the token.
+            self.reservations[name] = (spec.token, activation.member_id, now)
+            return ("ok", activation.member_id, activation.address)
+        load: dict[str, int] = {}
+        for current in self.runtime.membership.activations().values():
+            load[current.member_id] = load.get(current.member_id, 0) + 1
+        for _token, reserved_on, _at in self.reservations.values():
+            load[reserved_on] = load.get(reserved_on, 0) + 1
+        chosen = choose_member(members, load, spec.placement, self.system.random)
+        if chosen is None:
+            return refusal(
+                MembershipUnavailable(f"no member can host {name!r} (placement {spec.placement})")
             )
+        self.reservations[name] = (spec.token, chosen, now)
+        return ("ok", chosen, members[chosen].address)
+
+    def _confirm(self, data: bytes, epoch: int) -> tuple[Any, ...] | None:
+        """Step three: the actor runs and its spec is stored; re-place it from now on."""
+        try:
+            spec = ActorSpec.decode(data)
+        except CfactorError as exc:
+            return refusal(exc)
+        self.reservations.pop(spec.name, None)
+        self.specs[spec.name] = spec
+        self.recent[spec.name] = (self.system.clock.now(), epoch)
+        return None
 
     async def _place(self, spec: ActorSpec, *, replacing: bool = False) -> Activation:
         membership = self.runtime.membership
-        members = membership.members()
+        members = self.candidates()
         load: dict[str, int] = {}
         for activation in membership.activations().values():
             load[activation.member_id] = load.get(activation.member_id, 0) + 1
@@ -361,25 +417,29 @@ class PlacementActor(Actor):
             raise MembershipUnavailable(
                 f"no member can host {spec.name!r} (placement {spec.placement})"
             )
+        timeout = self.runtime.agent_timeout_s
         reply = await self.runtime.agent_of(members[member_id].address).ask(
-            ("activate", spec.encode()), timeout=self.runtime.agent_timeout_s
+            ("activate", spec.encode(), timeout * 0.8), timeout=timeout
         )
         check_reply(reply)
         return Activation(spec.name, reply[1], reply[2], reply[3])
 
     async def _reconcile(self) -> int:
-        """Place every remembered actor that has no activation; how many were placed."""
+        """Start re-placing every remembered actor that has no activation, one task
+        per name; how many were started."""
         if not self.runtime.may_replace():
             # Just joined, or the store just came back: owners that rode through its
             # outage are re-claiming their names; they go first (docs/cluster.md).
             return 0
-        placed = 0
+        started = 0
         current = self.runtime.membership.activations()
         now = self.system.clock.now()
         grace = self.runtime.config.placement_timeout_s
         for name, spec in list(self.specs.items()):
             if name in current:
                 self.recent.pop(name, None)
+                continue
+            if name in self.replacing:
                 continue
             placed_at, epoch = self.recent.get(name, (-grace, 0))
             if self.runtime.seen_epochs.get(name, 0) < epoch and now - placed_at < grace:
@@ -391,26 +451,31 @@ class PlacementActor(Actor):
                 continue
             if now < self.retry_at.get(name, now):
                 continue  # failed lately: back off instead of hammering the store
-            try:
-                activation = await self._place(spec, replacing=True)
-            except CfactorError as exc:
-                failures = self.failures[name] = self.failures.get(name, 0) + 1
-                delay = min(0.1 * 2**failures, 10.0)
-                self.retry_at[name] = now + delay
-                log.warning(
-                    "re-placing %r failed (%d times), retry in %.1f s: %r",
-                    name,
-                    failures,
-                    delay,
-                    exc,
-                )
-                continue
-            self.failures.pop(name, None)
-            self.retry_at.pop(name, None)
-            placed += 1
-            self.recent[name] = (self.system.clock.now(), activation.epoch)
-            log.info("re-placed %r on %s (epoch %d)", name, activation.address, activation.epoch)
-        return placed
+            task = asyncio.get_running_loop().create_task(self._replace(name, spec))
+            self.replacing[name] = task
+            task.add_done_callback(partial(self._replaced, name))
+            started += 1
+        return started
+
+    def _replaced(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.replacing.get(name) is task:
+            del self.replacing[name]
+
+    async def _replace(self, name: str, spec: ActorSpec) -> None:
+        try:
+            activation = await self._place(spec, replacing=True)
+        except CfactorError as exc:
+            failures = self.failures[name] = self.failures.get(name, 0) + 1
+            delay = min(0.1 * 2**failures, 10.0)
+            self.retry_at[name] = self.system.clock.now() + delay
+            log.warning(
+                "re-placing %r failed (%d times), retry in %.1f s: %r", name, failures, delay, exc
+            )
+            return
+        self.failures.pop(name, None)
+        self.retry_at.pop(name, None)
+        self.recent[name] = (self.system.clock.now(), activation.epoch)
+        log.info("re-placed %r on %s (epoch %d)", name, activation.address, activation.epoch)
 
     async def _reconcile_forever(self) -> None:
         """Reconcile when an activation vanished or a member left, and once a second
@@ -467,15 +532,37 @@ class ClusterMember:
         self._recovering = False
         #: Hosted names re-claimed after the store revoked our lease (for tests, status).
         self.reclaimed = 0
+        #: The spawn token of each hosted name (a retry of the same spawn finds it).
+        self.tokens: dict[str, str] = {}
+        #: Activations in progress here: name -> (token, outcome).
+        self.activating: dict[str, tuple[str, asyncio.Future[tuple[str, str, int]]]] = {}
+        #: Our claims with no activation behind them at the last check: name -> epoch.
+        self._orphan_suspects: dict[str, int] = {}
+        #: Claims released because no activation was behind them (for tests, status).
+        self.orphans_released = 0
+        #: Leaving gracefully: tells to our activations held at the boundary, per name,
+        #: with the epoch they were addressed to, until the new activation takes them.
+        self._leaving = False
+        self._held: dict[str, collections.deque[Any]] = {}
+        self._held_epochs: dict[str, int] = {}
+        self._held_wakeup = asyncio.Event()
+        #: Activations starting here: tells to them that arrive before they run (peers
+        #: may see the claim in their watch before our claim call returns) are held
+        #: here and handed to the actor once started. name -> (epochs above, held).
+        self._arriving: dict[str, tuple[int, collections.deque[tuple[int, Any]]]] = {}
+        #: Tells held while leaving / forwarded to the new activation / dropped.
+        self.held = self.forwarded = self.held_dropped = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.system.redirector = self._redirect
         await self.system.spawn_service(ClusterAgent, self, name=AGENT)
         await self._join()
         self._background(self._lead_when_possible())
         self._background(self._report_forever())
         self._background(self._poll_peers_forever())
+        self._background(self._release_orphans_forever())
 
     async def _join(self) -> None:
         """Register this member (under a fresh lease) and follow the cluster's views.
@@ -739,6 +826,10 @@ class ClusterMember:
     async def aclose(self) -> None:
         if self._closed:
             return
+        try:
+            await self._leave_gracefully()
+        except Exception:  # never stop a close half-way
+            log.exception("leaving gracefully failed; leaving now")
         self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
@@ -750,6 +841,124 @@ class ClusterMember:
             await self.membership.aclose()  # revokes the lease: others re-place at once
         except CfactorError as exc:
             log.warning("leaving the cluster: %r (the lease will expire on its own)", exc)
+        self.system.redirector = None
+        lost = sum(len(queue) for queue in self._held.values())
+        if lost:
+            self.held_dropped += lost
+            log.warning("%d tells held while leaving were not forwarded: dropped", lost)
+
+    # -- leaving gracefully (SIGTERM, close) ----------------------------------------------------
+
+    async def _leave_gracefully(self) -> None:
+        """Hand our named actors over without losing an accepted tell, and without two
+        activations at once: tell placement we leave (nothing new comes here); hold
+        new tells at the boundary; let each actor handle what it accepted; stop it
+        (``on_stop``); only then release its name, so placement re-places it
+        elsewhere; forward the held tells to the new activation. The lease is revoked
+        after this, by ``aclose``."""
+        if not self.membership.joined or self._recovering:
+            return
+        leaving = [
+            (name, activation, cell)
+            for name, activation in self.hosted.items()
+            if (cell := self.system._names.get(name)) is not None and cell.state < STOPPING
+        ]
+        if not leaving:
+            return
+        self._leaving = True
+        timeout = self.config.leave_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            placer = await self._placer()
+            await placer.ask(("leaving", self.member_id), timeout=self.config.request_timeout_s)
+        except CfactorError as exc:
+            log.warning("could not tell placement that we leave: %r", exc)
+        # Hold: from now on a tell to one of these activations is kept, not delivered.
+        for name, activation, _cell in leaving:
+            self._held[name] = collections.deque()
+            self._held_epochs[name] = activation.epoch
+            self.system.epochs.pop(name, None)
+            self.system.epoch_aliases.pop(name, None)
+        self.system.redirector = self._redirect
+        log.info("leaving: draining %d named actors", len(leaving))
+        # Drain what each accepted, then stop it (on_stop runs).
+        cells = [cell for _name, _activation, cell in leaving]
+        while loop.time() < deadline and any(  # noqa: ASYNC110 - no drained event in the core; a drain takes ms
+            cell.depth or cell.waiters or cell.task is not None for cell in cells
+        ):
+            await asyncio.sleep(0.005)
+        for name, _activation, _cell in leaving:
+            self.hosted.pop(name, None)
+            self.tokens.pop(name, None)
+            self.routes.pop(name, None)
+        await asyncio.gather(*(cell.stop() for cell in cells))
+        # Only now may another member activate them.
+        await asyncio.gather(*(self._release(activation) for _n, activation, _c in leaving))
+        remaining = max(0.5, deadline - loop.time())
+        routed: set[str] = set()
+        forwarders = {
+            name: loop.create_task(self._forward_held(name, remaining, routed))
+            for name in self._held
+        }
+        # Wait for what was held to be forwarded (a name with nothing held does not
+        # wait for its new activation: with no other member, there may be none).
+        while loop.time() < deadline and not all(  # noqa: ASYNC110 - polls several queues
+            task.done() or not self._held[name] for name, task in forwarders.items()
+        ):
+            await asyncio.sleep(0.01)
+        # Tells already in flight to us may still arrive: forward them for a moment.
+        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+        for task in forwarders.values():
+            task.cancel()
+        await asyncio.gather(*forwarders.values(), return_exceptions=True)
+        # An answer from each member we forwarded to comes after our tells to it (one
+        # ordered connection): then they are there, and closing cannot drop them.
+        hosts = {
+            target.wire_address().address for name, target in self.routes.items() if name in routed
+        }
+        await asyncio.gather(
+            *(self._ask_peer(address) for address in hosts if address != self.system.address)
+        )
+        log.info(
+            "left gracefully: %d tells held, %d forwarded to the new activations",
+            self.held,
+            self.forwarded,
+        )
+
+    def _redirect(self, name: str, epoch: int, payload: Any) -> bool:
+        """The ``ActorSystem.redirector``: hold a tell to an activation of ours that is
+        starting (until it runs) or that we are handing over (until the new one runs)."""
+        arriving = self._arriving.get(name)
+        if arriving is not None and epoch > arriving[0]:
+            arriving[1].append((epoch, payload))
+            return True
+        queue = self._held.get(name)
+        if queue is None or self._held_epochs.get(name) != epoch:
+            return False
+        queue.append(payload)
+        self.held += 1
+        self._held_wakeup.set()
+        return True
+
+    async def _forward_held(self, name: str, timeout: float, routed: set[str]) -> None:
+        """Send what is held for ``name`` to its new activation, until cancelled."""
+        queue = self._held[name]
+        try:
+            target = await self.route(name, timeout)
+            routed.add(name)
+        except ActorNotFound:
+            log.warning(
+                "%r was not re-placed within %.1f s: %d held tells", name, timeout, len(queue)
+            )
+            return
+        while True:
+            while queue:
+                await target.tell(queue[0])
+                queue.popleft()
+                self.forwarded += 1
+            self._held_wakeup.clear()
+            await self._held_wakeup.wait()
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -806,7 +1015,8 @@ class ClusterMember:
         """Wait until the membership view changes, or ``timeout`` seconds."""
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     def agent_of(self, address: str) -> ActorRef:
         return self.system.ref(AGENT, at=None if address == self.system.address else address)
@@ -824,16 +1034,87 @@ class ClusterMember:
         restart: str,
     ) -> ActorRef:
         spec = ActorSpec.of(cls, args, kwargs, name=name, restart=restart, placement=placement)
+        # The token makes a retry of this same spawn find the earlier attempt.
+        spec = spec.with_token(self.system.address)  # the member's id changes on a rejoin
         data = spec.encode()  # refuse what cannot cross the wire before asking anyone
-        await self._ask_placer(("place", data))
+        clock = self.system.clock
+        started = clock.now()
+        # 1. Reserve: placement only chooses (it never waits on a member or the store).
+        reply = await self._ask_placer(("reserve", data))
+        if reply[0] == "ok":
+            member_id, address = str(reply[1]), str(reply[2])
+            # 2. Activate: that member claims the name (compare-and-set) and starts it.
+            budget = self.config.placement_timeout_s - (clock.now() - started)
+            epoch = await self._activate_on(spec, data, address, budget)
+            # 3. Confirm: store the spec (so it is re-placed if its member dies), then
+            # tell placement. Stored only now: a spec of an actor that never started
+            # would be placed later by a reconcile, after the spawn raised.
+            try:
+                await self.membership.put_record(SPECS, name, data)
+            except CfactorError as exc:
+                raise SpawnOutcomeUnknown(
+                    f"{name!r} started on {address} (member {member_id}) but its spec could "
+                    f"not be stored ({exc}); spawn it again the same way to make sure"
+                ) from exc
+            try:
+                await self._ask_placer(("confirm", data, epoch))
+            except CfactorError as exc:  # stored: the next leader reads it
+                log.warning("placement did not hear that %r started: %r", name, exc)
         ref = self.resolve(name)
         if ref is None:  # the watch has not shown the activation yet
             self._targets[name] = ClusterTarget(self, name)
             ref = self._targets[name].ref
         return ref
 
+    async def _activate_on(self, spec: ActorSpec, data: bytes, address: str, budget: float) -> int:
+        """Ask the agent at ``address`` to activate ``spec``; the activation's epoch.
+
+        The agent starts the actor only within ``0.8 * budget`` of receiving the ask,
+        so an ask that timed out here is not followed by a start much later.
+
+        Raises:
+            SpawnOutcomeUnknown: The agent did not answer in time, or its member went
+                away while asked: the actor may be running.
+            NameTaken, ActorStartFailed, ConfigError, MembershipUnavailable: It did not
+                start, and never will (the reservation is dropped).
+        """
+        if budget <= 0:
+            await self._unreserve(spec)
+            raise MembershipUnavailable(f"placing {spec.name!r} took the whole placement time")
+        try:
+            reply = await self.agent_of(address).ask(
+                ("activate", data, budget * 0.8), timeout=budget
+            )
+        except (AskTimeout, NodeUnreachable) as exc:
+            raise SpawnOutcomeUnknown(
+                f"member {address} did not say whether it started {spec.name!r} ({exc}); "
+                "spawn it again the same way to find out"
+            ) from exc
+        except (ActorNotFound, ActorStopped) as exc:  # no agent there: nothing started
+            await self._unreserve(spec)
+            raise MembershipUnavailable(f"member {address} cannot host actors now: {exc}") from exc
+        try:
+            check_reply(reply)
+        except CfactorError:
+            await self._unreserve(spec)
+            raise
+        return int(reply[3])
+
+    async def _unreserve(self, spec: ActorSpec) -> None:
+        with contextlib.suppress(CfactorError):  # reservations also expire
+            await self._ask_placer(("unreserve", spec.name, spec.token))
+
     async def remove(self, name: str) -> None:
-        await self._ask_placer(("remove", name))
+        """Forget ``name`` (so it is not re-placed), then stop its activation."""
+        await self.membership.delete_record(SPECS, name)
+        await self._ask_placer(("forget", name))
+        current = await self.membership.lookup(name)  # the store, not a lagging view
+        if current is not None:
+            check_reply(
+                await self.agent_of(current.address).ask(
+                    ("deactivate", name), timeout=self.agent_timeout_s
+                )
+            )
 
     async def _ask_placer(self, message: Any, timeout: float | None = None) -> Any:
         """Ask the placement leader; its answer, or the typed error it answered with.
@@ -1021,18 +1302,81 @@ class ClusterMember:
 
     # -- hosting ------------------------------------------------------------------------------
 
-    async def activate_here(self, spec: ActorSpec) -> tuple[str, str, int]:
-        existing = self.membership.activations().get(spec.name)
-        if existing is not None:
-            return (existing.member_id, existing.address, existing.epoch)
+    async def activate_here(self, spec: ActorSpec, budget_s: float) -> tuple[str, str, int]:
+        """Claim ``spec.name`` here and start it, within ``budget_s`` or not at all.
+
+        A retry of the same spawn (same token) finds the activation, or waits for the
+        attempt still in progress.
+
+        Raises:
+            NameTaken: Another spawn holds the name.
+            MembershipUnavailable: The store cannot be reached, or answered too late
+                (a claim made after the caller gave up is released, never used).
+            ActorStartFailed: Its constructor or ``on_start`` raised.
+            ConfigError: Its class cannot be loaded here.
+        """
+        name = spec.name
+        pending = self.activating.get(name)
+        if pending is not None:
+            if pending[0] != spec.token:
+                raise NameTaken(f"cluster actor {name!r} is being started here")
+            try:
+                async with asyncio.timeout(budget_s):
+                    return await asyncio.shield(pending[1])
+            except TimeoutError:
+                raise MembershipUnavailable(f"{name!r} is still starting here") from None
+        hosted = self.hosted.get(name)
+        if hosted is not None:
+            if self.tokens.get(name) == spec.token:
+                return (hosted.member_id, hosted.address, hosted.epoch)
+            raise NameTaken(f"cluster actor {name!r} is already running")
+        outcome: asyncio.Future[tuple[str, str, int]] = asyncio.get_running_loop().create_future()
+        self.activating[name] = (spec.token, outcome)
+        try:
+            result = await self._activate(spec, self.system.clock.now() + budget_s)
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            outcome.exception()  # retrieved: nobody else may be waiting
+            raise
+        else:
+            outcome.set_result(result)
+            return result
+        finally:
+            del self.activating[name]
+
+    async def _activate(self, spec: ActorSpec, deadline: float) -> tuple[str, str, int]:
+        name = spec.name
         cls = spec.load_class()
-        activation = await self.membership.claim(spec.name)
-        if activation is None:  # someone else won the race: that one is the activation
-            found = await self.membership.lookup(spec.name)
-            if found is None:
-                raise MembershipUnavailable(f"{spec.name!r} was claimed and released meanwhile")
-            return (found.member_id, found.address, found.epoch)
-        self.system.epochs[spec.name] = activation.epoch
+        arriving: collections.deque[tuple[int, Any]] = collections.deque()
+        self._arriving[name] = (self.seen_epochs.get(name, 0), arriving)
+        try:
+            return await self._claim_and_start(spec, cls, deadline, arriving)
+        finally:
+            del self._arriving[name]
+            for epoch, payload in arriving:  # it did not start
+                self.system.dead_letter(f"{name}@{epoch}", payload, "its activation failed")
+
+    async def _claim_and_start(
+        self,
+        spec: ActorSpec,
+        cls: type[Actor],
+        deadline: float,
+        arriving: collections.deque[tuple[int, Any]],
+    ) -> tuple[str, str, int]:
+        name = spec.name
+        activation = await self.membership.claim(name)
+        if activation is None:
+            found = await self.membership.lookup(name)
+            if found is None or found.member_id != self.member_id or name in self.hosted:
+                raise NameTaken(f"cluster actor {name!r} is already running")
+            # Our own claim with nothing behind it (an earlier attempt whose claim
+            # reached the store after it gave up): this activation may use it.
+            activation = found
+        if self.system.clock.now() > deadline:
+            await self._release(activation)  # if this fails, the orphan check will
+            raise MembershipUnavailable(
+                f"claiming {name!r} took longer than the spawn could wait: released, not started"
+            )
         # Supervised by the root, not by this agent: the agent's restart budget must
         # not be shared by every cluster actor on the member.
         token = current_cell.set(None)
@@ -1040,27 +1384,60 @@ class ClusterMember:
             ref = await self.system.spawn(
                 cls,
                 *spec.args,
-                name=spec.name,
+                name=name,
                 placement="local",
                 restart=spec.restart,
                 **spec.kwargs,
             )
         except BaseException:
-            self.system.epochs.pop(spec.name, None)
-            await self.membership.release(activation)
+            await self._release(activation)
             raise
         finally:
             current_cell.reset(token)
-        self.hosted[spec.name] = activation
+        # Hand over what arrived while it started, in order; then accept its epoch
+        # directly (no await between the last hand-over and that).
+        while arriving:
+            epoch, payload = arriving.popleft()
+            if epoch == activation.epoch:
+                await ref.tell(payload)
+            else:
+                self.system.dead_letter(f"{name}@{epoch}", payload, "not a current activation")
+        self.system.epochs[name] = activation.epoch
+        self.hosted[name] = activation
+        self.tokens[name] = spec.token
         cell = ref._cell
         if isinstance(cell, ActorCell):
-            self.routes[spec.name] = cell
+            self.routes[name] = cell
             cell.on_stopped = [
                 *(cell.on_stopped or ()),
-                lambda: self._local_stopped(spec.name, activation),
+                lambda: self._local_stopped(name, activation),
             ]
         self._changed.set()
         return (activation.member_id, activation.address, activation.epoch)
+
+    async def _release_orphans_forever(self) -> None:
+        """Once a second: release our claims with no activation behind them (a claim
+        that reached the store after its spawn gave up, a release that failed), when
+        two checks in a row found the same one: within seconds, not at lease expiry."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self._recovering or not self.membership.joined:
+                self._orphan_suspects.clear()
+                continue
+            now: dict[str, int] = {}
+            for name, activation in self.membership.activations().items():
+                if (
+                    activation.member_id == self.member_id
+                    and name not in self.hosted
+                    and name not in self.activating
+                ):
+                    now[name] = activation.epoch
+                    if self._orphan_suspects.get(name) == activation.epoch:
+                        log.warning("releasing %r: claimed here with no activation", name)
+                        self.orphans_released += 1
+                        await self._release(activation)
+                        del now[name]
+            self._orphan_suspects = now
 
     async def deactivate_here(self, name: str) -> None:
         cell = self.system._names.get(name)
@@ -1071,9 +1448,10 @@ class ClusterMember:
         """A hosted actor stopped for good: give its name back to the cluster."""
         if self.hosted.get(name) is activation:
             self.hosted.pop(name)
+            self.tokens.pop(name, None)
         if self.system.epochs.get(name) == activation.epoch:
             del self.system.epochs[name]
-        if not self._closed:
+        if not self._closed and not self._leaving:  # leaving releases them itself
             self._background(self._release(activation))
 
     async def _release(self, activation: Activation) -> None:
@@ -1136,5 +1514,7 @@ class ClusterMember:
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
             "hosted_replicas": len(self.hosted_replicas),
+            "orphan_claims_released": self.orphans_released,
+            "held_tells_dropped": self.held_dropped,
             "leader": self.membership.leader(PLACEMENT) == self.member_id,
         }

@@ -8,7 +8,8 @@ rebuild its state after the old one died.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cfactor._core.actor import Actor
@@ -22,7 +23,12 @@ _CODEC = MsgpackCodec()
 
 @dataclass(frozen=True, slots=True)
 class ActorSpec:
-    """A named cluster actor: its class, arguments, restart type and placement."""
+    """A named cluster actor: its class, arguments, restart type and placement.
+
+    ``token`` tells one spawn from another: a digest of the spec and the spawning
+    member, so a retry of the same spawn (after ``SpawnOutcomeUnknown``) is recognised
+    by placement and by the member that started it, instead of meeting ``NameTaken``.
+    """
 
     name: str
     module: str
@@ -32,6 +38,7 @@ class ActorSpec:
     kwargs: dict[str, Any]
     restart: str
     placement: tuple[Any, ...] | None
+    token: str = ""
 
     @classmethod
     def of(
@@ -59,28 +66,41 @@ class ActorSpec:
             placement_to_wire(placement),
         )
 
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.name,
+            self.module,
+            self.qualname,
+            self.file,
+            self.args,
+            self.kwargs,
+            self.restart,
+            self.placement,
+        )
+
     def encode(self) -> bytes:
         """Raises: MessageNotSerializable: an argument cannot cross the wire."""
-        return _CODEC.encode_payload(
-            (
-                self.name,
-                self.module,
-                self.qualname,
-                self.file,
-                self.args,
-                self.kwargs,
-                self.restart,
-                self.placement,
-            )
-        )
+        return _CODEC.encode_payload((*self._fields(), self.token))
+
+    def with_token(self, spawner: str) -> ActorSpec:
+        """This spec, tokened as spawned by member ``spawner``.
+
+        Raises:
+            MessageNotSerializable: an argument cannot cross the wire.
+        """
+        digest = hashlib.blake2b(_CODEC.encode_payload(self._fields()), digest_size=12)
+        digest.update(spawner.encode())
+        return replace(self, token=digest.hexdigest())
 
     @classmethod
     def decode(cls, data: bytes) -> ActorSpec:
         """Raises: MalformedFrame: not a spec."""
         value = _CODEC.decode_payload(data)
-        if not (isinstance(value, tuple) and len(value) == 8):
+        if not (isinstance(value, tuple) and len(value) in {8, 9}):
             raise MalformedFrame(f"not an actor spec: {value!r:.100}")
-        name, module, qualname, file, args, kwargs, restart, placement = value
+        if len(value) == 8:  # stored before spawns had tokens
+            value = (*value, "")
+        name, module, qualname, file, args, kwargs, restart, placement, token = value
         if not (
             isinstance(name, str)
             and isinstance(module, str)
@@ -90,9 +110,10 @@ class ActorSpec:
             and isinstance(kwargs, dict)
             and isinstance(restart, str)
             and (placement is None or isinstance(placement, tuple))
+            and isinstance(token, str)
         ):
             raise MalformedFrame(f"not an actor spec: {value!r:.100}")
-        return cls(name, module, qualname, file, args, kwargs, restart, placement)
+        return cls(name, module, qualname, file, args, kwargs, restart, placement, token)
 
     def load_class(self) -> type[Actor]:
         """Import the actor's class on this member.

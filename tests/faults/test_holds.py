@@ -101,7 +101,6 @@ async def test_kill_9_of_the_placement_leader() -> None:
         assert where != leader.address
 
 
-@pytest.mark.xfail(strict=False, reason="graceful leave: issue 10 item 7")
 @pytest.mark.timeout(60)
 async def test_sigterm_under_load_loses_no_accepted_tell() -> None:
     async with real_cluster(2, ttl_s=TTL) as c:
