@@ -12,7 +12,10 @@ the asking loop took to start 20,000 tasks is not counted against the runtime. I
 prints p50/p99/max lateness next to the target (p99 <= 20 ms), how long a healthy
 neighbour of the hung actor took to answer meanwhile, and what the hung actor's
 mailbox still held after every ask had ended. Also p99 with the garbage collector
-off, to show what GC passes add. Every wait is bounded.
+off, to show what GC passes add, and the baseline measured in the same run: as many
+plain asyncio tasks, each awaiting a future that never completes under
+``asyncio.timeout(0.1)`` (the floor this event loop sets on lateness). Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -82,6 +85,33 @@ async def flood(hung: cf.ActorRef, healthy: cf.ActorRef, count: int) -> dict[str
         "max": max(late) * 1000 if late else float("nan"),
         "neighbour_ms": (neighbour + 10.0) * 1000 if kind == "answered" else float("nan"),
         "kinds": kinds,
+    }
+
+
+async def raw_timed(timeout: float) -> float:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_future()
+    except TimeoutError:
+        pass
+    return loop.time() - started - timeout
+
+
+async def raw_run(count: int) -> dict[str, Any]:
+    """The baseline: ``count`` bare asyncio timeouts, no actors, measured like an ask."""
+    tasks = [asyncio.ensure_future(raw_timed(TIMEOUT_S)) for _ in range(count)]
+    await asyncio.wait(tasks, timeout=30)
+    late = [max(0.0, task.result()) for task in tasks if task.done()]
+    return {
+        "pending": sum(not task.done() for task in tasks),
+        "p50": statistics.median(late) * 1000,
+        "p99": pct(late, 0.99) * 1000,
+        "max": max(late) * 1000,
+        "neighbour_ms": float("nan"),
+        "left": "-",
+        "kinds": {"TimeoutError": len(late)},
     }
 
 
@@ -169,6 +199,12 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for run in range(args.runs):
+        for count in (10_000, 20_000):
+            print(
+                row(
+                    f"baseline: raw asyncio {count // 1000}k, run {run + 1}", cf.run(raw_run(count))
+                )
+            )
         for gc_on in (True, False):
             tag = f"run {run + 1}" + ("" if gc_on else ", gc off")
             print(row(f"local 10k, {tag}", cf.run(local_run(gc_on))), flush=True)
