@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import harness
+
 import cfactor as cf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,24 +90,11 @@ async def flood(hung: cf.ActorRef, healthy: cf.ActorRef, count: int) -> dict[str
     }
 
 
-async def raw_timed(timeout: float) -> float:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
-        async with asyncio.timeout(timeout):
-            await loop.create_future()
-    except TimeoutError:
-        pass
-    return loop.time() - started - timeout
-
-
 async def raw_run(count: int) -> dict[str, Any]:
     """The baseline: ``count`` bare asyncio timeouts, no actors, measured like an ask."""
-    tasks = [asyncio.ensure_future(raw_timed(TIMEOUT_S)) for _ in range(count)]
-    await asyncio.wait(tasks, timeout=30)
-    late = [max(0.0, task.result()) for task in tasks if task.done()]
+    late = await harness.raw_timeout_lateness(count, TIMEOUT_S)
     return {
-        "pending": sum(not task.done() for task in tasks),
+        "pending": count - len(late),
         "p50": statistics.median(late) * 1000,
         "p99": pct(late, 0.99) * 1000,
         "max": max(late) * 1000,

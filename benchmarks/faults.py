@@ -8,7 +8,9 @@ the figures). Sections (docs/faults.md says more):
   answers (its mailbox, 1,000 by default, full), then 20,000 to such an actor in another
   process (more than the per-peer send queue holds, 10,000), while one ask goes to an
   idle actor beside it. Lateness = end - (start + timeout); p99 of the asks that ended,
-  and how many had not ended 10 s after their deadline.
+  and how many had not ended 10 s after their deadline. Next to each p99, the baseline
+  measured in the same run: as many bare ``asyncio.timeout(0.1)`` waits (the floor the
+  event loop itself sets with that many tasks).
 - ``detection``: an ask in flight to a peer process (default transport settings), the
   peer gets SIGKILL; seconds until the ask fails with ``NodeUnreachable``.
 - ``replacement``: a real cluster (etcd, two member processes, this process; default
@@ -260,6 +262,9 @@ async def _lateness(quick: bool) -> dict[str, Any]:
         progress(f"lateness: {local_n:,} local asks")
         local = await flood(hung, local_n, idle)
     await end_asks(local)
+    local["raw_p99_ms"] = (
+        percentile(await harness.raw_timeout_lateness(local_n, ASK_TIMEOUT_S), 99) * 1000
+    )
     peer = await start_peer()
     try:
         async with cf.ActorSystem(listen="tcp://127.0.0.1:0") as system:
@@ -271,6 +276,9 @@ async def _lateness(quick: bool) -> dict[str, Any]:
         await end_asks(remote)
     finally:
         await asyncio.to_thread(peer.close)
+    remote["raw_p99_ms"] = (
+        percentile(await harness.raw_timeout_lateness(remote_n, ASK_TIMEOUT_S), 99) * 1000
+    )
     return {"local": local, "remote": remote}
 
 
@@ -452,14 +460,20 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0
         return [
             [
                 f"ask lateness p99, local ({loc['asks']:,} asks, mailbox full)",
-                f"{loc['p99_ms']:.1f} ms, {loc['never_ended']:,} never ended",
+                (
+                    f"{loc['p99_ms']:.1f} ms (raw asyncio, same count: "
+                    f"{loc['raw_p99_ms']:.1f} ms), {loc['never_ended']:,} never ended"
+                ),
                 "≤ 20 ms, 0 never ended",
                 BEFORE["lateness_local_p99_ms"],
                 harness.met_flag(loc["p99_ms"] <= 20 and loc["never_ended"] == 0),
             ],
             [
                 f"ask lateness p99, remote ({rem['asks']:,} asks, send queue full)",
-                f"{rem['p99_ms']:.1f} ms, {rem['never_ended']:,} never ended",
+                (
+                    f"{rem['p99_ms']:.1f} ms (raw asyncio, same count: "
+                    f"{rem['raw_p99_ms']:.1f} ms), {rem['never_ended']:,} never ended"
+                ),
                 "≤ 20 ms, 0 never ended",
                 BEFORE["lateness_remote_p99_ms"],
                 harness.met_flag(rem["p99_ms"] <= 20 and rem["never_ended"] == 0),

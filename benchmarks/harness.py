@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import math
@@ -62,6 +63,24 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 
 # -- figures ----------------------------------------------------------------------------------
+
+
+async def raw_timeout_lateness(count: int, timeout: float) -> list[float]:
+    """The event loop's own floor for ask lateness, the baseline of the ask-deadline
+    figures: ``count`` concurrent bare ``asyncio.timeout(timeout)`` waits on futures that
+    never complete, each late by when it ended minus (when it began + ``timeout``)."""
+    loop = asyncio.get_running_loop()
+
+    async def one() -> float:
+        started = loop.time()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await loop.create_future()
+        return max(0.0, loop.time() - started - timeout)
+
+    tasks = [loop.create_task(one()) for _ in range(count)]
+    await asyncio.wait(tasks, timeout=timeout + 30)
+    return [task.result() for task in tasks if task.done()]
 
 
 def median(runs: list[float]) -> float:
