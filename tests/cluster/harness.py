@@ -22,7 +22,7 @@ import cfactor as cf
 from cfactor.tools.etcd_server import EtcdServer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = cf.Labels(role="worker")
@@ -31,13 +31,24 @@ WORKERS = cf.Labels(role="worker")
 class Worker:
     """A ``cfactor cluster join`` process."""
 
-    def __init__(self, etcd: str, name: str, ttl_s: float) -> None:
+    def __init__(
+        self,
+        etcd: str,
+        name: str,
+        ttl_s: float,
+        *,
+        listen_host: str = "127.0.0.1",
+        label: str = "role=worker",
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """``prefix`` runs the member through another command (``ip netns exec ns``)."""
         # stderr goes to a file, not a pipe: nobody reads the pipe while the member
         # runs, and a member that logs a lot (tracebacks of a crash storm) would block
         # once the pipe's 64 KiB buffer is full.
         self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "cfactor.cli",
@@ -46,13 +57,13 @@ class Worker:
                 "--etcd",
                 etcd,
                 "--listen",
-                "tcp://127.0.0.1:0",
+                f"tcp://{listen_host}:0",
                 "--name",
                 name,
                 "--ttl",
                 str(ttl_s),
                 "--label",
-                "role=worker",
+                label,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -64,7 +75,7 @@ class Worker:
         line = self.process.stdout.readline()
         if " listening on " not in line:
             self.kill()
-            raise AssertionError(f"worker did not join: {line!r} {self.stderr_text()}")
+            raise AssertionError(f"member did not join: {line!r} {self.stderr_text()}")
         self.member_id = line.split()[1]
         self.address = line.split(" listening on ")[1].split()[0]
 

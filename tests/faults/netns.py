@@ -22,12 +22,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from cfactor.tools.etcd_server import EtcdServer
-from tests.cluster.harness import ROOT, Worker
+from tests.cluster.harness import Worker
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -199,39 +198,11 @@ class NetnsWorker(Worker):
     def __init__(
         self, netns: str, listen_host: str, etcd: str, name: str, *, ttl_s: float, label: str
     ) -> None:
-        self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                IP,
-                "netns",
-                "exec",
-                netns,
-                sys.executable,
-                "-m",
-                "cfactor.cli",
-                "cluster",
-                "join",
-                "--etcd",
-                etcd,
-                "--listen",
-                f"tcp://{listen_host}:0",
-                "--name",
-                name,
-                "--ttl",
-                str(ttl_s),
-                "--label",
-                f"side={label}",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            stdin=subprocess.DEVNULL,
-            text=True,
+        super().__init__(
+            etcd,
+            name,
+            ttl_s,
+            listen_host=listen_host,
+            label=f"side={label}",
+            prefix=(IP, "netns", "exec", netns),
         )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if " listening on " not in line:
-            self.kill()
-            raise AssertionError(f"member did not join: {line!r} {self.stderr_text()}")
-        self.member_id = line.split()[1]
-        self.address = line.split(" listening on ")[1].split()[0]
