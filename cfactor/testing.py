@@ -343,3 +343,13 @@ class MemoryTransport:
         self._closed = True
         if self.network.members.get(self._address) is self:
             self.network.kill(self._address)
+
+
+# The conformance suites a third-party backend can run (docs/testing.md). Imported last
+# and kept in their own modules, so this module's own helpers stay where they are.
+from cfactor._check_membership import MEMBERSHIP_CHECKS as MEMBERSHIP_CHECKS  # noqa: E402, PLC0414
+from cfactor._check_membership import MembershipKit as MembershipKit  # noqa: E402, PLC0414
+from cfactor._check_membership import check_membership as check_membership  # noqa: E402, PLC0414
+from cfactor._check_transport import TRANSPORT_CHECKS as TRANSPORT_CHECKS  # noqa: E402, PLC0414
+from cfactor._check_transport import TransportKit as TransportKit  # noqa: E402, PLC0414
+from cfactor._check_transport import check_transport as check_transport  # noqa: E402, PLC0414
