@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN.md, enforced.
+"""The layering rules of docs/design.md, enforced.
 
 - ``cfactor._core`` imports only ``cfactor.errors``, ``cfactor.abc`` and itself, and
   nothing of ZeroMQ, msgpack or etcd.

@@ -4,7 +4,7 @@ One ROUTER per member, bound to its listen address and only ever read; one DEALE
 peer, connected to that peer's ROUTER, with the member's own address plus a per-socket
 nonce as its routing id, and only ever written. Sockets are synchronous pyzmq sockets
 driven by event-loop readers on their file descriptors and drained without blocking:
-one awaited ``zmq.asyncio`` receive per message measured ten times slower (MEASURED.md).
+one awaited ``zmq.asyncio`` receive per message measured ten times slower (docs/measured.md).
 
 The layout, the wire format, credits, liveness and CURVE are described in
 ``docs/transport.md`` together with the reasons for each choice.
