@@ -247,8 +247,10 @@ def check_positive(
 
 class SystemClosed(CfactorError, RuntimeError):
     """The actor system (or its transport) is not running: not entered yet, or closed
-    by you. Asks still waiting for a remote answer when you close the system end with
-    this error, as do sends after it closed."""
+    by you. Asks still waiting for another member's answer when you close the system
+    end with this error, as do later sends to other members (never
+    ``MemberUnreachable``: closed is not broken). A ref to a local actor follows its
+    actor, which the close stopped: a tell is a dead letter, an ask ``ActorStopped``."""
 
 
 # -- the wire table ---------------------------------------------------------------------
