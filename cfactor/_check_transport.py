@@ -34,7 +34,9 @@ class TransportKit(Protocol):
 
     def make(self, **options: Any) -> Transport:
         """A new, unstarted transport. The checks pass ``send_queue_limit`` and
-        ``credit_window`` (ints) to bound the send queue and the credit window."""
+        ``credit_window`` (ints) to bound the send queue and the credit window; the
+        transport keeps the default frame limit (4 MiB: a 5 MiB message must be
+        refused with ``FrameTooLarge``)."""
         ...
 
     def listen(self) -> str:
