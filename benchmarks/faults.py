@@ -12,7 +12,7 @@ the figures). Sections (docs/faults.md says more):
   measured in the same run: as many bare ``asyncio.timeout(0.1)`` waits (the floor the
   event loop itself sets with that many tasks).
 - ``detection``: an ask in flight to a peer process (default transport settings), the
-  peer gets SIGKILL; seconds until the ask fails with ``NodeUnreachable``.
+  peer gets SIGKILL; seconds until the ask fails with ``MemberUnreachable``.
 - ``replacement``: a real cluster (etcd, two member processes, this process; default
   lease, 5 s): 100 named actors pinned on one worker, which gets SIGKILL; seconds until
   each name answers from its new member, p50 and max.
@@ -301,8 +301,8 @@ async def detection(quick: bool) -> dict[str, Any]:
                 try:
                     await pending
                     outcome = "answered (wrong)"
-                except cf.NodeUnreachable:
-                    outcome = "NodeUnreachable"
+                except cf.MemberUnreachable:
+                    outcome = "MemberUnreachable"
                 except cf.CfactorError as exc:
                     outcome = type(exc).__name__
                 took = perf_counter() - killed
@@ -488,12 +488,12 @@ def rows_of(name: str, result: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0
         ]
     if name == "detection":
         took = [r["seconds"] for r in result["runs"]]
-        every = all(r["outcome"] == "NodeUnreachable" for r in result["runs"])
+        every = all(r["outcome"] == "MemberUnreachable" for r in result["runs"])
         bound = HEARTBEAT_TIMEOUT_S + 0.5
         return [
             [
                 f"failure detection after SIGKILL (median of {len(took)})",
-                seconds(harness.median(took)) + ("" if every else " (not all NodeUnreachable)"),
+                seconds(harness.median(took)) + ("" if every else " (not all MemberUnreachable)"),
                 f"≤ {bound:g} s (heartbeat timeout + interval)",
                 BEFORE["detection_s"],
                 harness.met_flag(every and max(took) <= bound),

@@ -63,7 +63,7 @@ async def reach(ask: Any, bound_s: float) -> float | None:
     while loop.time() - started < bound_s:
         try:
             await ask()
-        except (cf.AskTimeout, cf.NodeUnreachable, TimeoutError):
+        except (cf.AskTimeout, cf.MemberUnreachable, TimeoutError):
             await asyncio.sleep(0.01)
         else:
             return loop.time() - started

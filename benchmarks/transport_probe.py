@@ -7,7 +7,7 @@ tell to an actor with room in its mailbox would), and sends ``--count`` envelope
 from this process with ``send_nowait`` (``await send`` when the queue is full). The rate
 is measured by the receiver, from the first envelope to the last.
 
-In the same run, the baseline of MEASURED.md is measured again: raw sync pyzmq, one
+In the same run, the baseline of docs/measured.md is measured again: raw sync pyzmq, one
 msgpack message per zmq message, DEALER to ROUTER, drained with NOBLOCK.
 """
 

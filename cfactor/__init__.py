@@ -52,10 +52,10 @@ from cfactor.errors import MailboxFull as MailboxFull
 from cfactor.errors import MalformedFrame as MalformedFrame
 from cfactor.errors import MembershipError as MembershipError
 from cfactor.errors import MembershipUnavailable as MembershipUnavailable
+from cfactor.errors import MemberUnreachable as MemberUnreachable
 from cfactor.errors import MessageNotSerializable as MessageNotSerializable
 from cfactor.errors import NameTaken as NameTaken
 from cfactor.errors import NodeFailed as NodeFailed
-from cfactor.errors import NodeUnreachable as NodeUnreachable
 from cfactor.errors import ProtocolError as ProtocolError
 from cfactor.errors import RemoteActorError as RemoteActorError
 from cfactor.errors import SpawnOutcomeUnknown as SpawnOutcomeUnknown
@@ -70,5 +70,8 @@ from cfactor.flow import Context as Context
 from cfactor.flow import RunResult as RunResult
 from cfactor.flow import shell as shell
 from cfactor.security import Curve as Curve
+
+NodeUnreachable = MemberUnreachable
+"""Deprecated: the old name of ``MemberUnreachable`` (the same class)."""
 
 __version__ = "0.1.0"

@@ -168,7 +168,7 @@ class Transport(Protocol):
 
         Raises:
             MailboxFull: The queue for ``peer`` is full.
-            NodeUnreachable: ``peer`` is known to be gone (someone else broke it).
+            MemberUnreachable: ``peer`` is known to be gone (someone else broke it).
             SystemClosed: This transport was closed (you closed it).
             MessageNotSerializable: The payload cannot cross the wire.
             FrameTooLarge: The encoded envelope is over the frame size limit.
@@ -187,7 +187,7 @@ class Transport(Protocol):
         unsent (and counted); if ``peer`` is lost meanwhile, ``waiter`` fails.
 
         Raises:
-            NodeUnreachable: ``peer`` is known to be gone.
+            MemberUnreachable: ``peer`` is known to be gone.
             SystemClosed: This transport was closed.
             MessageNotSerializable: The payload cannot cross the wire.
             FrameTooLarge: The encoded envelope is over the frame size limit.

@@ -3,7 +3,7 @@
 Errors are grouped by what the caller can do about them:
 
 - ``DeliveryError``: the message may not have arrived (``MailboxFull``), or its
-  outcome is unknown (``AskTimeout``, ``NodeUnreachable``, ``SpawnOutcomeUnknown``).
+  outcome is unknown (``AskTimeout``, ``MemberUnreachable``, ``SpawnOutcomeUnknown``).
   Retry or give up.
 - ``ActorError``: the target is not there (``ActorNotFound``, ``ActorStopped``) or
   its handler raised (``RemoteActorError``, with the handler's traceback text).
@@ -13,13 +13,22 @@ Errors are grouped by what the caller can do about them:
 - ``SupervisionError``: a supervisor gave up under its restart intensity.
 - ``ConfigError``: a bad argument or setting (also a ``ValueError``).
 
-"Closed" means you closed it; "broken" means someone else did.
+"Closed" means you closed it (``SystemClosed``); "broken" means someone else did
+(``MemberUnreachable``: the other member left, died or cannot be reached).
+
+"Node" is a step of a dataflow (``NodeFailed``); a runtime process is a *member*. The
+error once called ``NodeUnreachable`` is ``MemberUnreachable``; the old name is a
+deprecated alias of the same class (``except NodeUnreachable`` still catches it).
+
+Errors cross the wire by name through the one table at the end of this module
+(:func:`register_wire_error`, :func:`wire_error_name`, :func:`error_from_wire`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
+from typing import Any, TypeVar
 
 
 class CfactorError(Exception):
@@ -41,8 +50,12 @@ class AskTimeout(DeliveryError, TimeoutError):
     """No reply came within the ask's timeout. The message may still be processed."""
 
 
-class NodeUnreachable(DeliveryError):
-    """The member that hosts the target is gone or cannot be reached."""
+class MemberUnreachable(DeliveryError):
+    """The member that hosts the target is gone or cannot be reached (someone else
+    broke the connection; if you closed the system yourself, you get ``SystemClosed``).
+
+    Formerly ``NodeUnreachable`` (a deprecated alias of this class).
+    """
 
 
 class SpawnOutcomeUnknown(DeliveryError):
@@ -233,7 +246,108 @@ def check_positive(
 
 
 class SystemClosed(CfactorError, RuntimeError):
-    """The actor system is not running (not entered yet, or closed by you)."""
+    """The actor system (or its transport) is not running: not entered yet, or closed
+    by you. Asks still waiting for another member's answer when you close the system
+    end with this error, as do later sends to other members (never
+    ``MemberUnreachable``: closed is not broken). A ref to a local actor follows its
+    actor, which the close stopped: a tell is a dead letter, an ask ``ActorStopped``."""
+
+
+# -- the wire table ---------------------------------------------------------------------
+
+_E = TypeVar("_E", bound=CfactorError)
+
+_WIRE_TYPES: dict[str, type[CfactorError]] = {}
+"""Every wire name (and former name) to its class: what a peer's name rebuilds."""
+
+_WIRE_NAMES: dict[type[CfactorError], str] = {}
+"""The classes that answer an ask typed, to the name they travel under."""
+
+
+def register_wire_error(
+    cls: type[_E], *, old_names: tuple[str, ...] = (), answers: bool = True
+) -> type[_E]:
+    """Let ``cls`` cross the wire by name: the one table of errors to and from the wire.
+
+    The class must be buildable from one message string (``cls(message)``). Layers
+    above the core register their own error classes here at import.
+
+    Args:
+        cls: The error class; it travels under ``cls.__name__``.
+        old_names: Names it travelled under before a rename (peers running an older
+            version still send them); they rebuild ``cls``.
+        answers: Whether a handler that raises it answers the ask with it, typed.
+            False for errors about the *asker's* own connections
+            (``MemberUnreachable``): a handler that raises one must not make its
+            asker think the handler's own member is unreachable, so it arrives as
+            ``RemoteActorError``; its name is still known (messages that carry a
+            failure's type name are read back through this table).
+
+    Returns:
+        ``cls``, so this works as a class decorator.
+
+    Raises:
+        ConfigError: The name (or an old name) is taken by another class.
+    """
+    for name in (cls.__name__, *old_names):
+        known = _WIRE_TYPES.get(name)
+        if known is not None and known is not cls:
+            raise ConfigError(f"wire error name {name!r} is taken by {known.__qualname__}")
+    for name in (cls.__name__, *old_names):
+        _WIRE_TYPES[name] = cls
+    if answers:
+        _WIRE_NAMES[cls] = cls.__name__
+    return cls
+
+
+def wire_error_name(error: BaseException) -> str | None:
+    """The name ``error`` answers an ask with, or None if it travels as
+    ``RemoteActorError`` (unregistered, or a subclass of a registered class)."""
+    return _WIRE_NAMES.get(type(error))  # type: ignore[arg-type]
+
+
+def wire_error_type(name: str) -> type[CfactorError] | None:
+    """The class a wire name (or a former name) stands for, or None."""
+    return _WIRE_TYPES.get(name)
+
+
+def error_from_wire(name: str, message: str) -> CfactorError | None:
+    """The error a peer named, rebuilt; None if this version does not know the name."""
+    cls = _WIRE_TYPES.get(name)
+    return None if cls is None else cls(message)
+
+
+for _cls in (
+    ActorNotFound,
+    ActorStopped,
+    ActorStartFailed,
+    AskTimeout,
+    ConfigError,
+    MailboxFull,
+    MembershipUnavailable,
+    MessageNotSerializable,
+    NameTaken,
+):
+    register_wire_error(_cls)
+register_wire_error(MemberUnreachable, old_names=("NodeUnreachable",), answers=False)
+del _cls
+
+_DEPRECATED = {"NodeUnreachable": ("MemberUnreachable", MemberUnreachable)}
+
+
+def __getattr__(name: str) -> Any:
+    # A module __getattr__ runs only for names not found, so the alias costs nothing
+    # on any other access and warns where it is used.
+    if name in _DEPRECATED:
+        new, cls = _DEPRECATED[name]
+        warnings.warn(
+            f"cfactor.errors.{name} is deprecated; use {new} (a member is a runtime "
+            "process; a Node is a dataflow step)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -249,12 +363,12 @@ __all__ = [
     "FrameTooLarge",
     "MailboxFull",
     "MalformedFrame",
+    "MemberUnreachable",
     "MembershipError",
     "MembershipUnavailable",
     "MessageNotSerializable",
     "NameTaken",
     "NodeFailed",
-    "NodeUnreachable",
     "ProtocolError",
     "RemoteActorError",
     "SpawnOutcomeUnknown",
@@ -263,4 +377,8 @@ __all__ = [
     "SystemClosed",
     "UnsupportedVersion",
     "WorkerLost",
+    "error_from_wire",
+    "register_wire_error",
+    "wire_error_name",
+    "wire_error_type",
 ]

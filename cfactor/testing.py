@@ -18,7 +18,7 @@ from cfactor.errors import (
     CfactorError,
     ConfigError,
     MailboxFull,
-    NodeUnreachable,
+    MemberUnreachable,
     ProtocolError,
     SystemClosed,
 )
@@ -200,7 +200,7 @@ class MemoryTransport:
         state = self._peer(peer)
         if state.lost or peer not in self.network.members:
             self._lose(peer)
-            raise NodeUnreachable(f"member {peer} is unreachable")
+            raise MemberUnreachable(f"member {peer} is unreachable")
         # Answers are bounded by the asks the peer sent, which its credit bounds.
         if len(state.queue) >= self.send_queue_limit and envelope.kind not in _ANSWERS:
             raise MailboxFull(f"send queue to {peer} is full ({self.send_queue_limit} envelopes)")
@@ -319,7 +319,7 @@ class MemoryTransport:
         while state.waiters:
             waiter = state.waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)  # send() then raises NodeUnreachable
+                waiter.set_result(None)  # send() then raises MemberUnreachable
         if self._handler is not None and not self._closed:
             self._handler.peer_lost(address)
 
@@ -343,3 +343,13 @@ class MemoryTransport:
         self._closed = True
         if self.network.members.get(self._address) is self:
             self.network.kill(self._address)
+
+
+# The conformance suites a third-party backend can run (docs/testing.md). Imported last
+# and kept in their own modules, so this module's own helpers stay where they are.
+from cfactor._check_membership import MEMBERSHIP_CHECKS as MEMBERSHIP_CHECKS  # noqa: E402, PLC0414
+from cfactor._check_membership import MembershipKit as MembershipKit  # noqa: E402, PLC0414
+from cfactor._check_membership import check_membership as check_membership  # noqa: E402, PLC0414
+from cfactor._check_transport import TRANSPORT_CHECKS as TRANSPORT_CHECKS  # noqa: E402, PLC0414
+from cfactor._check_transport import TransportKit as TransportKit  # noqa: E402, PLC0414
+from cfactor._check_transport import check_transport as check_transport  # noqa: E402, PLC0414

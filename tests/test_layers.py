@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN.md, enforced.
+"""The layering rules of docs/design.md, enforced.
 
 - ``cfactor._core`` imports only ``cfactor.errors``, ``cfactor.abc`` and itself, and
   nothing of ZeroMQ, msgpack or etcd.
@@ -68,3 +68,81 @@ def test_importing_cfactor_loads_no_transport_or_membership_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+# -- errors (issue 11, item 7) ----------------------------------------------------------
+
+CODE_DIRS = ("cfactor", "transports", "examples", "benchmarks")
+
+
+def code_files() -> list[Path]:
+    return sorted(p for top in CODE_DIRS for p in (ROOT / top).rglob("*.py"))
+
+
+def error_names() -> set[str]:
+    import cfactor.errors
+
+    return {
+        name
+        for name, value in vars(cfactor.errors).items()
+        if isinstance(value, type) and issubclass(value, cfactor.errors.CfactorError)
+    }
+
+
+def name_keyed_error_tables(source: str, names: set[str]) -> list[str]:
+    """Each place in ``source`` that maps errors by name on its own: a dict keyed by
+    ``cls.__name__``, a ``type(x).__name__ in ...`` test, or a collection of error
+    names as strings."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.DictComp) and isinstance(node.key, ast.Attribute):
+            if node.key.attr == "__name__":
+                found.append(f"line {node.lineno}: a dict keyed by __name__")
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute):
+            if node.left.attr == "__name__" and any(
+                isinstance(op, ast.In | ast.NotIn) for op in node.ops
+            ):
+                found.append(f"line {node.lineno}: a membership test on __name__")
+        elif isinstance(node, ast.Set | ast.List | ast.Tuple | ast.Dict):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            named = [i.value for i in items if isinstance(i, ast.Constant) and i.value in names]
+            if len(named) >= 2:
+                found.append(f"line {node.lineno}: error names as strings {named}")
+    return found
+
+
+@pytest.mark.parametrize("path", code_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_errors_cross_the_wire_through_the_one_table(path: Path) -> None:
+    # cfactor/errors.py owns it (register_wire_error, wire_error_name/_type).
+    if path == RUNTIME / "errors.py":
+        return
+    assert not name_keyed_error_tables(path.read_text(), error_names())
+
+
+def test_the_table_rule_catches_the_old_tables() -> None:
+    names = error_names()
+    old = (
+        "T = {cls.__name__: cls for cls in (A, B)}\n"
+        "if type(e).__name__ in T: pass\n"
+        "LOST = frozenset({'MemberUnreachable', 'ActorStopped'})\n"
+    )
+    assert len(name_keyed_error_tables(old, names)) == 3
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*code_files(), *(ROOT / "tests").rglob("*.py")],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_nothing_uses_the_deprecated_node_unreachable(path: Path) -> None:
+    # A member is a process, a Node a dataflow step: the old name stays only as an
+    # alias (and in the tests of that alias, and here).
+    allowed = {
+        RUNTIME / "errors.py",
+        RUNTIME / "__init__.py",
+        ROOT / "tests" / "core" / "test_errors.py",
+        Path(__file__).resolve(),
+    }
+    if path in allowed:
+        return
+    assert "NodeUnreachable" not in path.read_text()

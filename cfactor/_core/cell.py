@@ -1,6 +1,6 @@
 """The actor cell: one actor's mailbox, lifecycle, run loop and children.
 
-A message's way (DESIGN.md): ``tell`` appends ``(message, None)`` to the mailbox, an
+A message's way (docs/design.md): ``tell`` appends ``(message, None)`` to the mailbox, an
 ``ask`` appends ``(message, future)``; if the actor is idle, one run is scheduled as a
 task. The run drains up to ``throughput`` messages through ``receive``, yields to the
 loop, and ends when the mailbox is empty, so an idle actor owns no task.

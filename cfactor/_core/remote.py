@@ -23,17 +23,16 @@ from cfactor.abc import Envelope, Kind, RefAddress
 from cfactor.errors import (
     ActorError,
     ActorNotFound,
-    ActorStopped,
     AskTimeout,
     CfactorError,
     ConfigError,
     MailboxFull,
-    MembershipUnavailable,
+    MemberUnreachable,
     MessageNotSerializable,
-    NameTaken,
-    NodeUnreachable,
     ProtocolError,
     RemoteActorError,
+    error_from_wire,
+    wire_error_name,
 )
 
 if TYPE_CHECKING:
@@ -82,28 +81,16 @@ COMPACT_EVERY_S = 0.005
 """At most this often per actor, a full mailbox that refuses a remote message is first
 searched for asks out of their budget (``Mailbox.compact``)."""
 
-#: Errors an ERROR envelope may name; anything else arrives as RemoteActorError.
-_WIRE_ERRORS: dict[str, type[CfactorError]] = {
-    cls.__name__: cls
-    for cls in (
-        ActorNotFound,
-        ActorStopped,
-        MailboxFull,
-        MessageNotSerializable,
-        AskTimeout,
-        MembershipUnavailable,
-        NameTaken,
-        ConfigError,
-    )
-}
-
 
 def error_payload(error: BaseException) -> tuple[str, str, str, str]:
-    """(error name, message, remote type name, traceback) for an ERROR envelope."""
+    """(error name, message, remote type name, traceback) for an ERROR envelope: an
+    error in the wire table (``cfactor.errors.register_wire_error``) by its name,
+    anything else as ``RemoteActorError``."""
     if isinstance(error, RemoteActorError):
         return ("RemoteActorError", error.message, error.type_name, error.traceback)
-    if type(error).__name__ in _WIRE_ERRORS:
-        return (type(error).__name__, str(error), "", "")
+    name = wire_error_name(error)
+    if name is not None:
+        return (name, str(error), "", "")
     described = describe_exception(error)
     return ("RemoteActorError", described.message, described.type_name, described.traceback)
 
@@ -119,10 +106,10 @@ def error_from_payload(payload: Any) -> CfactorError:
     name, message, type_name, traceback = payload
     if name == "RemoteActorError":
         return RemoteActorError(type_name, message, traceback)
-    cls = _WIRE_ERRORS.get(name)
-    if cls is None:
+    error = error_from_wire(name, message)
+    if error is None:
         return RemoteActorError(name, message, traceback)
-    return cls(message)
+    return error
 
 
 def _ask_timeout(target: RemoteTarget, timeout: float) -> AskTimeout:
@@ -687,13 +674,13 @@ class Remote:
     def peer_lost(self, peer: str) -> None:
         for (address, _name), target in list(self._targets.items()):
             if address == peer and target.held_until:
-                target.resume_tells()  # their sends now fail with NodeUnreachable
+                target.resume_tells()  # their sends now fail with MemberUnreachable
         lost = [
             (cid, future) for cid, (future, address) in self._pending.items() if address == peer
         ]
         for _cid, future in lost:
             if not future.done():
-                future.set_exception(NodeUnreachable(f"member {peer} is unreachable"))
+                future.set_exception(MemberUnreachable(f"member {peer} is unreachable"))
         if lost:
             log.warning("member %s is unreachable; %d asks to it failed", peer, len(lost))
 

@@ -43,7 +43,7 @@ from cfactor.errors import (
     CfactorError,
     ConfigError,
     MailboxFull,
-    NodeUnreachable,
+    MemberUnreachable,
     RemoteActorError,
 )
 
@@ -67,9 +67,9 @@ class RemoteReplica:
     and ``terminate``. The group's backlog stays with the owner; this replica only
     ever holds ``in_flight`` messages, so its mailbox there never overflows.
 
-    If its member is lost (the ask fails with ``NodeUnreachable``, its replica is gone,
+    If its member is lost (the ask fails with ``MemberUnreachable``, its replica is gone,
     or the cluster says the member left: ``lost``), it is forgotten: its state becomes
-    stopped, and the messages it held **fail** (asks raise ``NodeUnreachable``, tells are
+    stopped, and the messages it held **fail** (asks raise ``MemberUnreachable``, tells are
     counted as dead letters). They are not re-queued: one may have been handled
     already, and a replicated actor delivers at most once, like ``tell``.
     """
@@ -103,10 +103,10 @@ class RemoteReplica:
     async def _send(self, message: Any, done: Done) -> None:
         try:
             result = await self.ref.ask(message, math.inf)
-        except (NodeUnreachable, ActorNotFound) as exc:
+        except (MemberUnreachable, ActorNotFound) as exc:
             # The member or the replica is gone: everything it holds fails with it.
             self.pending.pop(done, None)
-            done.set_exception(NodeUnreachable(f"replica of {self.group.name!r}: {exc}"))
+            done.set_exception(MemberUnreachable(f"replica of {self.group.name!r}: {exc}"))
             self.lost(f"{exc}")
             return
         except CfactorError as exc:  # the handler raised, or the message cannot travel
@@ -142,7 +142,7 @@ class RemoteReplica:
                 why,
                 len(pending),
             )
-        error = NodeUnreachable(f"the replica of {self.group.name!r} at {self.address} is lost")
+        error = MemberUnreachable(f"the replica of {self.group.name!r} at {self.address} is lost")
         for done, task in pending.items():
             task.cancel()
             done.set_exception(error)
@@ -214,7 +214,7 @@ class Done:
         reply = self.reply
         if reply is None:
             # A tell the stopping replica never handled, or lost with a replica's member.
-            if isinstance(error, ActorStopped | NodeUnreachable):
+            if isinstance(error, ActorStopped | MemberUnreachable):
                 self.group.system.dead_letter(self.group.name, None, "its replica stopped")
         elif not reply.done():
             reply.set_exception(error)

@@ -19,7 +19,6 @@ from cfactor.errors import (
     ActorStartFailed,
     ConfigError,
     NameTaken,
-    NodeUnreachable,
     SystemClosed,
     check_positive,
 )
@@ -267,7 +266,8 @@ class ActorSystem:
         while self._background:
             await asyncio.wait(list(self._background))
         if self._remote is not None:
-            self._remote.fail_pending(NodeUnreachable("the actor system closed"))
+            # Closed, not broken: you closed it (asks to other members still waiting).
+            self._remote.fail_pending(SystemClosed("the actor system was closed"))
         if self._transport is not None:
             await self._transport.aclose()
         self._flush_dead_letter_log()

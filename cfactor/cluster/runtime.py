@@ -33,10 +33,11 @@ from cfactor.errors import (
     CfactorError,
     ConfigError,
     MembershipUnavailable,
+    MemberUnreachable,
     NameTaken,
-    NodeUnreachable,
     RemoteActorError,
     SpawnOutcomeUnknown,
+    wire_error_type,
 )
 from cfactor.membership import make_membership
 
@@ -56,15 +57,14 @@ PLACER = "$placement"
 SPECS = "specs"
 
 
-#: Errors the cluster's own actors answer with, rebuilt as the same type by the asker.
-_REFUSALS: dict[str, type[CfactorError]] = {
-    cls.__name__: cls
-    for cls in (NameTaken, MembershipUnavailable, ConfigError, ActorNotFound, ActorStartFailed)
-}
+#: The refusals a cluster actor's caller sees as themselves; any other error it
+#: answers with (rebuilt through the wire table in cfactor.errors) is reported as
+#: MembershipUnavailable, as the cluster's operations document.
+_REFUSALS = (NameTaken, MembershipUnavailable, ConfigError, ActorNotFound, ActorStartFailed)
 
 
 def refusal(exc: CfactorError) -> tuple[str, str, str]:
-    """An expected failure as an answer: ("error", type name, message)."""
+    """An expected failure as an answer: ("error", wire name, message)."""
     if isinstance(exc, RemoteActorError):
         return ("error", exc.type_name.rpartition(".")[2], exc.message)
     return ("error", type(exc).__name__, str(exc))
@@ -73,7 +73,9 @@ def refusal(exc: CfactorError) -> tuple[str, str, str]:
 def check_reply(reply: Any) -> None:
     """Raise the typed error a cluster actor answered with, if it did."""
     if isinstance(reply, tuple) and reply and reply[0] == "error":
-        cls = _REFUSALS.get(str(reply[1]), MembershipUnavailable)
+        cls = wire_error_type(str(reply[1]))
+        if cls is None or not issubclass(cls, _REFUSALS):
+            cls = MembershipUnavailable
         raise cls(str(reply[2]))
 
 
@@ -1085,7 +1087,7 @@ class ClusterMember:
             reply = await self.agent_of(address).ask(
                 ("activate", data, budget * 0.8), timeout=budget
             )
-        except (AskTimeout, NodeUnreachable) as exc:
+        except (AskTimeout, MemberUnreachable) as exc:
             raise SpawnOutcomeUnknown(
                 f"member {address} did not say whether it started {spec.name!r} ({exc}); "
                 "spawn it again the same way to find out"
@@ -1125,7 +1127,7 @@ class ClusterMember:
         placer = await self._placer()
         try:
             reply = await placer.ask(message, timeout=timeout or self.config.placement_timeout_s)
-        except (NodeUnreachable, ActorNotFound, ActorStopped) as exc:
+        except (MemberUnreachable, ActorNotFound, ActorStopped) as exc:
             raise MembershipUnavailable(f"the placement leader is unreachable: {exc}") from exc
         check_reply(reply)
         return reply
@@ -1213,7 +1215,7 @@ class ClusterMember:
                 ("replica", data, group.in_flight, self.system.address),
                 timeout=self.config.placement_timeout_s,
             )
-        except (NodeUnreachable, AskTimeout, ActorNotFound, ActorStopped) as exc:
+        except (MemberUnreachable, AskTimeout, ActorNotFound, ActorStopped) as exc:
             if spec.placement is not None:
                 raise MembershipUnavailable(
                     f"member {address} did not start a replica of {group.name!r}: {exc}"

@@ -33,7 +33,7 @@ from cfactor.errors import (
     CfactorError,
     ConfigError,
     MailboxFull,
-    NodeUnreachable,
+    MemberUnreachable,
     RemoteActorError,
 )
 
@@ -201,7 +201,7 @@ class ServiceEndpoint:
             raise HttpError(500, f"{exc.type_name}: {exc.message}") from exc
         except AskTimeout as exc:
             raise HttpError(504, str(exc)) from exc
-        except (MailboxFull, ActorStopped, ActorNotFound, NodeUnreachable) as exc:
+        except (MailboxFull, ActorStopped, ActorNotFound, MemberUnreachable) as exc:
             # Not the request's fault, and worth retrying later: overloaded, or the
             # service is not (or no longer) where it should be.
             raise HttpError(503, f"{type(exc).__name__}: {exc}") from exc

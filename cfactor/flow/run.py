@@ -22,12 +22,15 @@ from cfactor.autoscale import Replicas
 from cfactor.cluster.config import Cluster, Pin
 from cfactor.errors import (
     ActorNotFound,
+    ActorStopped,
     CfactorError,
     ConfigError,
     FlowError,
+    MemberUnreachable,
     NodeFailed,
     StepFailed,
     WorkerLost,
+    wire_error_type,
 )
 from cfactor.flow.http import ServiceEndpoint
 from cfactor.flow.model import Auto, Shell
@@ -206,7 +209,14 @@ def _flow_of(path: str) -> str:
 
 #: Delivery failures that mean a replica is gone (its member died, say): not the
 #: items' fault, so the run fails with WorkerLost rather than NodeFailed.
-_LOST = frozenset({"NodeUnreachable", "ActorStopped", "ActorNotFound"})
+_LOST = (MemberUnreachable, ActorStopped, ActorNotFound)
+
+
+def _lost(type_name: str) -> bool:
+    """Whether a failure's type name (read back through the wire table in
+    cfactor.errors) is one of the ``_LOST`` delivery failures."""
+    cls = wire_error_type(type_name)
+    return cls is not None and issubclass(cls, _LOST)
 
 
 class RunMonitor(Actor):
@@ -231,7 +241,7 @@ class RunMonitor(Actor):
                 if path in state.nodes:
                     state.nodes[path].replicas = count
             case ("failed", str(path), int(index), str(item), str(type_name), text, _) if (
-                item.startswith("(") and type_name in _LOST
+                item.startswith("(") and _lost(type_name)
             ):
                 state.fail(
                     path,

@@ -65,7 +65,7 @@ async def test_a_killed_members_actors_answer_again_with_one_activation_each() -
         loop = asyncio.get_running_loop()
         killed_at = loop.time()
         target.kill()
-        with pytest.raises((cf.NodeUnreachable, cf.ActorNotFound)):
+        with pytest.raises((cf.MemberUnreachable, cf.ActorNotFound)):
             await slow  # in flight to the dead member: a typed error, not a hang
         for name in names:
             home = await eventually(

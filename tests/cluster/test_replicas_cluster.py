@@ -104,7 +104,7 @@ async def test_a_remote_replicas_member_dies_its_held_messages_fail_and_it_is_re
         victim.kill()
         done, _ = await asyncio.wait(held, timeout=15, return_when=asyncio.FIRST_COMPLETED)
         assert done, "the dead member's held message did not fail"
-        with pytest.raises(cf.NodeUnreachable):
+        with pytest.raises(cf.MemberUnreachable):
             await next(iter(done))
         # Forgotten, and the autoscaler brings the group back to min elsewhere.
         await eventually(lambda: _true(victim.address not in addresses_of(group)), 10)

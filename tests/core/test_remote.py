@@ -134,9 +134,9 @@ async def test_an_ask_to_a_member_that_dies_fails_with_node_unreachable() -> Non
         pending = asyncio.create_task(remote.ask(("wait", "forever"), timeout=30))
         await asyncio.sleep(0.01)
         network.kill(b.address)
-        with pytest.raises(cf.NodeUnreachable):
+        with pytest.raises(cf.MemberUnreachable):
             await asyncio.wait_for(pending, 1)
-        with pytest.raises(cf.NodeUnreachable):
+        with pytest.raises(cf.MemberUnreachable):
             await remote.ask("again")
         assert not remote.is_alive
 

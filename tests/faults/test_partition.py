@@ -5,7 +5,7 @@ etcd and the test's own member in the root namespace on the bridge, so A's cut t
 A away from etcd, B and the test at once; sockets stay open and frames are lost, as
 in a real partition. What must hold (issue 10, docs/faults.md):
 
-- asks across the cut end typed (``AskTimeout`` or ``NodeUnreachable``) by their
+- asks across the cut end typed (``AskTimeout`` or ``MemberUnreachable``) by their
   deadline, plus a margin for a shared machine; traffic to B does not notice;
 - single activation: A's named actor, re-placed while A is away, never has two
   activations at once (A fences before the new one starts);
@@ -164,7 +164,7 @@ async def test_a_cut_link_fails_asks_typed_keeps_one_activation_and_heals(
                 # Asks across the cut: each ended typed, by its deadline.
                 during = across.between(cut_at + 0.1, up_at)
                 assert len(during) >= 5, across.records
-                assert {o for _s, _e, o in during} <= {"AskTimeout", "NodeUnreachable"}, during
+                assert {o for _s, _e, o in during} <= {"AskTimeout", "MemberUnreachable"}, during
                 late = [(s, e, o) for s, e, o in during if e - s > ASK_TIMEOUT_S + MARGIN_S]
                 assert late == [], late
                 # Traffic beside the cut did not notice.

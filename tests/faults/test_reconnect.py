@@ -37,7 +37,7 @@ async def time_to_reach(ref: cf.ActorRef, bound_s: float) -> float:
     while True:
         try:
             assert await ref.ask("ping", timeout=0.2) == "ping"
-        except (cf.AskTimeout, cf.NodeUnreachable) as exc:
+        except (cf.AskTimeout, cf.MemberUnreachable) as exc:
             errors.append(type(exc).__name__)
             elapsed = loop.time() - started
             assert elapsed <= bound_s, f"not reached in {elapsed:.2f} s: {errors[-5:]}"
@@ -57,7 +57,7 @@ async def test_an_old_peer_reaches_a_member_resumed_after_sigstop() -> None:
                 member.signal(signal.SIGSTOP)
                 await asyncio.sleep(STOPPED_S)
                 # Stopped: asks fail typed (the member is lost, or does not answer).
-                with pytest.raises((cf.NodeUnreachable, cf.AskTimeout)):
+                with pytest.raises((cf.MemberUnreachable, cf.AskTimeout)):
                     await echo.ask("anyone?", timeout=0.5)
                 member.signal(signal.SIGCONT)
                 await time_to_reach(echo, BOUND_S)

@@ -18,7 +18,7 @@ import zmq
 from cfactor_zmq import _protocol as proto
 from cfactor_zmq import _transport
 
-from cfactor.errors import NodeUnreachable
+from cfactor.errors import MemberUnreachable
 from cfactor.wire import MsgpackCodec
 from tests.transports.test_zmq_transport import (
     Cluster,
@@ -124,7 +124,7 @@ async def test_peers_beyond_the_limit_get_a_typed_error_and_a_log_line(
     with caplog.at_level(logging.WARNING, logger="cfactor.transport"):
         a.send_nowait(b.address, tell("one"))
         a.send_nowait(f"tcp://127.0.0.1:{free_port()}", tell("two"))
-        with pytest.raises(NodeUnreachable, match="too many peers"):
+        with pytest.raises(MemberUnreachable, match="too many peers"):
             a.send_nowait(f"tcp://127.0.0.1:{free_port()}", tell("three"))
         # A new peer that contacts A is refused (counted, logged); it loses A, typed.
         c.send_nowait(a.address, tell("let me in"))
@@ -149,7 +149,7 @@ async def test_a_socket_that_cannot_be_opened_is_a_typed_error_and_a_log_line(
 
     with caplog.at_level(logging.WARNING, logger="cfactor.transport"):
         monkeypatch.setattr(context, "socket", no_more_files)
-        with pytest.raises(NodeUnreachable, match="open-file limit"):
+        with pytest.raises(MemberUnreachable, match="open-file limit"):
             a.send_nowait(f"tcp://127.0.0.1:{free_port()}", tell("x"))
         # A peer that contacts A meanwhile is refused, and A goes on reading.
         b.send_nowait(a.address, tell("refused"))

@@ -24,8 +24,8 @@ from cfactor.errors import (
     ConfigError,
     FrameTooLarge,
     MailboxFull,
+    MemberUnreachable,
     MessageNotSerializable,
-    NodeUnreachable,
     SystemClosed,
 )
 from cfactor.security import Curve
@@ -438,9 +438,9 @@ async def test_a_peer_that_closes_is_lost_and_sends_fail_fast(cluster: Cluster) 
     assert a_got.lost_at[0] - closed <= LOSS_BOUND
     assert not a.is_reachable(b.address)
     assert a.statistics().peers == 0  # it said BYE: its DEALER is closed at once
-    with pytest.raises(NodeUnreachable):
+    with pytest.raises(MemberUnreachable):
         a.send_nowait(b.address, tell("gone"))
-    with pytest.raises(NodeUnreachable):
+    with pytest.raises(MemberUnreachable):
         await a.send(b.address, tell("gone"))
     await asyncio.sleep(0.2)
     assert a_got.lost == [b.address]  # reported once
@@ -458,11 +458,11 @@ async def test_an_address_where_nobody_listens_is_lost_within_the_timeout(
     waiting = asyncio.ensure_future(a.send(nobody, tell("waits")))
     await eventually(lambda: got.lost == [nobody], timeout=3)
     assert got.lost_at[0] - first_send <= LOSS_BOUND
-    with pytest.raises(NodeUnreachable):
+    with pytest.raises(MemberUnreachable):
         await waiting
     assert a.dropped == 4
     assert a.statistics().queued == 0
-    with pytest.raises(NodeUnreachable):
+    with pytest.raises(MemberUnreachable):
         a.send_nowait(nobody, tell("again"))
 
 
@@ -485,7 +485,7 @@ async def test_a_peer_that_comes_back_on_its_address_is_reachable_again(
     assert b2.address == address
     # B said BYE, so A closed its DEALER: the next send fails fast and dials again,
     # A's HELLO reaches B2, B2 connects back.
-    with pytest.raises(NodeUnreachable):
+    with pytest.raises(MemberUnreachable):
         a.send_nowait(address, tell("anyone?"))
     await eventually(lambda: a.is_reachable(address), timeout=5)
     # The credits A was owed by the old B are written off: the window is whole again.
@@ -775,7 +775,7 @@ async def test_an_address_in_use_is_a_config_error(cluster: Cluster) -> None:
 async def test_sends_to_what_is_not_an_address_fail(cluster: Cluster) -> None:
     a, _ = await cluster.start()
     for peer in ("http://x:1", "tcp://127.0.0.1:0", "tcp://*:5", "counter"):
-        with pytest.raises(NodeUnreachable):
+        with pytest.raises(MemberUnreachable):
             a.send_nowait(peer, tell(1))
     assert a.statistics().peers == 0
 

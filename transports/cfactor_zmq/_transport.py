@@ -4,7 +4,7 @@ One ROUTER per member, bound to its listen address and only ever read; one DEALE
 peer, connected to that peer's ROUTER, with the member's own address plus a per-socket
 nonce as its routing id, and only ever written. Sockets are synchronous pyzmq sockets
 driven by event-loop readers on their file descriptors and drained without blocking:
-one awaited ``zmq.asyncio`` receive per message measured ten times slower (MEASURED.md).
+one awaited ``zmq.asyncio`` receive per message measured ten times slower (docs/measured.md).
 
 The layout, the wire format, credits, liveness and CURVE are described in
 ``docs/transport.md`` together with the reasons for each choice.
@@ -29,7 +29,7 @@ from cfactor.errors import (
     ConfigError,
     MailboxFull,
     MalformedFrame,
-    NodeUnreachable,
+    MemberUnreachable,
     ProtocolError,
     SystemClosed,
     check_positive,
@@ -413,7 +413,7 @@ class ZmqTransport:
         Raises:
             MailboxFull: The queue for ``peer`` is full (it has not credited what it
                 was sent, or cannot be written to fast enough).
-            NodeUnreachable: ``peer`` is known to be gone, or is not an address.
+            MemberUnreachable: ``peer`` is known to be gone, or is not an address.
             MessageNotSerializable: The payload cannot cross the wire.
             FrameTooLarge: The encoded envelope is over ``max_frame_size``.
             SystemClosed: The transport is not running.
@@ -436,7 +436,7 @@ class ZmqTransport:
         Waiting senders are admitted strictly in arrival order; answers never wait.
 
         Raises:
-            NodeUnreachable: ``peer`` is known to be gone (also while waiting), or is
+            MemberUnreachable: ``peer`` is known to be gone (also while waiting), or is
                 not an address.
             MessageNotSerializable: The payload cannot cross the wire.
             FrameTooLarge: The encoded envelope is over ``max_frame_size``.
@@ -467,10 +467,10 @@ class ZmqTransport:
         instead of awaiting queue space. A parked envelope whose ``waiter`` is done when
         its turn comes (the ask timed out or was cancelled) is dropped unsent and
         counted in :attr:`abandoned`; if ``peer`` is lost meanwhile, ``waiter`` fails
-        with ``NodeUnreachable``.
+        with ``MemberUnreachable``.
 
         Raises:
-            NodeUnreachable: ``peer`` is known to be gone, or is not an address.
+            MemberUnreachable: ``peer`` is known to be gone, or is not an address.
             MessageNotSerializable: The payload cannot cross the wire.
             FrameTooLarge: The encoded envelope is over ``max_frame_size``.
             SystemClosed: The transport is not running.
@@ -697,7 +697,7 @@ class ZmqTransport:
                 len(self._peers),
                 MAX_SOCKETS,
             )
-            raise NodeUnreachable(
+            raise MemberUnreachable(
                 f"cannot connect to {address}: {exc} (open-file limit {soft})"
             ) from exc
         try:
@@ -729,7 +729,7 @@ class ZmqTransport:
             dealer.connect(address)
         except zmq.ZMQError as exc:
             dealer.close(linger=0)
-            raise NodeUnreachable(f"cannot connect to {address}: {exc}") from exc
+            raise MemberUnreachable(f"cannot connect to {address}: {exc}") from exc
         return dealer
 
     def _close_sockets(self) -> None:
@@ -775,12 +775,12 @@ class ZmqTransport:
             )
         if p is None:
             if type(peer) is not str or not proto.is_peer_address(peer):
-                raise NodeUnreachable(
+                raise MemberUnreachable(
                     f"{peer!r} is not a member address ('tcp://host:port' or 'ipc://path')"
                 )
             if len(self._peers) >= self._max_peers:
                 self._too_many_peers(peer)
-                raise NodeUnreachable(
+                raise MemberUnreachable(
                     f"cannot reach {peer}: too many peers (already {self._max_peers})"
                 )
             if peer in self._departed:
@@ -789,9 +789,11 @@ class ZmqTransport:
                 # address is found: it answers our HELLO, and is heard.
                 del self._departed[peer]
                 self._add_peer(peer).reachable = False
-                raise NodeUnreachable(f"{peer} is unreachable: it closed")
+                raise MemberUnreachable(f"{peer} is unreachable: it closed")
             return self._add_peer(peer)
-        raise NodeUnreachable(f"{peer} is unreachable: not heard from for over {self._timeout:g} s")
+        raise MemberUnreachable(
+            f"{peer} is unreachable: not heard from for over {self._timeout:g} s"
+        )
 
     def _add_peer(self, address: str, key: str | None = None) -> _Peer:
         key = self._prebound.get(address) or self._bound.get(address) or key
@@ -826,7 +828,7 @@ class ZmqTransport:
             return None
         try:
             p = self._add_peer(address, key)
-        except NodeUnreachable as exc:
+        except MemberUnreachable as exc:
             self._reject(address, str(exc))
             return None
         self._departed.pop(address, None)  # it came back
@@ -851,7 +853,7 @@ class ZmqTransport:
             del self._by_rid[p.rid]
         dropped = len(p.queue) + sum(1 for _, admitted in p.waiters if not admitted.done())
         p.queue.clear()
-        self._fail_waiters(p, NodeUnreachable, f"{p.address} is gone: {why}")
+        self._fail_waiters(p, MemberUnreachable, f"{p.address} is gone: {why}")
         self._dropped += dropped
         if p.blocked:
             self._loop.remove_reader(p.fd)
@@ -901,7 +903,7 @@ class ZmqTransport:
         p.queue.clear()
         self._fail_waiters(
             p,
-            NodeUnreachable,
+            MemberUnreachable,
             f"{p.address} is unreachable: not heard from for {self._timeout:g} s",
         )
         self._dropped += dropped
@@ -1211,7 +1213,7 @@ class ZmqTransport:
         p.dealer.close(linger=0)
         try:
             p.dealer = self._new_dealer(p.address, server_key)
-        except NodeUnreachable as exc:  # pragma: no cover - the address dialled before
+        except MemberUnreachable as exc:  # pragma: no cover - the address dialled before
             self._log_io("cannot redial %s: %s", p.address, exc)
             return
         p.fd = p.dealer.FD
