@@ -10,6 +10,7 @@
 See docs/flow.md.
 """
 
+from cfactor.flow.context import Context as Context
 from cfactor.flow.model import App as App
 from cfactor.flow.model import Auto as Auto
 from cfactor.flow.model import Flow as Flow
@@ -23,7 +24,6 @@ from cfactor.flow.run import NodeStats as NodeStats
 from cfactor.flow.run import Running as Running
 from cfactor.flow.run import RunResult as RunResult
 from cfactor.flow.run import StepResult as StepResult
-from cfactor.flow.workers import Context as Context
 
 __all__ = [
     "App",

@@ -29,20 +29,15 @@ from cfactor.errors import (
     StepFailed,
     WorkerLost,
 )
+from cfactor.flow.context import Endpoint, endpoint_ref
+from cfactor.flow.functions import portable
 from cfactor.flow.http import ServiceEndpoint
 from cfactor.flow.model import Auto, Shell
 from cfactor.flow.progress import Display, render
-from cfactor.flow.workers import (
-    BATCH_ITEMS,
-    AutoHost,
-    Endpoint,
-    FunctionService,
-    NodeWorker,
-    SessionStore,
-    StepWorker,
-    endpoint_ref,
-    portable,
-)
+from cfactor.flow.sending import BATCH_ITEMS
+from cfactor.flow.services import FunctionService, SessionStore
+from cfactor.flow.steps import StepWorker
+from cfactor.flow.workers import AutoHost, NodeWorker
 
 if TYPE_CHECKING:
     from types import TracebackType
