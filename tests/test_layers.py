@@ -4,7 +4,8 @@
   nothing of ZeroMQ, msgpack or etcd.
 - Runtime code reads time and randomness only through the Clock and the seeded
   random source (``cfactor/_core/clock.py``), so a simulation can replay it.
-- ``import cfactor`` loads no transport or membership library.
+- ``import cfactor`` loads no transport or membership library, and not the flow layer
+  (loaded when first used), its HTTP endpoint or ctypes.
 """
 
 from __future__ import annotations
@@ -68,3 +69,35 @@ def test_importing_cfactor_loads_no_transport_or_membership_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys; {code}; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return set(out.stdout.split())
+
+
+def test_importing_cfactor_loads_no_flow_driver_http_or_ctypes() -> None:
+    # 26 cfactor modules (170 in all) before the flow layer loaded lazily; 20 (150) after.
+    loaded = modules_loaded_by("import cfactor")
+    assert not {m for m in loaded if m.startswith("cfactor.flow")}
+    assert not loaded & {"ctypes", "cfactor.autoscale.controller", "cfactor.cluster.runtime"}
+    # The first use loads the model, not the driver: that waits for app.run().
+    loaded = modules_loaded_by("import cfactor; cfactor.App")
+    assert "cfactor.flow.model" in loaded
+    assert not loaded & {"cfactor.flow.run", "cfactor.flow.http", "cfactor.flow.threads", "ctypes"}
+
+
+def test_the_lazy_names_are_in_all_and_resolve() -> None:
+    import cfactor
+
+    for name in cfactor.__all__:
+        assert getattr(cfactor, name) is not None, name
+    assert set(cfactor.__all__) <= set(dir(cfactor))
+    with pytest.raises(AttributeError):
+        _ = cfactor.NoSuchName

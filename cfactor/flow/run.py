@@ -31,7 +31,6 @@ from cfactor.errors import (
 )
 from cfactor.flow.context import Endpoint, endpoint_ref
 from cfactor.flow.functions import portable
-from cfactor.flow.http import ServiceEndpoint
 from cfactor.flow.model import Auto, Shell
 from cfactor.flow.progress import Display, render
 from cfactor.flow.sending import BATCH_ITEMS
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
 
     from cfactor._core.ref import ActorRef
     from cfactor.cluster.runtime import ClusterMember
+    from cfactor.flow.http import ServiceEndpoint
     from cfactor.flow.model import App, Flow, Node, Step
 
 log = logging.getLogger("cfactor.flow")
@@ -315,6 +315,8 @@ class Running:
             self.endpoints[name] = (system.address if here else None, full)
             log.info("service %s started (%s)", full, spec.description or spec.target)
         if self.http is not None:
+            from cfactor.flow.http import ServiceEndpoint  # noqa: PLC0415 - only with http=
+
             self.endpoint = ServiceEndpoint(self)
             await self.endpoint.start(self.http)
 
