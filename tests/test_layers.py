@@ -101,3 +101,22 @@ def test_the_lazy_names_are_in_all_and_resolve() -> None:
     assert set(cfactor.__all__) <= set(dir(cfactor))
     with pytest.raises(AttributeError):
         _ = cfactor.NoSuchName
+
+
+def test_the_autoscaling_policy_imports_nothing_that_runs() -> None:
+    # Sans-IO (docs/autoscale.md): depths in, counts out. The controller, which runs
+    # on a clock and an event loop, is loaded by cf.Replicas.start (autoscale/config.py).
+    policy = ROOT / "cfactor" / "autoscale" / "policy.py"
+    allowed = {"__future__", "math", "dataclasses", "fractions", "typing"}
+    allowed |= {"cfactor.autoscale.config", "cfactor.errors"}
+    assert imports_of(policy) <= allowed, imports_of(policy) - allowed
+    config = ROOT / "cfactor" / "autoscale" / "config.py"
+    top_level = {
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.parse(config.read_text()).body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not top_level & {"asyncio", "cfactor.autoscale.controller"}
+    loaded = modules_loaded_by("import cfactor.autoscale.policy")
+    assert "cfactor.autoscale.controller" not in loaded
