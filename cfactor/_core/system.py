@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
+from cfactor._core.keyed import KeyedReplicaSet
 from cfactor._core.remote import Remote
-from cfactor._core.replicas import KeyedReplicaSet, ReplicaSet
+from cfactor._core.replicas import ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
