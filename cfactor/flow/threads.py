@@ -8,6 +8,7 @@ joined). Two systems in one process share no pool, no lock and no timer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -71,13 +72,14 @@ class FlowThreads:
         self._trim = loop.call_later(1.0, trim)
 
     async def aclose(self) -> None:
-        """Cancel the pending trim, shut the pools down and join their threads.
+        """Shut the pools down and join their threads; a pending trim is done then.
 
         Work not started is cancelled. A function still running after the system's
         ``stop_timeout_s`` is left to finish on its own (logged): closing the system
         must not hang on a user's function.
         """
         self._closed = True
+        trim_now = self._trim is not None  # due within a second: done on the way out
         if self._trim is not None:
             self._trim.cancel()
             self._trim = None
@@ -94,7 +96,10 @@ class FlowThreads:
         def join() -> None:
             for executor in pools:
                 executor.shutdown(wait=True, cancel_futures=True)
-            loop.call_soon_threadsafe(settle, True)  # noqa: FBT003
+            if trim_now:
+                _malloc_trim()
+            with contextlib.suppress(RuntimeError):  # the loop closed after a timeout
+                loop.call_soon_threadsafe(settle, True)  # noqa: FBT003
 
         # Not one of the pools' own threads, nor the loop's default executor (which
         # the system does not own): a thread that only waits.

@@ -69,3 +69,30 @@ async def test_a_closed_system_has_no_flow_threads() -> None:
         pass
     with pytest.raises(cf.SystemClosed):
         flow_threads(system)
+
+
+async def test_a_trim_due_when_the_system_closes_is_done_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trims: list[str] = []
+    monkeypatch.setattr(
+        "cfactor.flow.threads._malloc_trim", lambda: trims.append(threading.current_thread().name)
+    )
+    async with cf.ActorSystem() as system:
+        threads = flow_threads(system)
+        threads.pool("nodes").submit(int).result()
+        threads.release_memory_soon()  # due in a second; the system closes first
+    assert trims == ["cfactor-flow-join"]
+
+
+async def test_closing_does_not_hang_on_a_function_that_does_not_return(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+    system = cf.ActorSystem(stop_timeout_s=0.2)
+    async with system:
+        running = flow_threads(system).pool("services").submit(release.wait, 30)
+    assert not running.done()
+    assert "flow threads still busy" in caplog.text
+    release.set()
+    assert running.result(timeout=5) is True
