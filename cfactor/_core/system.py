@@ -265,6 +265,8 @@ class ActorSystem:
         """Stop every actor (children first, newest first) and wait for them. Idempotent."""
         if self._closed or self._loop is None:
             self._closed = True
+            if self._loop is None:  # never started: nothing made, nothing to make now
+                self._extensions = None
             return
         self._closed = True
         if self.cluster is not None:
