@@ -1,19 +1,11 @@
 """Sending a replica's outputs: batches per edge, a window of unanswered batches.
 
-How items move (docs/flow.md has the picture):
-
-- A replica's outputs are buffered per downstream edge and sent in batches, each
-  batch an ``ask`` whose answer means "taken and processed". A replica keeps a few
-  batches in flight (its window) and waits when the window is full, so a slow Node
-  holds its upstream back: bounded mailboxes, bounded memory, nothing dropped.
-- End of stream: when a replica's upstream has all finished, it flushes, waits for
-  every batch it sent to be answered, then sends ``("eos", sender)`` to each replica
-  downstream. A replica finishes when it has an end of stream from every upstream
-  sender; a reduce calls its function then. Because the batches were answered first,
-  no ordering between senders is assumed (it holds across members too).
-- A ``cf.Auto`` map is a replicated group behind one ref (it autoscales on its
-  backlog). Its replicas forward each batch's outputs before answering it, and the
-  group's host actor counts the ends of stream and speaks for the group downstream.
+A replica's outputs are buffered per downstream edge and sent in batches, each batch
+an ``ask`` whose answer means "taken and processed". A replica keeps a few batches in
+flight (its window) and waits when the window is full, so a slow Node holds its
+upstream back: bounded mailboxes, bounded memory, nothing dropped. How a replica ends
+its stream, and how a ``cf.Auto`` group speaks for its replicas, is in
+``cfactor.flow.workers``; docs/flow.md has the picture.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 How items move (docs/flow.md has the picture):
 
-- A replica's outputs are buffered per downstream edge and sent in batches, each
-  batch an ``ask`` whose answer means "taken and processed". A replica keeps a few
-  batches in flight (its window) and waits when the window is full, so a slow Node
-  holds its upstream back: bounded mailboxes, bounded memory, nothing dropped.
+- A replica's outputs go downstream in batches, a bounded window of them unanswered
+  (``cfactor.flow.sending``): a slow Node holds its upstream back.
 - End of stream: when a replica's upstream has all finished, it flushes, waits for
   every batch it sent to be answered, then sends ``("eos", sender)`` to each replica
   downstream. A replica finishes when it has an end of stream from every upstream
