@@ -1,6 +1,6 @@
 """What splitting a dict output across reduce partitions costs a flow replica.
 
-``cfactor.flow.workers.Edge.put`` on dicts of 5,000 word -> count entries bound for 2
+``cfactor.flow.sending.Edge.put`` on dicts of 5,000 word -> count entries bound for 2
 partitions (the shape of a wordcount map's output), in ns per key, next to the plain
 Python a user would write for the same split (crc32 of each word, one sub-dict per
 partition) measured in the same run.
@@ -19,7 +19,7 @@ import zlib
 from time import perf_counter
 from typing import Any
 
-from cfactor.flow.workers import Edge
+from cfactor.flow.sending import Edge
 
 KEYS = 5000
 PARTITIONS = 2

@@ -1,4 +1,4 @@
-"""Does a process give memory back after a flow run? (``cfactor.flow.workers``)
+"""Does a process give memory back after a flow run? (``cfactor.flow.threads``)
 
 Runs ``examples/gigasort.py``'s flow embedded, three times in one actor system, and prints
 this process's RSS right after each run and 1.5 s later: with the flow's trim (a second
@@ -22,7 +22,7 @@ from pathlib import Path
 import harness
 
 import cfactor as cf
-from cfactor.flow import workers
+from cfactor.flow.threads import FlowThreads
 
 if str(harness.ROOT) not in sys.path:
     sys.path.insert(0, str(harness.ROOT))
@@ -62,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         if args.child == "no-trim":
-            workers._release_memory_soon = lambda loop: None
+            FlowThreads.release_memory_soon = lambda self: None  # type: ignore[method-assign]
         print(json.dumps({"start": rss_mib(), "rows": cf.run(measure(args.records))}))
         return 0
     records = 200_000 if args.quick else 1_000_000

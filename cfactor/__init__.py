@@ -25,6 +25,8 @@ processes, or on a cluster::
     cf.run(main)
 """
 
+from typing import TYPE_CHECKING
+
 from cfactor._core import Actor as Actor
 from cfactor._core import ActorRef as ActorRef
 from cfactor._core import ActorSystem as ActorSystem
@@ -33,6 +35,7 @@ from cfactor._core import Restart as Restart
 from cfactor._core import Strategy as Strategy
 from cfactor._core import Supervision as Supervision
 from cfactor._core import SystemStatistics as SystemStatistics
+from cfactor._lazy import lazy_attributes
 from cfactor._run import run as run
 from cfactor.autoscale import Replicas as Replicas
 from cfactor.cluster import Cluster as Cluster
@@ -64,14 +67,77 @@ from cfactor.errors import SupervisionError as SupervisionError
 from cfactor.errors import SystemClosed as SystemClosed
 from cfactor.errors import UnsupportedVersion as UnsupportedVersion
 from cfactor.errors import WorkerLost as WorkerLost
-from cfactor.flow import App as App
-from cfactor.flow import Auto as Auto
-from cfactor.flow import Context as Context
-from cfactor.flow import RunResult as RunResult
-from cfactor.flow import shell as shell
 from cfactor.security import Curve as Curve
 
 NodeUnreachable = MemberUnreachable
 """Deprecated: the old name of ``MemberUnreachable`` (the same class)."""
 
+if TYPE_CHECKING:
+    from cfactor.flow import App as App
+    from cfactor.flow import Auto as Auto
+    from cfactor.flow import Context as Context
+    from cfactor.flow import RunResult as RunResult
+    from cfactor.flow import shell as shell
+
 __version__ = "0.1.0"
+
+#: The dataflow layer loads when a program first uses it (``cf.App``): a program of
+#: plain actors does not load the flow driver, its threads or its HTTP endpoint.
+_LAZY = {
+    "App": "cfactor.flow",
+    "Auto": "cfactor.flow",
+    "Context": "cfactor.flow",
+    "RunResult": "cfactor.flow",
+    "shell": "cfactor.flow",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+
+__all__ = [
+    "Actor",
+    "ActorError",
+    "ActorNotFound",
+    "ActorRef",
+    "ActorStartFailed",
+    "ActorStopped",
+    "ActorSystem",
+    "App",
+    "AskTimeout",
+    "Auto",
+    "CfactorError",
+    "Cluster",
+    "ConfigError",
+    "Context",
+    "Curve",
+    "DeliveryError",
+    "FlowError",
+    "FrameTooLarge",
+    "Labels",
+    "MailboxFull",
+    "MailboxStatistics",
+    "MalformedFrame",
+    "MemberUnreachable",
+    "MembershipError",
+    "MembershipUnavailable",
+    "MessageNotSerializable",
+    "NameTaken",
+    "NodeFailed",
+    "NodeUnreachable",
+    "Pin",
+    "ProtocolError",
+    "RemoteActorError",
+    "Replicas",
+    "Restart",
+    "RunResult",
+    "SpawnOutcomeUnknown",
+    "StepFailed",
+    "Strategy",
+    "Supervision",
+    "SupervisionError",
+    "SystemClosed",
+    "SystemStatistics",
+    "UnsupportedVersion",
+    "WorkerLost",
+    "run",
+    "shell",
+]

@@ -4,7 +4,8 @@
   nothing of ZeroMQ, msgpack or etcd.
 - Runtime code reads time and randomness only through the Clock and the seeded
   random source (``cfactor/_core/clock.py``), so a simulation can replay it.
-- ``import cfactor`` loads no transport or membership library.
+- ``import cfactor`` loads no transport or membership library, and not the flow layer
+  (loaded when first used), its HTTP endpoint or ctypes.
 """
 
 from __future__ import annotations
@@ -92,9 +93,18 @@ def error_names() -> set[str]:
 def name_keyed_error_tables(source: str, names: set[str]) -> list[str]:
     """Each place in ``source`` that maps errors by name on its own: a dict keyed by
     ``cls.__name__``, a ``type(x).__name__ in ...`` test, or a collection of error
-    names as strings."""
+    names as strings (a module's ``__all__`` lists names, it maps nothing)."""
     found: list[str] = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    exported = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+    }
+    for node in ast.walk(tree):
+        if id(node) in exported:
+            continue
         if isinstance(node, ast.DictComp) and isinstance(node.key, ast.Attribute):
             if node.key.attr == "__name__":
                 found.append(f"line {node.lineno}: a dict keyed by __name__")
@@ -146,3 +156,54 @@ def test_nothing_uses_the_deprecated_node_unreachable(path: Path) -> None:
     if path in allowed:
         return
     assert "NodeUnreachable" not in path.read_text()
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys; {code}; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return set(out.stdout.split())
+
+
+def test_importing_cfactor_loads_no_flow_driver_http_or_ctypes() -> None:
+    # 26 cfactor modules (170 in all) before the flow layer loaded lazily; 20 (150) after.
+    loaded = modules_loaded_by("import cfactor")
+    assert not {m for m in loaded if m.startswith("cfactor.flow")}
+    assert not loaded & {"ctypes", "cfactor.autoscale.controller", "cfactor.cluster.runtime"}
+    # The first use loads the model, not the driver: that waits for app.run().
+    loaded = modules_loaded_by("import cfactor; cfactor.App")
+    assert "cfactor.flow.model" in loaded
+    assert not loaded & {"cfactor.flow.run", "cfactor.flow.http", "cfactor.flow.threads", "ctypes"}
+
+
+def test_the_lazy_names_are_in_all_and_resolve() -> None:
+    import cfactor
+
+    for name in cfactor.__all__:
+        assert getattr(cfactor, name) is not None, name
+    assert set(cfactor.__all__) <= set(dir(cfactor))
+    with pytest.raises(AttributeError):
+        _ = cfactor.NoSuchName
+
+
+def test_the_autoscaling_policy_imports_nothing_that_runs() -> None:
+    # Sans-IO (docs/autoscale.md): depths in, counts out. The controller, which runs
+    # on a clock and an event loop, is loaded by cf.Replicas.start (autoscale/config.py).
+    policy = ROOT / "cfactor" / "autoscale" / "policy.py"
+    allowed = {"__future__", "math", "dataclasses", "fractions", "typing"}
+    allowed |= {"cfactor.autoscale.config", "cfactor.errors"}
+    assert imports_of(policy) <= allowed, imports_of(policy) - allowed
+    config = ROOT / "cfactor" / "autoscale" / "config.py"
+    top_level = {
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.parse(config.read_text()).body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not top_level & {"asyncio", "cfactor.autoscale.controller"}
+    loaded = modules_loaded_by("import cfactor.autoscale.policy")
+    assert "cfactor.autoscale.controller" not in loaded

@@ -6,13 +6,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
+from cfactor._core.keyed import KeyedReplicaSet
 from cfactor._core.remote import Remote
-from cfactor._core.replicas import KeyedReplicaSet, ReplicaSet
+from cfactor._core.replicas import ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
@@ -33,6 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("cfactor.system")
 
 DEFAULT_MAILBOX_CAPACITY = 1000
+
+
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+_E = TypeVar("_E", bound=_Closeable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +203,8 @@ class ActorSystem:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
+        #: What layers above keep per system (see ``extension``); None once closed.
+        self._extensions: dict[str, _Closeable] | None = {}
         self._dead_letters = 0
         self._dead_letters_logged = 0
         self._dead_letter_log_at = float("-inf")
@@ -254,6 +264,8 @@ class ActorSystem:
         """Stop every actor (children first, newest first) and wait for them. Idempotent."""
         if self._closed or self._loop is None:
             self._closed = True
+            if self._loop is None:  # never started: nothing made, nothing to make now
+                self._extensions = None
             return
         self._closed = True
         if self.cluster is not None:
@@ -265,6 +277,9 @@ class ActorSystem:
         await root.stop_children()
         while self._background:
             await asyncio.wait(list(self._background))
+        extensions, self._extensions = self._extensions or {}, None
+        for extension in reversed(extensions.values()):
+            await extension.aclose()
         if self._remote is not None:
             # Closed, not broken: you closed it (asks to other members still waiting).
             self._remote.fail_pending(SystemClosed("the actor system was closed"))
@@ -534,6 +549,24 @@ class ActorSystem:
         """The replicated actor called ``name`` in this system (its ``count`` of
         replicas, its ``load()``), or None if there is none."""
         return self._groups.get(name)
+
+    def extension(self, key: str, make: Callable[[ActorSystem], _E]) -> _E:
+        """A layer's per-system object: ``make(self)`` on first use, the same one after.
+
+        How a layer above keeps state per system, not per process (the flow layer's
+        thread pools): ``aclose`` closes each one (its ``aclose()``, newest first) after
+        every actor stopped.
+
+        Raises:
+            SystemClosed: The system finished closing.
+        """
+        extensions = self._extensions
+        if extensions is None:
+            raise SystemClosed("the actor system is closed")
+        found = extensions.get(key)
+        if found is None:
+            found = extensions[key] = make(self)
+        return found  # type: ignore[return-value] # one key, one maker
 
     def statistics(self) -> SystemStatistics:
         transport, remote = self._transport, self._remote

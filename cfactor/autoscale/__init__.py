@@ -5,10 +5,10 @@
 whose ``Decision`` it applies. See docs/autoscale.md.
 """
 
+from cfactor.autoscale.config import Replicas as Replicas
 from cfactor.autoscale.policy import Autoscaler as Autoscaler
 from cfactor.autoscale.policy import Decision as Decision
 from cfactor.autoscale.policy import Direction as Direction
 from cfactor.autoscale.policy import Observation as Observation
-from cfactor.autoscale.policy import Replicas as Replicas
 
 __all__ = ["Autoscaler", "Decision", "Direction", "Observation", "Replicas"]

@@ -14,11 +14,12 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from cfactor.autoscale.policy import Autoscaler, Decision, Observation, Replicas
+from cfactor.autoscale.policy import Autoscaler, Decision, Observation
 from cfactor.errors import CfactorError
 
 if TYPE_CHECKING:
     from cfactor.abc import Cancellable, Clock, ReplicaGroup
+    from cfactor.autoscale.config import Replicas
 
 log = logging.getLogger("cfactor.autoscale")
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from cfactor._core.actor import Actor
 from cfactor._core.cell import STOPPING, ActorCell, current_cell
 from cfactor._core.clock import wall_time
+from cfactor._core.keyed import KeyedReplicaSet
 from cfactor._core.ref import ActorRef
-from cfactor._core.replicas import KeyedReplicaSet, RemoteReplica
+from cfactor._core.replicas import RemoteReplica
 from cfactor.abc import Activation, MemberInfo
 from cfactor.cluster.outage import ASK, OutageGuard
 from cfactor.cluster.policy import choose_member

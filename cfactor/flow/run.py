@@ -32,26 +32,21 @@ from cfactor.errors import (
     WorkerLost,
     wire_error_type,
 )
-from cfactor.flow.http import ServiceEndpoint
+from cfactor.flow.context import Endpoint, endpoint_ref
+from cfactor.flow.functions import portable
 from cfactor.flow.model import Auto, Shell
 from cfactor.flow.progress import Display, render
-from cfactor.flow.workers import (
-    BATCH_ITEMS,
-    AutoHost,
-    Endpoint,
-    FunctionService,
-    NodeWorker,
-    SessionStore,
-    StepWorker,
-    endpoint_ref,
-    portable,
-)
+from cfactor.flow.sending import BATCH_ITEMS
+from cfactor.flow.services import FunctionService, SessionStore
+from cfactor.flow.steps import StepWorker
+from cfactor.flow.workers import AutoHost, NodeWorker
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
     from cfactor.cluster.runtime import ClusterMember
+    from cfactor.flow.http import ServiceEndpoint
     from cfactor.flow.model import App, Flow, Node, Step
 
 log = logging.getLogger("cfactor.flow")
@@ -330,6 +325,8 @@ class Running:
             self.endpoints[name] = (system.address if here else None, full)
             log.info("service %s started (%s)", full, spec.description or spec.target)
         if self.http is not None:
+            from cfactor.flow.http import ServiceEndpoint  # noqa: PLC0415 - only with http=
+
             self.endpoint = ServiceEndpoint(self)
             await self.endpoint.start(self.http)
 

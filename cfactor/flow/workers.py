@@ -1,11 +1,9 @@
-"""The actors a flow runs as: Node replicas, autoscaled groups, steps, the run's monitor.
+"""The actors a flow's Nodes run as: Node replicas and the hosts of autoscaled groups.
 
 How items move (docs/flow.md has the picture):
 
-- A replica's outputs are buffered per downstream edge and sent in batches, each
-  batch an ``ask`` whose answer means "taken and processed". A replica keeps a few
-  batches in flight (its window) and waits when the window is full, so a slow Node
-  holds its upstream back: bounded mailboxes, bounded memory, nothing dropped.
+- A replica's outputs go downstream in batches, a bounded window of them unanswered
+  (``cfactor.flow.sending``): a slow Node holds its upstream back.
 - End of stream: when a replica's upstream has all finished, it flushes, waits for
   every batch it sent to be answered, then sends ``("eos", sender)`` to each replica
   downstream. A replica finishes when it has an end of stream from every upstream
@@ -19,577 +17,34 @@ How items move (docs/flow.md has the picture):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import inspect
-import itertools
 import logging
 import math
-import threading
-import traceback as tb_module
-import zlib
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
-from cfactor.errors import CfactorError, ConfigError, FrameTooLarge
-from cfactor.loading import import_path, load_object
+from cfactor.errors import CfactorError
+from cfactor.flow.context import Context, Store, endpoint_ref
+from cfactor.flow.functions import (
+    ItemFailed,
+    apply_async,
+    apply_sync,
+    collect,
+    give_up_or_retry,
+    is_async,
+    reduce_sync,
+    resolve,
+)
+from cfactor.flow.sending import SOURCE_LINGER_S, Emitter, make_edges, take
+from cfactor.flow.threads import flow_threads
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from cfactor._core.ref import ActorRef
-    from cfactor._core.system import ActorSystem
 
 log = logging.getLogger("cfactor.flow")
-step_log = logging.getLogger("cfactor.flow.step")
 
-#: Items per batch, and the bytes (roughly) after which a batch goes early.
-BATCH_ITEMS = 256
-BATCH_BYTES = 1 << 20
-#: Batches one replica keeps unanswered per downstream replica (at least MIN_WINDOW).
-WINDOW_PER_TARGET = 2
-MIN_WINDOW = 4
 #: How often a replica reports its counts to the run's monitor.
 REPORT_EVERY_S = 0.25
-#: How many unanswered batches a replica in another process counts as, when choosing
-#: where a batch for a map goes: work stays local until the local replicas are busy.
-REMOTE_PENALTY = 2
-#: How many entries of a big dict or list ``item_size`` looks at.
-SIZE_SAMPLE = 16
-#: How many keys an edge remembers the partition of.
-PARTITION_CACHE = 1 << 17
-#: A source sends what it has after this long, even if the batch is not full.
-SOURCE_LINGER_S = 0.2
-
-Endpoint = tuple[str | None, str]  # (member address or None for this one, actor name)
-
-
-# -- functions that travel --------------------------------------------------------------
-
-
-def portable(fn: Any, *, remote: bool) -> Any:
-    """``fn`` itself in one process; on a cluster, where a member can import it.
-
-    Raises:
-        ConfigError: On a cluster, ``fn`` is a lambda or a nested function.
-    """
-    if fn is None or not remote:
-        return fn
-    return ("fn", *import_path(fn, "Node functions on a cluster must be module-level functions"))
-
-
-def resolve(fn: Any) -> Any:
-    """The function ``portable`` described (loaded on this member if need be)."""
-    if isinstance(fn, tuple) and len(fn) == 4 and fn[0] == "fn":
-        return load_object(fn[1], fn[2], fn[3])
-    return fn
-
-
-def endpoint_ref(system: ActorSystem, endpoint: Endpoint) -> ActorRef:
-    """The ref for an endpoint the driver chose (``name@epoch`` for a cluster actor)."""
-    address, name = endpoint
-    if address is None or address == system.address:
-        return system.ref(name.partition("@")[0])
-    return system.ref(name, at=address)
-
-
-def stable_hash(key: Any) -> int:
-    """A hash that is the same in every process (``hash()`` of a str is not)."""
-    if isinstance(key, bool):
-        return int(key)
-    if isinstance(key, float) and key.is_integer():
-        key = int(key)  # 1.0 == 1 as a dict key: one partition for both
-    if isinstance(key, int):
-        return key & 0x7FFFFFFFFFFFFFFF
-    if isinstance(key, str):
-        return zlib.crc32(key.encode("utf-8", "surrogatepass"))
-    if isinstance(key, bytes | bytearray | memoryview):
-        return zlib.crc32(key)
-    if isinstance(key, tuple):
-        h = 0
-        for part in key:
-            h = zlib.crc32(stable_hash(part).to_bytes(8, "little"), h)
-        return h
-    return zlib.crc32(repr(key).encode("utf-8", "surrogatepass"))
-
-
-def default_partition(key: Any, n: int) -> int:
-    return stable_hash(key) % n
-
-
-def _flat_size(value: Any) -> int:
-    if isinstance(value, str | bytes | bytearray):
-        return len(value) + 8
-    return 16
-
-
-def item_size(item: Any) -> int:
-    """A guess of an item's encoded size (one level deep), to keep batches under the
-    frame limit."""
-    if isinstance(item, str | bytes | bytearray):
-        return len(item) + 8
-    n = len(item) if isinstance(item, Mapping | list | tuple) else 0
-    if n > SIZE_SAMPLE:  # estimated from its first entries: a guess is all batching needs
-        head = itertools.islice(item.items() if isinstance(item, Mapping) else item, SIZE_SAMPLE)
-        return item_size(dict(head) if isinstance(item, Mapping) else list(head)) * n // SIZE_SAMPLE
-    if isinstance(item, Mapping):
-        return sum(_flat_size(k) + _flat_size(v) for k, v in item.items()) + 16
-    if isinstance(item, list | tuple):
-        return sum(_flat_size(v) for v in item) + 16
-    return 16
-
-
-def collect(result: Any, out: list[Any]) -> None:
-    """A function's result as outputs: None is none, a generator is several."""
-    if result is None:
-        return
-    if isinstance(result, Iterator) and not isinstance(result, str | bytes):
-        out.extend(result)
-    else:
-        out.append(result)
-
-
-class ItemFailed(Exception):
-    """A Node function raised on an item (after its retries)."""
-
-    def __init__(self, item: Any, exc: BaseException, *, label: str | None = None) -> None:
-        super().__init__(str(exc))
-        self.item = label if label is not None else repr(item)[:200]
-        self.type_name = type(exc).__name__
-        self.message = str(exc)
-        self.traceback = "".join(tb_module.format_exception(exc))
-
-
-def give_up_or_retry(
-    ctx: Context, item: Any, exc: Exception, attempt: int, retries: int, *, label: str | None = None
-) -> None:
-    """After ``attempt`` (from 0) failed: log and return to try again, or, with no
-    retries left, raise ``ItemFailed``."""
-    if attempt == retries:
-        raise ItemFailed(item, exc, label=label) from exc
-    ctx.log.warning("retrying %s (%s): %r", label or repr(item)[:100], attempt + 1, exc)
-
-
-def apply_sync(fn: Callable[..., Any], ctx: Context, items: list[Any], retries: int) -> list[Any]:
-    """Run a sync map over a batch (in a worker thread, off the event loop)."""
-    out: list[Any] = []
-    for item in items:
-        for attempt in range(retries + 1):
-            produced: list[Any] = []
-            try:
-                collect(fn(ctx, item), produced)
-            except Exception as exc:
-                give_up_or_retry(ctx, item, exc, attempt, retries)
-                continue
-            out.extend(produced)
-            break
-    return out
-
-
-async def apply_async(
-    fn: Callable[..., Any], ctx: Context, items: list[Any], retries: int
-) -> list[Any]:
-    out: list[Any] = []
-    agen = inspect.isasyncgenfunction(fn)
-    for item in items:
-        for attempt in range(retries + 1):
-            produced: list[Any] = []
-            try:
-                if agen:
-                    produced.extend([x async for x in fn(ctx, item)])
-                else:
-                    collect(await fn(ctx, item), produced)
-            except Exception as exc:
-                give_up_or_retry(ctx, item, exc, attempt, retries)
-                continue
-            out.extend(produced)
-            break
-    return out
-
-
-def is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
-
-
-def take(
-    iterator: Iterator[Any], n: int, now: Callable[[], float]
-) -> tuple[list[Any], Exception | None, bool]:
-    """The next chunk of a sync source (in a worker thread): up to ``n`` items, about
-    ``BATCH_BYTES``, or what came within ``SOURCE_LINGER_S``; what the source raised
-    (the items before it still count); and whether it may have more."""
-    out: list[Any] = []
-    size = 0
-    started = now()
-    try:
-        for item in iterator:
-            out.append(item)
-            size += item_size(item)
-            if len(out) >= n or size >= BATCH_BYTES or now() - started >= SOURCE_LINGER_S:
-                return out, None, True
-    except Exception as exc:  # the user's generator: the caller reports it
-        return out, exc, False
-    return out, None, False
-
-
-_POOLS: dict[str, ThreadPoolExecutor] = {}
-_POOL_SIZES = {"nodes": 64, "services": 32}
-
-
-def pool(kind: str) -> ThreadPoolExecutor:
-    """The threads sync functions run on: one pool for Node functions, one for services
-    and steps. A sync Node function that calls a service (``ctx.call``) waits in its
-    thread for the service's thread: from one pool, enough such replicas took every
-    thread and the service never ran."""
-    executor = _POOLS.get(kind)
-    if executor is None:
-        executor = _POOLS[kind] = ThreadPoolExecutor(
-            max_workers=_POOL_SIZES[kind], thread_name_prefix=f"cfactor-{kind}"
-        )
-    return executor
-
-
-_trim: asyncio.TimerHandle | None = None
-
-
-def _release_memory_soon(loop: asyncio.AbstractEventLoop) -> None:
-    """A second after the last replica here stopped, hand freed heap back to the OS.
-
-    glibc keeps freed memory in its arenas: a process that ran a 100 MB gigasort three
-    times stayed at 164 MiB after ``gc.collect()``, and went to 35 MiB on
-    ``malloc_trim(0)``; a member stayed at the peak of its biggest run until then.
-    """
-    global _trim  # noqa: PLW0603 - one pending trim per process
-    if _trim is not None:
-        _trim.cancel()
-
-    def trim() -> None:
-        global _trim  # noqa: PLW0603
-        _trim = None
-        loop.run_in_executor(pool("services"), _malloc_trim)
-
-    _trim = loop.call_later(1.0, trim)
-
-
-def _malloc_trim() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")  # glibc only; elsewhere there is nothing to do
-    except OSError:
-        return
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-# -- what a Node function sees ----------------------------------------------------------
-
-
-class Store:
-    """The session's key-value store (one per session, shared by all its nodes).
-
-    From an async function: ``await ctx.store.get("k")``. From a sync function (which
-    runs in a worker thread): ``ctx.store.get("k")`` returns the value directly.
-    """
-
-    def __init__(self, ref: ActorRef, loop: asyncio.AbstractEventLoop) -> None:
-        self._ref = ref
-        self._loop = loop
-
-    def _call(self, message: tuple[Any, ...]) -> Any:
-        coro = self._ref.ask(message)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # a sync Node function, in a worker thread
-            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-        return coro
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._call(("get", key, default))
-
-    def put(self, key: str, value: Any) -> Any:
-        return self._call(("put", key, value))
-
-    def add(self, key: str, delta: float = 1) -> Any:
-        """Add ``delta`` to the number at ``key`` (0 if unset); the new value."""
-        return self._call(("add", key, delta))
-
-    def items(self) -> Any:
-        return self._call(("items",))
-
-
-class Context:
-    """The first argument of every Node function (the seed's ``self *cf.Node``).
-
-    Attributes:
-        name: The node's name; ``path`` is ``app.session.flow.node``.
-        index: This replica's index among the node's replicas (for a ``cf.Auto`` node,
-            a number unique among its replicas).
-        replicas: How many replicas the node has (0 for a ``cf.Auto`` node, whose
-            count changes).
-        log: A logger named after the node.
-        store: The session's key-value store.
-    """
-
-    def __init__(  # noqa: PLR0917 - what a Node function may want to know
-        self,
-        system: ActorSystem,
-        path: str,
-        index: int,
-        store: Store,
-        services: dict[str, Endpoint],
-        replicas: int = 1,
-    ) -> None:
-        self.system = system
-        self.path = path
-        self.name = path.rpartition(".")[2]
-        self.index = index
-        self.replicas = replicas
-        self.log = logging.getLogger(f"cfactor.flow.node.{path}")
-        self.store = store
-        self._services = services
-
-    def service(self, name: str) -> ActorRef:
-        """The ref of the app's service ``name``.
-
-        Raises:
-            ConfigError: The app has no such service.
-        """
-        endpoint = self._services.get(name)
-        if endpoint is None:
-            raise ConfigError(f"the app has no service {name!r} (it has {sorted(self._services)})")
-        return endpoint_ref(self.system, endpoint)
-
-    def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        """Call a function the app registered with ``app.reg`` (awaitable in async
-        functions; the value itself in sync ones)."""
-        coro = self.service(name).ask(("call", args), timeout=timeout)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run_coroutine_threadsafe(coro, self.system.loop).result()
-        return coro
-
-    def __repr__(self) -> str:
-        return f"<Context {self.path}[{self.index}]>"
-
-
-# -- sending: batches per edge, a window of unanswered batches -----------------------------
-
-
-class Edge:
-    """Where one Node's outputs go: the replicas of one downstream Node (or the monitor).
-
-    ``mode`` is ``spread`` (any replica; the one with the fewest unanswered batches),
-    ``part`` (one partition per key), or ``auto`` (one group ref; ends of stream go to
-    its host, ``gate``).
-    """
-
-    def __init__(
-        self,
-        mode: str,
-        refs: list[ActorRef],
-        gate: ActorRef | None,
-        partition: Callable[[Any, int], int] | None,
-        local: list[bool] | None = None,
-    ) -> None:
-        self.mode = mode
-        self.refs = refs
-        #: A replica in this process costs no encoding or copying: in ``spread`` mode
-        #: it is preferred by REMOTE_PENALTY unanswered batches.
-        self.cost = [0 if is_local else REMOTE_PENALTY for is_local in local or [True] * len(refs)]
-        self.gate = gate
-        self.partition = partition or default_partition
-        n = len(refs) if mode == "part" else 1
-        self.buffers: list[list[Any]] = [[] for _ in range(n)]
-        self.sizes = [0] * n
-        self.unanswered = [0] * len(refs)
-        self.turn = 0
-        #: key -> partition, so a key seen before costs one dict lookup (a partition
-        #: function must give a key the same partition every time anyway).
-        self.placed: dict[Any, int] = {}
-
-    def _partition_of(self, key: Any, n: int) -> int:
-        p = self.placed.get(key)
-        if p is None:
-            p = self._call_partition(key, n)
-            if len(self.placed) >= PARTITION_CACHE:
-                self.placed.clear()
-            self.placed[key] = p
-        return p
-
-    def put(self, item: Any, emitter: Emitter) -> None:
-        if self.mode != "part":
-            self._append(0, item, item_size(item), emitter)
-            return
-        n = len(self.refs)
-        if isinstance(item, Mapping):  # a dict output is split across partitions by key
-            if not item:
-                return
-            placed = self.placed
-            parts: list[dict[Any, Any] | None] = [None] * n
-            for key, value in item.items():
-                p = placed.get(key)
-                if p is None:
-                    p = self._partition_of(key, n)
-                part = parts[p]
-                if part is None:
-                    part = parts[p] = {}
-                part[key] = value
-            size = item_size(item) / len(item)  # sized once, shared out by keys
-            for p, sub in enumerate(parts):
-                if sub is not None:
-                    self._append(p, sub, int(size * len(sub)) + 16, emitter)
-            return
-        key = item[0] if isinstance(item, tuple) and len(item) == 2 else item
-        try:
-            p = self._partition_of(key, n)
-        except TypeError:  # an unhashable key: not cached
-            p = self._call_partition(key, n)
-        self._append(p, item, item_size(item), emitter)
-
-    def _call_partition(self, key: Any, n: int) -> int:
-        """Raises: ItemFailed: the partition function raised or gave no int."""
-        label = f"<partition of key {key!r:.100}>"
-        try:
-            p = self.partition(key, n)
-        except Exception as exc:
-            raise ItemFailed(key, exc, label=label) from exc
-        if isinstance(p, bool) or not isinstance(p, int):
-            wrong = TypeError(f"partition({key!r:.60}, {n}) returned {p!r:.60}, not an int")
-            raise ItemFailed(key, wrong, label=label)
-        return p % n
-
-    def _append(self, index: int, item: Any, size: int, emitter: Emitter) -> None:
-        buffer = self.buffers[index]
-        buffer.append(item)
-        self.sizes[index] += size
-        if len(buffer) >= emitter.batch_items or self.sizes[index] >= BATCH_BYTES:
-            self.send(index, emitter)
-
-    def send(self, index: int, emitter: Emitter) -> None:
-        buffer = self.buffers[index]
-        if not buffer:
-            return
-        self.buffers[index] = []
-        self.sizes[index] = 0
-        if self.mode == "part":
-            target = index
-        else:  # the replica with the fewest unanswered batches (a remote one counts
-            # REMOTE_PENALTY more), taking turns on ties
-            n = len(self.refs)
-            target = self.turn % n
-            self.turn += 1
-            unanswered, cost = self.unanswered, self.cost
-            for k in range(n):
-                if unanswered[k] + cost[k] < unanswered[target] + cost[target]:
-                    target = k
-        emitter.launch(self, target, buffer)
-
-    def flush(self, emitter: Emitter) -> None:
-        for index in range(len(self.buffers)):
-            self.send(index, emitter)
-
-    def ends(self) -> list[ActorRef]:
-        """Who gets this sender's end of stream."""
-        if self.mode == "auto":
-            assert self.gate is not None
-            return [self.gate]
-        return self.refs
-
-
-class Emitter:
-    """One replica's outputs: batched per edge, sent as asks, a bounded window of them."""
-
-    def __init__(self, sender: tuple[str, int], edges: list[Edge], batch_items: int) -> None:
-        self.sender = sender
-        self.edges = edges
-        self.batch_items = batch_items
-        self.window = max(MIN_WINDOW, WINDOW_PER_TARGET * sum(len(e.refs) for e in edges))
-        self.pending: set[asyncio.Future[Any]] = set()
-        self.error: BaseException | None = None
-
-    def put(self, item: Any) -> None:
-        for edge in self.edges:
-            edge.put(item, self)
-
-    def launch(self, edge: Edge, target: int, items: list[Any]) -> None:
-        edge.unanswered[target] += 1
-        ask = edge.refs[target].ask(("batch", self.sender, items), timeout=math.inf)
-        future = asyncio.ensure_future(ask)
-        self.pending.add(future)
-        future.add_done_callback(partial(self._answered, edge, target, items))
-
-    def _answered(
-        self, edge: Edge, target: int, items: list[Any], future: asyncio.Future[Any]
-    ) -> None:
-        self.pending.discard(future)
-        edge.unanswered[target] -= 1
-        if future.cancelled():
-            return
-        error = future.exception()
-        if isinstance(error, FrameTooLarge) and len(items) > 1:
-            # The batch's size was a guess (item_size): send it again as two halves.
-            half = len(items) // 2
-            self.launch(edge, target, items[:half])
-            self.launch(edge, target, items[half:])
-        elif error is not None and self.error is None:
-            self.error = error
-
-    async def pace(self) -> None:
-        """Wait while the window is full (this is the backpressure)."""
-        while len(self.pending) >= self.window:
-            await asyncio.wait(self.pending, return_when=asyncio.FIRST_COMPLETED)
-        self._raise()
-
-    def flush(self) -> None:
-        for edge in self.edges:
-            edge.flush(self)
-
-    async def drain(self) -> None:
-        """Send what is buffered and wait until every batch was answered."""
-        self.flush()
-        while self.pending:  # a batch split in two adds to it while we wait
-            await asyncio.wait(set(self.pending))
-        self._raise()
-
-    async def end(self) -> None:
-        """Drain, then tell everyone downstream that this sender is done."""
-        await self.drain()
-        ends = [
-            ref.ask(("eos", self.sender), timeout=math.inf) for e in self.edges for ref in e.ends()
-        ]
-        await asyncio.gather(*ends)
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def cancel(self) -> tuple[int, int]:
-        """Give up: buffered outputs are dropped, batches in flight cancelled; how many
-        of each (for the log)."""
-        buffered = sum(len(b) for edge in self.edges for b in edge.buffers)
-        for edge in self.edges:
-            edge.buffers = [[] for _ in edge.buffers]
-        in_flight = len(self.pending)
-        for future in self.pending:
-            future.cancel()
-        return buffered, in_flight
-
-
-def make_edges(system: ActorSystem, plan: Any) -> list[Edge]:
-    """The edges a plan describes, as refs on this member."""
-    out = []
-    for mode, targets, gate, partition in plan:
-        refs = [endpoint_ref(system, tuple(t)) for t in targets]
-        local = [address is None or address == system.address for address, _ in targets]
-        gate_ref = endpoint_ref(system, tuple(gate)) if gate is not None else None
-        out.append(Edge(mode, refs, gate_ref, resolve(partition), local))
-    return out
-
-
-# -- the replicas ------------------------------------------------------------------------
 
 
 class NodeWorker(Actor):
@@ -618,6 +73,7 @@ class NodeWorker(Actor):
     async def on_start(self) -> None:
         system = self.system
         plan = self.plan
+        self.threads = flow_threads(system)
         if self.auto:
             self.index = self.ref.uid
         self.fn = resolve(plan["fn"])
@@ -638,7 +94,7 @@ class NodeWorker(Actor):
     async def on_stop(self) -> None:
         self.emitter.cancel()
         self.items = []
-        _release_memory_soon(self.system.loop)
+        self.threads.release_memory_soon()
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -669,7 +125,7 @@ class NodeWorker(Actor):
         try:
             if self.sync:
                 out = await self.system.loop.run_in_executor(
-                    pool("nodes"), apply_sync, self.fn, self.ctx, items, self.retries
+                    self.threads.pool("nodes"), apply_sync, self.fn, self.ctx, items, self.retries
                 )
             else:
                 out = await apply_async(self.fn, self.ctx, items, self.retries)
@@ -739,7 +195,12 @@ class NodeWorker(Actor):
                     out.extend([x async for x in fn(ctx, items)])
                 elif self.sync:
                     out = await self.system.loop.run_in_executor(
-                        pool("nodes"), _reduce_sync, fn, ctx, items
+                        self.threads.pool("nodes"),
+                        reduce_sync,
+                        fn,
+                        ctx,
+                        items,
+                        self.threads.reducing,
                     )
                 else:
                     collect(await fn(ctx, items), out)
@@ -754,6 +215,7 @@ class NodeWorker(Actor):
         loop = self.system.loop
         clock = self.system.clock
         batch = self.emitter.batch_items
+        nodes = self.threads.pool("nodes")
         try:
             last_flush = clock.now()
             if inspect.isasyncgenfunction(fn):
@@ -767,15 +229,15 @@ class NodeWorker(Actor):
                 produced = (
                     await fn(ctx, self.plan["arg"])
                     if inspect.iscoroutinefunction(fn)
-                    else await loop.run_in_executor(pool("nodes"), fn, ctx, self.plan["arg"])
+                    else await loop.run_in_executor(nodes, fn, ctx, self.plan["arg"])
                 )
                 iterator = iter(() if produced is None else produced)
                 until = clock.now
-                reading = loop.run_in_executor(pool("nodes"), take, iterator, batch, until)
+                reading = loop.run_in_executor(nodes, take, iterator, batch, until)
                 while True:
                     chunk, error, more = await reading
                     if more and error is None:  # read the next chunk while this one goes
-                        reading = loop.run_in_executor(pool("nodes"), take, iterator, batch, until)
+                        reading = loop.run_in_executor(nodes, take, iterator, batch, until)
                     await self._emit(chunk)
                     if error is not None:
                         await self._source_failed(error)
@@ -850,18 +312,6 @@ class NodeWorker(Actor):
             self.monitor.tell_nowait(self._figures())
         except CfactorError:  # a display update only: the next report carries the totals
             log.debug("%s[%d]: progress report skipped (monitor busy)", self.path, self.index)
-
-
-#: Sync reduces in one process run one at a time: they hold the GIL anyway, and one at
-#: a time a member holds one partition's working copies, not all of them.
-_REDUCING = threading.Lock()
-
-
-def _reduce_sync(fn: Callable[..., Any], ctx: Context, items: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    with _REDUCING:
-        collect(fn(ctx, items), out)
-    return out
 
 
 class AutoHost(Actor):
@@ -946,140 +396,4 @@ class AutoHost(Actor):
         raise ValueError(f"an auto host got an unknown message {message!r:.100}")
 
 
-class StepWorker(Actor):
-    """Runs one stage-gated step when asked: a shell command or a function."""
-
-    def __init__(
-        self, path: str, action: Any, store: Endpoint, services: dict[str, Endpoint]
-    ) -> None:
-        self.path = path
-        self.action = action
-        self.store_endpoint = store
-        self.services = services
-
-    async def receive(self, message: Any) -> Any:
-        if message != "run":
-            raise ValueError(f"a step got an unknown message {message!r:.100}")
-        started = self.system.clock.now()
-        if isinstance(self.action, tuple) and self.action and self.action[0] == "shell":
-            outcome = await self._shell(*self.action[1:])
-        else:
-            outcome = await self._call()
-        return (*outcome, self.system.clock.now() - started)
-
-    async def _shell(
-        self, command: str, cwd: str | None, env: dict[str, str] | None, timeout_s: float | None
-    ) -> tuple[bool, int | None, str, str]:
-        import os  # noqa: PLC0415 - only shell steps need the environment
-
-        step_log.info("%s: $ %s", self.path, command)
-        try:
-            process = await asyncio.create_subprocess_shell(
-                command,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=cwd,
-                env={**os.environ, **env} if env else None,
-                start_new_session=True,  # its own process group: a kill reaches its children
-            )
-        except OSError as exc:
-            return (False, None, "", f"could not start: {exc}")
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
-        except TimeoutError:
-            _kill_group(process.pid)
-            stdout, stderr = await process.communicate()
-            out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
-            return (False, None, _tail(out), _tail(err) + f"\n(killed after {timeout_s:g} s)")
-        except asyncio.CancelledError:  # the run is being stopped
-            _kill_group(process.pid)
-            raise
-        out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
-        for line in out.splitlines():
-            step_log.info("%s | %s", self.path, line)
-        for line in err.splitlines():
-            step_log.warning("%s ! %s", self.path, line)
-        code = process.returncode
-        step_log.info("%s: exit code %s", self.path, code)
-        return (code == 0, code, _tail(out), _tail(err))
-
-    async def _call(self) -> tuple[bool, int | None, str, str]:
-        fn = resolve(self.action)
-        store = Store(endpoint_ref(self.system, self.store_endpoint), self.system.loop)
-        ctx = Context(self.system, self.path, 0, store, dict(self.services))
-        try:
-            if is_async(fn):
-                result = await fn(ctx)
-            else:
-                result = await self.system.loop.run_in_executor(pool("services"), fn, ctx)
-        except Exception as exc:
-            return (False, None, "", "".join(tb_module.format_exception(exc)))
-        return (True, None, "" if result is None else str(result), "")
-
-
-#: How much of a step's stdout and stderr its result keeps (all of it goes to the log):
-#: the result travels in one frame, and a frame has a size limit.
-OUTPUT_TAIL = 64 * 1024
-
-
-def _tail(text: str) -> str:
-    if len(text) <= OUTPUT_TAIL:
-        return text
-    return (
-        f"({len(text) - OUTPUT_TAIL} characters before this are in the log)\n" + text[-OUTPUT_TAIL:]
-    )
-
-
-def _kill_group(pid: int) -> None:
-    import os  # noqa: PLC0415
-    import signal  # noqa: PLC0415
-
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-class SessionStore(Actor):
-    """A session's key-value store."""
-
-    def __init__(self) -> None:
-        self.data: dict[Any, Any] = {}
-
-    async def receive(self, message: Any) -> Any:
-        match message:
-            case ("get", key, default):
-                return self.data.get(key, default)
-            case ("put", key, value):
-                self.data[key] = value
-                return None
-            case ("add", key, delta):
-                self.data[key] = self.data.get(key, 0) + delta
-                return self.data[key]
-            case ("items",):
-                return dict(self.data)
-        raise ValueError(f"the session store got an unknown message {message!r:.100}")
-
-
-class FunctionService(Actor):
-    """A function registered with ``app.reg``: ``("call", args)`` runs it."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = resolve(fn)
-
-    async def receive(self, message: Any) -> Any:
-        match message:
-            case ("call", args):
-                if is_async(self.fn):
-                    return await self.fn(*args)
-                return await self.system.loop.run_in_executor(pool("services"), self.fn, *args)
-        raise ValueError(f"expected ('call', args), got {message!r:.100}")
-
-
-__all__ = [
-    "AutoHost",
-    "Context",
-    "FunctionService",
-    "NodeWorker",
-    "SessionStore",
-    "StepWorker",
-    "Store",
-]
+__all__ = ["AutoHost", "NodeWorker"]

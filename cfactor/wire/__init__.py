@@ -9,10 +9,10 @@ Dataclasses travel once registered with :func:`message`.
 from cfactor.wire.codec import DEFAULT_MAX_DEPTH as DEFAULT_MAX_DEPTH
 from cfactor.wire.codec import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
 from cfactor.wire.codec import VERSION as VERSION
-from cfactor.wire.codec import MessageRegistry as MessageRegistry
 from cfactor.wire.codec import MsgpackCodec as MsgpackCodec
-from cfactor.wire.codec import default_registry as default_registry
-from cfactor.wire.codec import message as message
+from cfactor.wire.registry import MessageRegistry as MessageRegistry
+from cfactor.wire.registry import default_registry as default_registry
+from cfactor.wire.registry import message as message
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",

@@ -122,7 +122,10 @@ async def test_a_remote_full_actor_parks_a_bounded_number_of_asks() -> None:
         assert len(full) == 300 - 5 - REMOTE_ASK_PARK_LIMIT
         assert b.statistics().refused_full == len(full)
         assert loop.time() - started < 5  # all ended by their deadline (generously)
-        # The receiver skips them: out of budget, never handled.
+        # The receiver skips them: out of budget, never handled. Its budget runs from
+        # when each ask arrived, a little after the asker's began (on a loaded machine
+        # 300 asks take a while to cross): wait until it has surely run out there too.
+        await asyncio.sleep(1.0)
         events.setdefault("jam", asyncio.Event()).set()
         assert await remote.ask("after", timeout=5) == "after"
         assert local.statistics().asks_expired == 5 + REMOTE_ASK_PARK_LIMIT

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import cfactor as cf
-from cfactor.flow.workers import portable, stable_hash
+from cfactor.flow.functions import portable
+from cfactor.flow.sending import stable_hash
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -451,7 +452,7 @@ def test_a_lambda_cannot_run_on_a_cluster_but_a_module_function_can() -> None:
 def test_stable_hash_is_the_same_in_another_process() -> None:
     keys = ["word", "wört", b"bytes", 12345, ("a", 1)]
     here = [stable_hash(k) for k in keys]
-    code = f"from cfactor.flow.workers import stable_hash;print([stable_hash(k) for k in {keys!r}])"
+    code = f"from cfactor.flow.sending import stable_hash;print([stable_hash(k) for k in {keys!r}])"
     there = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 
 import cfactor as cf
 from cfactor._core.cell import STOPPING
-from cfactor._core.replicas import KEY_PARTITIONS, KeyedReplicaSet, key_partition
+from cfactor._core.keyed import KEY_PARTITIONS, KeyedReplicaSet, key_partition
 from cfactor.testing import MemoryNetwork, MemoryTransport
 
 pytestmark = pytest.mark.anyio
