@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from cfactor._core.ref import ActorRef
     from cfactor._core.system import ActorSystem
+    from cfactor.abc import Cancellable, Clock
 
 log = logging.getLogger("cfactor.flow")
 step_log = logging.getLogger("cfactor.flow.step")
@@ -251,10 +252,10 @@ def pool(kind: str) -> ThreadPoolExecutor:
     return executor
 
 
-_trim: asyncio.TimerHandle | None = None
+_trim: Cancellable | None = None
 
 
-def _release_memory_soon(loop: asyncio.AbstractEventLoop) -> None:
+def _release_memory_soon(loop: asyncio.AbstractEventLoop, clock: Clock) -> None:
     """A second after the last replica here stopped, hand freed heap back to the OS.
 
     glibc keeps freed memory in its arenas: a process that ran a 100 MB gigasort three
@@ -270,7 +271,7 @@ def _release_memory_soon(loop: asyncio.AbstractEventLoop) -> None:
         _trim = None
         loop.run_in_executor(pool("services"), _malloc_trim)
 
-    _trim = loop.call_later(1.0, trim)
+    _trim = clock.call_later(1.0, trim)
 
 
 def _malloc_trim() -> None:
@@ -638,7 +639,7 @@ class NodeWorker(Actor):
     async def on_stop(self) -> None:
         self.emitter.cancel()
         self.items = []
-        _release_memory_soon(self.system.loop)
+        _release_memory_soon(self.system.loop, self.system.clock)
 
     async def receive(self, message: Any) -> Any:
         match message:
@@ -985,7 +986,7 @@ class StepWorker(Actor):
         except OSError as exc:
             return (False, None, "", f"could not start: {exc}")
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+            stdout, stderr = await self.system.clock.wait_for(process.communicate(), timeout_s)
         except TimeoutError:
             _kill_group(process.pid)
             stdout, stderr = await process.communicate()
