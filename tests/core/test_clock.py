@@ -5,6 +5,7 @@ where nothing wakes until the test moves time past it."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,12 +13,32 @@ from cfactor._core.clock import LoopClock
 from cfactor.abc import Clock
 from cfactor.testing import ManualClock
 
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
 pytestmark = pytest.mark.anyio
 
 
 async def spin(rounds: int = 10) -> None:
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+async def hang(scope: AbstractAsyncContextManager[Any]) -> None:
+    """Wait forever inside ``scope`` (a clock's timeout)."""
+    async with scope:
+        await asyncio.Event().wait()
+
+
+async def times_out_at(clock: ManualClock, task: asyncio.Task[Any], at: float) -> None:
+    """``task`` still waits just before virtual time ``at`` and times out at it."""
+    await spin()
+    clock.advance(at - 0.01 - clock.now())
+    await spin()
+    assert not task.done()
+    clock.advance(0.01)
+    with pytest.raises(TimeoutError):
+        await task
 
 
 def test_both_clocks_are_clocks() -> None:
@@ -58,20 +79,7 @@ async def test_a_zero_manual_sleep_needs_no_advance() -> None:
 
 async def test_a_manual_timeout_fires_when_time_passes_the_deadline() -> None:
     clock = ManualClock()
-    never = asyncio.Event()
-
-    async def wait() -> None:
-        async with clock.timeout(3.0):
-            await never.wait()
-
-    task = asyncio.create_task(wait())
-    await spin()
-    clock.advance(2.5)
-    await spin()
-    assert not task.done()
-    clock.advance(0.5)
-    with pytest.raises(TimeoutError):
-        await task
+    await times_out_at(clock, asyncio.create_task(hang(clock.timeout(3.0))), 3.0)
 
 
 async def test_a_manual_timeout_that_does_not_fire_changes_nothing() -> None:
@@ -85,38 +93,17 @@ async def test_a_manual_timeout_that_does_not_fire_changes_nothing() -> None:
 async def test_a_past_deadline_fires_without_advancing() -> None:
     clock = ManualClock(10.0)
     with pytest.raises(TimeoutError):
-        async with clock.timeout_at(9.0):
-            await asyncio.Event().wait()
+        await hang(clock.timeout_at(9.0))
 
 
 async def test_a_timeout_at_a_deadline_on_the_clocks_scale() -> None:
     clock = ManualClock(100.0)
-    task = asyncio.create_task(clock.wait_for(asyncio.Event().wait(), None))
-    scoped = asyncio.create_task(_wait_until(clock, 101.0))
-    await spin()
-    clock.advance(0.99)
-    await spin()
-    assert not scoped.done()
-    clock.advance(0.01)
-    with pytest.raises(TimeoutError):
-        await scoped
-    assert not task.done()
-    task.cancel()
-
-
-async def _wait_until(clock: Clock, when: float) -> None:
-    async with clock.timeout_at(when):
-        await asyncio.Event().wait()
+    await times_out_at(clock, asyncio.create_task(hang(clock.timeout_at(101.0))), 101.0)
 
 
 async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
     clock = ManualClock()
-
-    async def wait() -> None:
-        async with clock.timeout(1.0):
-            await asyncio.Event().wait()
-
-    task = asyncio.create_task(wait())
+    task = asyncio.create_task(hang(clock.timeout(1.0)))
     await spin()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -126,22 +113,13 @@ async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
 
 async def test_a_reschedule_moves_the_deadline() -> None:
     clock = ManualClock()
-    fired = asyncio.Event()
 
     async def wait() -> None:
         async with clock.timeout(1.0) as scope:
             scope.reschedule(clock.now() + 5.0)
-            fired.set()
             await asyncio.Event().wait()
 
-    task = asyncio.create_task(wait())
-    await fired.wait()
-    clock.advance(2.0)
-    await spin()
-    assert not task.done()
-    clock.advance(3.0)
-    with pytest.raises(TimeoutError):
-        await task
+    await times_out_at(clock, asyncio.create_task(wait()), 5.0)
 
 
 async def test_manual_wait_for_returns_or_cancels_what_it_waits_on() -> None:
@@ -198,13 +176,11 @@ async def test_the_loop_clock_waits_on_the_loops_time() -> None:
     await clock.sleep(0.01)
     assert clock.now() - started >= 0.009  # uvloop keeps time in whole milliseconds
     with pytest.raises(TimeoutError):
-        async with clock.timeout(0.01):
-            await asyncio.Event().wait()
+        await hang(clock.timeout(0.01))
     with pytest.raises(TimeoutError):
         await clock.wait_for(asyncio.Event().wait(), 0.01)
     with pytest.raises(TimeoutError):
-        async with clock.timeout_at(clock.now() + 0.01):
-            await asyncio.Event().wait()
+        await hang(clock.timeout_at(clock.now() + 0.01))
     never = asyncio.create_task(asyncio.Event().wait())
     done, pending = await clock.wait({never}, timeout=0.01)
     assert (done, pending) == (set(), {never})
