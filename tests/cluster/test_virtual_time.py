@@ -11,6 +11,7 @@ loop's scheduling: a bit-for-bit replay needs issue 12's scheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +39,18 @@ async def drive(clock: ManualClock, aw: Awaitable[T], limit_s: float = 60.0) -> 
         assert clock.now() - start < limit_s, f"not done after {limit_s:g} virtual s"
         await clock.run_for(0.05)
     return task.result()
+
+
+async def eventually(clock: ManualClock, check: Any, limit_s: float = 60.0) -> Any:
+    """Await ``check()`` until true (errors count as not yet), moving virtual time on."""
+    start = clock.now()
+    while True:
+        with contextlib.suppress(cf.CfactorError):
+            result = await drive(clock, check(), limit_s)
+            if result:
+                return result
+        assert clock.now() - start < limit_s, f"not true after {limit_s:g} virtual s"
+        await clock.run_for(0.1)
 
 
 class VirtualCluster:
@@ -111,3 +124,30 @@ async def test_a_cluster_on_virtual_time_re_places_a_dead_members_actors() -> No
     # The outcome, not a benchmark: leases, keepalives and placement ran on virtual
     # time; nothing slept for real (30 virtual seconds and more in a few real ones).
     assert real_s < virtual_s / 3, (real_s, virtual_s)
+
+
+async def test_a_store_outage_longer_than_the_ttl_heals_on_virtual_time() -> None:
+    c = VirtualCluster()
+    started = time.monotonic()
+    try:
+        a, b = await c.add(), await c.add()
+        await drive(c.clock, a.spawn(Counter, 5, name="k", placement=cf.Pin(b.address)))
+        runtime: Any = a.cluster
+        before = runtime.member_id
+        c.store.set_available(False)
+        # Every lease lapses: members fence their actors, then retry with backoff.
+        await c.clock.run_for(TTL * 2.5)
+        c.store.set_available(True)
+
+        async def healed() -> bool:
+            return len(runtime.membership.members()) == 2 and bool(
+                await a.ref("k").ask("get", timeout=0.5) == 5
+            )
+
+        assert await eventually(c.clock, healed)
+        assert runtime.member_id != before  # fenced, and back as a new incarnation
+        await drive(c.clock, a.spawn(Counter, name="after"))  # placement works again
+        assert await drive(c.clock, b.ref("after").ask("get")) == 0
+    finally:
+        await c.aclose()
+    assert time.monotonic() - started < TTL * 2.5 / 3
