@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Iterable
+    from contextlib import AbstractAsyncContextManager
+
+T = TypeVar("T")
 
 
 class Cancellable(Protocol):
@@ -26,8 +29,11 @@ class Cancellable(Protocol):
 class Clock(Protocol):
     """The runtime's only source of time.
 
-    Ask timeouts, restart-intensity windows and rate limits all read this, never
-    ``time`` directly, so a simulation can run the runtime on virtual time.
+    Ask timeouts, restart-intensity windows, rate limits, heartbeats, lease renewals,
+    backoff and polling in every layer (core, cluster, membership, flow, autoscale,
+    transports) read and wait on this, never ``time`` or asyncio's timers directly, so
+    a simulation can run a whole cluster on virtual time. ``cfactor._core.clock.TimerClock``
+    builds every waiting method on ``now`` and ``call_later`` for a new clock.
     """
 
     def now(self) -> float:
@@ -36,6 +42,33 @@ class Clock(Protocol):
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Cancellable:
         """Run ``callback(*args)`` on the event loop after ``delay`` seconds."""
+        ...
+
+    async def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds of this clock's time (``0`` only yields to the loop)."""
+        ...
+
+    def timeout(self, delay: float | None) -> AbstractAsyncContextManager[Any]:
+        """A block that ``delay`` seconds from now is cancelled and raises ``TimeoutError``
+        (as ``asyncio.timeout``; ``None``: no limit)."""
+        ...
+
+    def timeout_at(self, when: float | None) -> AbstractAsyncContextManager[Any]:
+        """As ``timeout``, with a deadline on this clock's scale (``now() + delay``)."""
+        ...
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        """Await ``aw``; after ``timeout`` seconds cancel it and raise ``TimeoutError``."""
+        ...
+
+    async def wait(
+        self,
+        aws: Iterable[asyncio.Future[Any]],
+        *,
+        timeout: float | None = None,
+        return_when: str = ...,
+    ) -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+        """As ``asyncio.wait`` on this clock's time: ``(done, pending)``, cancels nothing."""
         ...
 
 

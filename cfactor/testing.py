@@ -13,6 +13,7 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from cfactor._core.clock import TimerClock
 from cfactor.abc import Envelope, Kind, TransportStatistics
 from cfactor.errors import (
     CfactorError,
@@ -48,8 +49,14 @@ class ManualTimer:
         self.cancelled = True
 
 
-class ManualClock:
-    """A clock that stands still until ``advance`` is called."""
+class ManualClock(TimerClock):
+    """A clock that stands still until ``advance`` is called.
+
+    Everything the runtime waits on follows it: ``sleep`` wakes, ``timeout`` fires and
+    timers run when the test moves time past them (``advance`` at once, ``run_for`` in
+    steps that let the event loop run in between), so a whole cluster runs on it
+    without sleeping.
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
@@ -75,10 +82,23 @@ class ManualClock:
                 timer.callback(*timer.args)
         self._now = target
 
+    async def run_for(self, seconds: float, *, step: float = 0.05, yields: int = 20) -> None:
+        """Move time forward by ``seconds`` in ``step``s, letting the event loop run
+        ``yields`` iterations after each: what a timer wakes (a heartbeat that sleeps
+        again, a lease renewal) runs before time moves on, as it would in real time."""
+        end = self._now + seconds
+        while self._now < end:
+            self.advance(min(step, end - self._now))
+            for _ in range(yields):
+                await asyncio.sleep(0)
+
     @property
     def pending(self) -> int:
         """Timers not yet run or cancelled."""
         return sum(1 for _, _, timer in self._heap if not timer.cancelled)
+
+    def __repr__(self) -> str:
+        return f"<ManualClock now={self._now:g} pending={self.pending}>"
 
 
 async def settle(system: ActorSystem, rounds: int = 1000) -> None:

@@ -171,7 +171,9 @@ class RemoteReplica:
 
     async def _stop_quietly(self) -> None:
         try:
-            await asyncio.wait_for(self.ref.stop(), self.group.system.stop_timeout_s + 1.0)
+            await self.group.system.clock.wait_for(
+                self.ref.stop(), self.group.system.stop_timeout_s + 1.0
+            )
         except (CfactorError, TimeoutError) as exc:
             log.info("stopping replica %s at %s: %r", self.name, self.address, exc)
 

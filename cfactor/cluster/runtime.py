@@ -635,7 +635,7 @@ class ClusterMember:
                 with contextlib.suppress(CfactorError):
                     await self.membership.aclose()
                 log.info("rejoining the cluster failed (%r); again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                await self.system.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             log.warning("member rejoined the cluster as %s", self.member_id)
@@ -674,7 +674,7 @@ class ClusterMember:
         second, whether it can (their answers decide whether we may ride through)."""
         interval = min(0.5, self.config.ttl_s / 6)
         while True:
-            await asyncio.sleep(interval)
+            await self.system.clock.sleep(interval)
             reachable, peers = self._store_state()
             self.outage.sync(reachable=reachable, peers=peers)
             if reachable:
@@ -722,7 +722,7 @@ class ClusterMember:
         work = asyncio.get_running_loop().create_task(self._reclaim_all())
         try:
             while True:
-                done, _ = await asyncio.wait([work], timeout=0.1)
+                done, _ = await self.system.clock.wait([work], timeout=0.1)
                 if done:
                     break
                 if not self.outage.may_ride_through():
@@ -765,7 +765,7 @@ class ClusterMember:
                 with contextlib.suppress(CfactorError):
                     await self.membership.aclose()
                 log.info("re-joining after the outage failed (%r); again", exc)
-                await asyncio.sleep(0.2)
+                await self.system.clock.sleep(0.2)
                 continue
             break
         for name, before in list(self.hosted.items()):
@@ -871,7 +871,8 @@ class ClusterMember:
         self._leaving = True
         timeout = self.config.leave_timeout_s
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        clock = self.system.clock
+        deadline = clock.now() + timeout
         try:
             placer = await self._placer()
             await placer.ask(("leaving", self.member_id), timeout=self.config.request_timeout_s)
@@ -887,10 +888,10 @@ class ClusterMember:
         log.info("leaving: draining %d named actors", len(leaving))
         # Drain what each accepted, then stop it (on_stop runs).
         cells = [cell for _name, _activation, cell in leaving]
-        while loop.time() < deadline and any(  # noqa: ASYNC110 - no drained event in the core; a drain takes ms
+        while clock.now() < deadline and any(
             cell.depth or cell.waiters or cell.task is not None for cell in cells
         ):
-            await asyncio.sleep(0.005)
+            await clock.sleep(0.005)
         for name, _activation, _cell in leaving:
             self.hosted.pop(name, None)
             self.tokens.pop(name, None)
@@ -898,7 +899,7 @@ class ClusterMember:
         await asyncio.gather(*(cell.stop() for cell in cells))
         # Only now may another member activate them.
         await asyncio.gather(*(self._release(activation) for _n, activation, _c in leaving))
-        remaining = max(0.5, deadline - loop.time())
+        remaining = max(0.5, deadline - clock.now())
         routed: set[str] = set()
         forwarders = {
             name: loop.create_task(self._forward_held(name, remaining, routed))
@@ -906,12 +907,12 @@ class ClusterMember:
         }
         # Wait for what was held to be forwarded (a name with nothing held does not
         # wait for its new activation: with no other member, there may be none).
-        while loop.time() < deadline and not all(  # noqa: ASYNC110 - polls several queues
+        while clock.now() < deadline and not all(
             task.done() or not self._held[name] for name, task in forwarders.items()
         ):
-            await asyncio.sleep(0.01)
+            await clock.sleep(0.01)
         # Tells already in flight to us may still arrive: forward them for a moment.
-        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+        await clock.sleep(min(0.5, max(0.0, deadline - clock.now())))
         for task in forwarders.values():
             task.cancel()
         await asyncio.gather(*forwarders.values(), return_exceptions=True)
@@ -978,10 +979,10 @@ class ClusterMember:
         if target is not None:
             return target
         budget = self.system.ask_timeout_s if timeout is None else timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
+        clock = self.system.clock
+        deadline = clock.now() + budget
         while (target := self.routes.get(name)) is None:
-            remaining = deadline - loop.time()
+            remaining = deadline - clock.now()
             if remaining <= 0:
                 raise ActorNotFound(
                     f"cluster actor {name!r} has no activation (waited {budget:g} s)"
@@ -1018,7 +1019,7 @@ class ClusterMember:
         """Wait until the membership view changes, or ``timeout`` seconds."""
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with self.system.clock.timeout(timeout):
                 await self._changed.wait()
 
     def agent_of(self, address: str) -> ActorRef:
@@ -1134,8 +1135,8 @@ class ClusterMember:
         return reply
 
     async def _placer(self) -> ActorRef:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.request_timeout_s
+        clock = self.system.clock
+        deadline = clock.now() + self.config.request_timeout_s
         while True:
             leader = self.membership.leader(PLACEMENT)
             member = self.membership.members().get(leader) if leader else None
@@ -1147,7 +1148,7 @@ class ClusterMember:
                         pass  # elected, still starting it
                 else:
                     return self.system.ref(PLACER, at=member.address)
-            if loop.time() >= deadline:
+            if clock.now() >= deadline:
                 raise MembershipUnavailable("no placement leader in the cluster right now")
             await self.changed_or(0.05)
 
@@ -1263,7 +1264,7 @@ class ClusterMember:
         whose other end (owner or host) has left the cluster."""
         interval = self.config.load_report_interval_s
         while True:
-            await asyncio.sleep(interval)
+            await self.system.clock.sleep(interval)
             self._forget_departed()
             try:
                 placer = await self._placer()
@@ -1324,7 +1325,7 @@ class ClusterMember:
             if pending[0] != spec.token:
                 raise NameTaken(f"cluster actor {name!r} is being started here")
             try:
-                async with asyncio.timeout(budget_s):
+                async with self.system.clock.timeout(budget_s):
                     return await asyncio.shield(pending[1])
             except TimeoutError:
                 raise MembershipUnavailable(f"{name!r} is still starting here") from None
@@ -1423,7 +1424,7 @@ class ClusterMember:
         that reached the store after its spawn gave up, a release that failed), when
         two checks in a row found the same one: within seconds, not at lease expiry."""
         while True:
-            await asyncio.sleep(1.0)
+            await self.system.clock.sleep(1.0)
             if self._recovering or not self.membership.joined:
                 self._orphan_suspects.clear()
                 continue

@@ -137,8 +137,9 @@ class ServiceEndpoint:
         writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, Any]:
+        clock = self.running.system.clock
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            head = await clock.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
         except asyncio.LimitOverrunError as exc:
             raise HttpError(413, "headers too large") from exc
         if len(head) > MAX_HEADER:
@@ -168,7 +169,7 @@ class ServiceEndpoint:
             raise HttpError(405, "call a service with POST and a JSON body")
         name = path.removeprefix("/services/")
         try:
-            async with asyncio.timeout(READ_TIMEOUT_S):
+            async with clock.timeout(READ_TIMEOUT_S):
                 raw = await _read_body(reader, headers)
         except asyncio.IncompleteReadError as exc:
             # The client may only have half-closed: tell it, rather than just hanging up.

@@ -651,7 +651,7 @@ class Driver:
         paths = [node.path for node in flow.nodes.values()]
         done = self.state.flow_done(flow.path)
         while True:
-            finished, _ = await asyncio.wait({done}, timeout=WATCH_EVERY_S)
+            finished, _ = await self.system.clock.wait({done}, timeout=WATCH_EVERY_S)
             if finished:
                 done.result()  # raises the failure, if any
                 await self._final_figures(paths)
@@ -673,7 +673,7 @@ class Driver:
         try:
             while True:
                 display.show(render(self.state.nodes, paths, clock.now() - started))
-                await asyncio.sleep(WATCH_EVERY_S)
+                await clock.sleep(WATCH_EVERY_S)
         finally:
             display.show(render(self.state.nodes, paths, clock.now() - started))
 
@@ -681,13 +681,13 @@ class Driver:
         """Wait (briefly) for every replica's final figures: a replica reports them
         before its end of stream, but from another member they may arrive after the
         leaves' ends."""
-        loop = self.system.loop
-        deadline = loop.time() + 2.0
-        while loop.time() < deadline:
+        clock = self.system.clock
+        deadline = clock.now() + 2.0
+        while clock.now() < deadline:
             nodes = [self.state.nodes[p] for p in paths]
             if all(s.kind == "auto" or s.finished >= s.replicas for s in nodes):
                 return
-            await asyncio.sleep(0.01)
+            await clock.sleep(0.01)
         log.warning("some replicas' final figures did not arrive; the counts may be short")
 
 

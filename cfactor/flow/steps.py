@@ -55,7 +55,7 @@ class StepWorker(Actor):
         except OSError as exc:
             return (False, None, "", f"could not start: {exc}")
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+            stdout, stderr = await self.system.clock.wait_for(process.communicate(), timeout_s)
         except TimeoutError:
             _kill_group(process.pid)
             stdout, stderr = await process.communicate()

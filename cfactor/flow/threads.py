@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from cfactor._core.system import ActorSystem
+    from cfactor.abc import Cancellable
 
 log = logging.getLogger("cfactor.flow")
 
@@ -40,7 +41,7 @@ class FlowThreads:
         self._system = system
         self._pools: dict[Kind, ThreadPoolExecutor] = {}
         self.reducing = threading.Lock()
-        self._trim: asyncio.TimerHandle | None = None
+        self._trim: Cancellable | None = None
         self._closed = False
 
     def pool(self, kind: Kind) -> ThreadPoolExecutor:
@@ -69,7 +70,7 @@ class FlowThreads:
             self._trim = None
             loop.run_in_executor(self.pool("services"), _malloc_trim)
 
-        self._trim = loop.call_later(1.0, trim)
+        self._trim = self._system.clock.call_later(1.0, trim)
 
     async def aclose(self) -> None:
         """Shut the pools down and join their threads; a pending trim is done then.

@@ -16,6 +16,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from cfactor._core.clock import LoopClock
 from cfactor.abc import Activation, MemberEvent, MemberInfo
 from cfactor.errors import ConfigError, MembershipError, check_positive
 
@@ -205,7 +206,8 @@ class ClusterView:
     changes the view already has, and they change nothing and notify nobody.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else LoopClock()
         self.members: dict[str, MemberInfo] = {}
         self.activations: dict[str, Activation] = {}
         self.leaders: dict[str, str] = {}
@@ -337,7 +339,7 @@ class ClusterView:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((revision, future))
         try:
-            async with asyncio.timeout(timeout):
+            async with self._clock.timeout(timeout):
                 await future
         except TimeoutError:
             return False
@@ -453,11 +455,19 @@ class MembershipBase:
     lease is gone.
     """
 
-    def __init__(self, *, request_timeout_s: float, wall_clock: Callable[[], float] | None) -> None:
+    def __init__(
+        self,
+        *,
+        request_timeout_s: float,
+        wall_clock: Callable[[], float] | None,
+        clock: Clock | None = None,
+    ) -> None:
         check_timeout(request_timeout_s)
         self._request_timeout_s = float(request_timeout_s)
         self._wall_clock = wall_clock
-        self._view = ClusterView()
+        #: Every wait and timer of the backend runs on this (default: the loop's).
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self._view = ClusterView(self._clock)
         self._lost_callbacks: list[Callable[[], None]] = []
         self._info: MemberInfo | None = None
         self._lease_is_lost = False

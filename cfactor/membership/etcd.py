@@ -33,7 +33,6 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import aetcd
 from aetcd import rpc
 
-from cfactor._core.clock import LoopClock
 from cfactor.abc import Activation, MemberInfo
 from cfactor.errors import ConfigError, MembershipError, MembershipUnavailable
 from cfactor.membership._common import (
@@ -157,7 +156,7 @@ class EtcdMembership(MembershipBase):
         wall_clock: Callable[[], float] | None = None,
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
-        super().__init__(request_timeout_s=request_timeout_s, wall_clock=wall_clock)
+        super().__init__(request_timeout_s=request_timeout_s, wall_clock=wall_clock, clock=clock)
         self._host, self._port = parse_endpoint(endpoint)
         self._endpoint = endpoint
         check_name("cluster", cluster)
@@ -166,7 +165,6 @@ class EtcdMembership(MembershipBase):
             raise ConfigError(f"a cluster name cannot contain '/': {cluster!r}")
         self.cluster = cluster
         self._prefix = f"{prefix.rstrip('/')}/{cluster}/".encode()
-        self._clock: Clock = clock if clock is not None else LoopClock()
         self._client: aetcd.Client | None = None
         self._lease_id: int | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -418,7 +416,7 @@ class EtcdMembership(MembershipBase):
             for task in tasks:
                 task.cancel()
             if tasks:
-                await asyncio.wait(tasks, timeout=self._request_timeout_s)
+                await self._clock.wait(tasks, timeout=self._request_timeout_s)
             await self._close_client()
 
     # -- calls to etcd --------------------------------------------------------------------
@@ -446,7 +444,7 @@ class EtcdMembership(MembershipBase):
             aetcd.RevisionCompactedError: A watch asked for compacted history.
         """
         try:
-            async with asyncio.timeout(self._request_timeout_s):
+            async with self._clock.timeout(self._request_timeout_s):
                 return await call()
         except aetcd.RevisionCompactedError:
             raise
@@ -517,7 +515,7 @@ class EtcdMembership(MembershipBase):
         if client is None:
             return
         try:
-            async with asyncio.timeout(self._request_timeout_s):
+            async with self._clock.timeout(self._request_timeout_s):
                 await client.close()
         except _STORE_ERRORS as exc:
             log.debug("closing the etcd client: %r", exc)
@@ -529,7 +527,7 @@ class EtcdMembership(MembershipBase):
         # cancelled calls' completions back to this loop a few milliseconds later, from
         # its poller thread. Were the loop closed before that, gRPC would deliver them to
         # the next loop that uses it, as "Event loop is closed" errors.
-        await asyncio.sleep(_GRPC_SETTLE_S)
+        await self._clock.sleep(_GRPC_SETTLE_S)
 
     # -- the lease ------------------------------------------------------------------------
 
@@ -627,7 +625,7 @@ class EtcdMembership(MembershipBase):
                 # A bug must not end the watch for good: the view would silently freeze.
                 log.exception("the membership watch failed; restarting it")
                 backoff = WATCH_RETRY_MAX_S
-            await asyncio.sleep(backoff)
+            await self._clock.sleep(backoff)
 
     async def _watch_once(self) -> None:
         client = self._connect()
@@ -668,5 +666,5 @@ class EtcdMembership(MembershipBase):
     async def _cancel_watch(self, watch: Any) -> None:
         # aetcd queues a cancel request on the stream; a dead stream may never take it.
         with contextlib.suppress(*_STORE_ERRORS):
-            async with asyncio.timeout(self._request_timeout_s):
+            async with self._clock.timeout(self._request_timeout_s):
                 await watch.cancel()

@@ -370,9 +370,10 @@ class MemoryMembership(MembershipBase):
         wall_clock: Callable[[], float] | None = None,
         request_timeout_s: float = 1.0,
     ) -> None:
-        super().__init__(request_timeout_s=request_timeout_s, wall_clock=wall_clock)
+        super().__init__(
+            request_timeout_s=request_timeout_s, wall_clock=wall_clock, clock=store.clock
+        )
         self._store = store
-        self._clock = store.clock
         self._client = _Client(self._view)
         self._lease: int | None = None
         self._ttl_s = 0.0

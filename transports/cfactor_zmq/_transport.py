@@ -311,7 +311,7 @@ class ZmqTransport:
         self._by_rid: dict[bytes, _Peer] = {}
         self._dirty: list[_Peer] = []
         self._flush_handle: asyncio.Handle | None = None
-        self._credit_timer: asyncio.TimerHandle | None = None
+        self._credit_timer: Cancellable | None = None
         self._held: list[_Peer] = []
         # A lone CREDIT is written once this many envelopes wait to be credited back;
         # fewer ride on the next data batch to that peer, or go after CREDIT_DELAY_S.
@@ -971,7 +971,7 @@ class ZmqTransport:
                 p.credit_held = p.credited
                 self._held.append(p)
         if arm and self._held and self._state is _RUNNING:
-            self._credit_timer = self._loop.call_later(CREDIT_DELAY_S, self._send_credits)
+            self._credit_timer = self._clock.call_later(CREDIT_DELAY_S, self._send_credits)
 
     def _send_credits(self) -> None:
         # Credits held back when the timer was armed that no data batch has carried
