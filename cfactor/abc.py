@@ -394,6 +394,44 @@ class Membership(Protocol):
         ...
 
 
+class Admission(enum.Enum):
+    """What a ``NameResolver`` made of an inbound address the core hosts nothing under."""
+
+    #: Not an address it serves: the core answers as for any unknown name.
+    UNKNOWN = "unknown"
+    #: An earlier incarnation of a name served here: rejected (and counted) so the
+    #: sender looks the name up again.
+    STALE = "stale"
+    #: A tell the resolver took (held or forwarded): delivered, as far as the sender knows.
+    TAKEN = "taken"
+
+
+class NameResolver(Protocol):
+    """Turns the addresses a plug-in hands out into local names.
+
+    The core has no idea what they mean: a cluster addresses an activation as
+    ``name@epoch`` so a ref that resolved an old activation never reaches a new one
+    (docs/cluster.md). The core offers the resolver only inbound targets it has no
+    actor under (never the hot path of a local name), and asks it whether a local
+    name is one of its own (then ``system.ref(name)`` gives the plug-in's ref, which
+    follows the name wherever it moves). Plugged in as ``system.hosting.resolver``.
+    """
+
+    def admit(self, target: str, payload: Any, *, tell: bool) -> str | Admission:
+        """The local actor name ``target`` stands for, or why there is none.
+
+        Args:
+            target: The envelope's target, not a name of this system.
+            payload: What it carries (a resolver may take a tell to hold it).
+            tell: Whether it is a tell (only a tell may be taken: ``TAKEN``).
+        """
+        ...
+
+    def hosts(self, name: str) -> bool:
+        """Whether the local actor ``name`` is one the resolver addresses itself."""
+        ...
+
+
 class ClusterRuntime(Protocol):
     """A cluster attached to one actor system (what ``cf.Cluster.start`` returns).
 
@@ -470,6 +508,7 @@ class Codec(Protocol):
 
 __all__ = [
     "Activation",
+    "Admission",
     "Cancellable",
     "Clock",
     "ClusterRuntime",
@@ -479,6 +518,7 @@ __all__ = [
     "MemberEvent",
     "MemberInfo",
     "Membership",
+    "NameResolver",
     "RefAddress",
     "ReplicaGroup",
     "Transport",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
+from cfactor._core.hosting import Hosting
 from cfactor._core.remote import Remote
 from cfactor._core.replicas import KeyedReplicaSet, ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
@@ -25,7 +26,7 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Mapping
+    from collections.abc import Coroutine, Mapping
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
@@ -95,7 +96,8 @@ def load_transport(
 
 def check_name(name: object) -> None:
     """Raises: ConfigError: not a usable actor name (``$`` starts the runtime's own
-    names; ``@`` separates a cluster name from its epoch on the wire)."""
+    names; ``@`` is left to a ``NameResolver``'s addresses, e.g. ``name@epoch``, so
+    they never collide with a local name)."""
     if name is None:
         return
     if not isinstance(name, str) or not name or name.startswith("$") or "@" in name:
@@ -178,20 +180,12 @@ class ActorSystem:
             raise ConfigError("a cluster member must listen: ActorSystem(listen=..., cluster=...)")
         self._cluster_config = cluster
         self.cluster: ClusterRuntime | None = None
-        #: Epochs of the cluster activations hosted here; an envelope addressed to
-        #: ``name@epoch`` with another epoch is stale and rejected.
-        self.epochs: dict[str, int] = {}
-        #: Earlier epochs still accepted for an activation re-claimed after a store
-        #: outage (refs in flight name the epoch they resolved).
-        self.epoch_aliases: dict[str, set[int]] = {}
-        #: Set by the cluster layer: takes a tell to a ``name@epoch`` no longer accepted
-        #: here (True) instead of rejecting it, e.g. to forward it to the activation
-        #: that replaces one of a member that is leaving. See ``redirect``.
-        self.redirector: Callable[[str, int, Any], bool] | None = None
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
         #: Replicated actors by name (their replicas are in _names under "$" names).
         self._groups: dict[str, ReplicaSet] = {}
+        #: What the layers above may do with this system's actors (the seam).
+        self.hosting = Hosting(self, self._names, self._groups)
         self._next_uid = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -406,25 +400,30 @@ class ActorSystem:
             group.cls, group.args, group.kwargs, None, group.in_flight, None, group.replica_restart
         )
 
-    async def host_replica(
+    async def spawn_local(
         self,
         cls: type[Actor],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
-        in_flight: int,
+        name: str | None,
         restart: str,
+        mailbox_capacity: int | None = None,
     ) -> ActorRef:
-        """Start a replica here for a group owned by another member (the cluster asks).
+        """Start an actor on this member whatever the cluster would choose (for
+        ``system.hosting.spawn_at_root``); under the caller if it is an actor.
 
         Raises:
-            ConfigError: ``cls`` is not an Actor subclass, or a bad restart type.
+            ConfigError: ``cls`` is not an Actor subclass, a bad name or restart type.
+            NameTaken: A live actor already has that name.
             ActorStartFailed: Its constructor or ``on_start`` raised.
+            SystemClosed: The system is not running.
         """
         if not (isinstance(cls, type) and issubclass(cls, Actor)):
-            raise ConfigError(f"a replica needs an Actor subclass, got {cls!r}")
+            raise ConfigError(f"spawn needs an Actor subclass, got {cls!r}")
+        check_name(name)
         return await self._spawn_here(
-            cls, args, kwargs, None, in_flight, None, parse_restart(restart)
+            cls, args, kwargs, name, mailbox_capacity, None, parse_restart(restart)
         )
 
     async def stop_group(self, group: ReplicaSet) -> None:
@@ -520,7 +519,8 @@ class ActorSystem:
         if group is not None:
             return group.ref
         cell = self._names.get(name)
-        if cell is not None and (at is not None or name not in self.epochs or self.cluster is None):
+        resolver = self.hosting.resolver
+        if cell is not None and (at is not None or resolver is None or not resolver.hosts(name)):
             return cell.ref
         if self.cluster is not None:
             ref: ActorRef | None = self.cluster.resolve(name)
@@ -570,12 +570,6 @@ class ActorSystem:
 
     def count_escalation(self) -> None:
         self._escalations += 1
-
-    def redirect(self, name: str, epoch: int, payload: Any) -> bool:
-        """Offer a tell to ``name@epoch`` that is not accepted here to the redirector;
-        True if it took it (the transport then counts it delivered)."""
-        redirector = self.redirector
-        return redirector is not None and redirector(name, epoch, payload)
 
     def dead_letter(self, target: str, message: Any, reason: str) -> None:
         """Count a message that reached no actor; log at debug level, at most once a second."""

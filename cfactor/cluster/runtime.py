@@ -17,11 +17,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
-from cfactor._core.cell import STOPPING, ActorCell, current_cell
+from cfactor._core.cell import STOPPING, ActorCell
 from cfactor._core.clock import wall_time
 from cfactor._core.ref import ActorRef
 from cfactor._core.replicas import KeyedReplicaSet, RemoteReplica
-from cfactor.abc import Activation, MemberInfo
+from cfactor.abc import Activation, Admission, MemberInfo
 from cfactor.cluster.outage import ASK, OutageGuard
 from cfactor.cluster.policy import choose_member
 from cfactor.cluster.spec import ActorSpec
@@ -119,7 +119,7 @@ def group_stats(group: ReplicaSet, now: float) -> dict[str, Any]:
 
 
 class AcceptedEpochs(set[int]):
-    """Earlier epochs a re-claimed activation still accepts (``ActorSystem.epoch_aliases``).
+    """Earlier epochs a re-claimed activation still accepts (``ClusterMember.epoch_aliases``).
 
     While its re-claim is in flight (``newer_than`` set), any newer epoch is accepted
     too: other members may see the new claim in their watch, and send to
@@ -511,6 +511,15 @@ class ClusterMember:
         #: name -> where its messages go now (local cell, or remote "name@epoch").
         self.routes: dict[str, Target] = {}
         self.hosted: dict[str, Activation] = {}
+        #: Epochs of the activations hosted here; an envelope addressed to
+        #: ``name@epoch`` with another epoch is stale and rejected (see ``admit``).
+        self.epochs: dict[str, int] = {}
+        #: Earlier epochs still accepted for an activation re-claimed after a store
+        #: outage (refs in flight name the epoch they resolved).
+        self.epoch_aliases: dict[str, set[int]] = {}
+        #: Whether ``admit`` may hold or forward tells (``_redirect``); off once left.
+        self._redirecting = False
+        self.hosting = system.hosting
         self._targets: dict[str, ClusterTarget] = {}
         self._changed = asyncio.Event()
         #: Activations seen vanishing so far: placement reconciles when it grows.
@@ -556,7 +565,8 @@ class ClusterMember:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.system.redirector = self._redirect
+        self._redirecting = True
+        self.hosting.resolver = self
         await self.system.spawn_service(ClusterAgent, self, name=AGENT)
         await self._join()
         self._background(self._lead_when_possible())
@@ -586,7 +596,7 @@ class ClusterMember:
         self.outage.joined()
         self.routes.clear()
         for name in self.hosted:  # kept through a re-claim after a store outage
-            cell = system._names.get(name)
+            cell = self.hosting.cell(name)
             if cell is not None:
                 self.routes[name] = cell
         for name, activation in self.membership.activations().items():
@@ -768,7 +778,7 @@ class ClusterMember:
         for name, before in list(self.hosted.items()):
             if not self.outage.may_ride_through():
                 return False
-            cell = self.system._names.get(name)
+            cell = self.hosting.cell(name)
             if cell is None or cell.state >= STOPPING:
                 continue  # stopping anyway: its stop gives the name back
             accepted = self._accept_epochs(cell, before)
@@ -780,7 +790,7 @@ class ClusterMember:
             if activation is None:
                 log.error("%r was claimed elsewhere during the outage: stopping ours", name)
                 self.hosted.pop(name, None)
-                self.system.epochs.pop(name, None)
+                self.epochs.pop(name, None)
                 self.routes.pop(name, None)
                 self._stop_local(name)
                 continue
@@ -792,16 +802,16 @@ class ClusterMember:
         """The epochs, besides the current one, that the running actor still accepts:
         its earlier ones, dropped when it stops."""
         name = before.name
-        accepted = self.system.epoch_aliases.get(name)
+        accepted = self.epoch_aliases.get(name)
         if not isinstance(accepted, AcceptedEpochs):
             accepted = AcceptedEpochs()
-            self.system.epoch_aliases[name] = accepted
+            self.epoch_aliases[name] = accepted
 
             def stopped() -> None:
-                if self.system.epoch_aliases.get(name) is accepted:
-                    del self.system.epoch_aliases[name]
+                if self.epoch_aliases.get(name) is accepted:
+                    del self.epoch_aliases[name]
 
-            cell.on_stopped = [*(cell.on_stopped or ()), stopped]
+            self.hosting.on_stopped(cell.ref, stopped)
         accepted.add(before.epoch)
         return accepted
 
@@ -809,13 +819,10 @@ class ClusterMember:
         """The running actor is now ``activation``."""
         name = activation.name
         self.hosted[name] = activation
-        self.system.epochs[name] = activation.epoch
+        self.epochs[name] = activation.epoch
         self.routes[name] = cell
         self.reclaimed += 1
-        cell.on_stopped = [
-            *(cell.on_stopped or ()),
-            lambda: self._local_stopped(name, activation),
-        ]
+        self.hosting.on_stopped(cell.ref, lambda: self._local_stopped(name, activation))
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task this member cancels when it leaves (done ones drop out)."""
@@ -841,7 +848,7 @@ class ClusterMember:
             await self.membership.aclose()  # revokes the lease: others re-place at once
         except CfactorError as exc:
             log.warning("leaving the cluster: %r (the lease will expire on its own)", exc)
-        self.system.redirector = None
+        self._redirecting = False
         lost = sum(len(queue) for queue in self._held.values())
         if lost:
             self.held_dropped += lost
@@ -861,7 +868,7 @@ class ClusterMember:
         leaving = [
             (name, activation, cell)
             for name, activation in self.hosted.items()
-            if (cell := self.system._names.get(name)) is not None and cell.state < STOPPING
+            if (cell := self.hosting.cell(name)) is not None and cell.state < STOPPING
         ]
         if not leaving:
             return
@@ -878,9 +885,9 @@ class ClusterMember:
         for name, activation, _cell in leaving:
             self._held[name] = collections.deque()
             self._held_epochs[name] = activation.epoch
-            self.system.epochs.pop(name, None)
-            self.system.epoch_aliases.pop(name, None)
-        self.system.redirector = self._redirect
+            self.epochs.pop(name, None)
+            self.epoch_aliases.pop(name, None)
+        self._redirecting = True
         log.info("leaving: draining %d named actors", len(leaving))
         # Drain what each accepted, then stop it (on_stop runs).
         cells = [cell for _name, _activation, cell in leaving]
@@ -926,9 +933,26 @@ class ClusterMember:
             self.forwarded,
         )
 
+    def admit(self, target: str, payload: Any, *, tell: bool) -> str | Admission:
+        """``NameResolver.admit``: an activation here is addressed as ``name@epoch``;
+        another epoch of it is stale, unless the tell is held (``_redirect``)."""
+        name, at, epoch = target.rpartition("@")
+        if not at or not epoch.isdigit():
+            return Admission.UNKNOWN
+        number = int(epoch)
+        if self.epochs.get(name) == number or number in self.epoch_aliases.get(name, ()):
+            return name
+        if tell and self._redirecting and self._redirect(name, number, payload):
+            return Admission.TAKEN
+        return Admission.STALE
+
+    def hosts(self, name: str) -> bool:
+        """``NameResolver.hosts``: ``name`` is an activation of ours (its refs follow it)."""
+        return name in self.epochs
+
     def _redirect(self, name: str, epoch: int, payload: Any) -> bool:
-        """The ``ActorSystem.redirector``: hold a tell to an activation of ours that is
-        starting (until it runs) or that we are handing over (until the new one runs)."""
+        """Hold a tell to an activation of ours that is starting (until it runs) or
+        that we are handing over (until the new one runs)."""
         arriving = self._arriving.get(name)
         if arriving is not None and epoch > arriving[0]:
             arriving[1].append((epoch, payload))
@@ -1000,13 +1024,12 @@ class ClusterMember:
                 self._stop_local(name)
         elif activation.member_id == self.member_id:
             self.seen_epochs[name] = activation.epoch
-            cell = self.system._names.get(name)
+            cell = self.hosting.cell(name)
             if cell is not None:
                 self.routes[name] = cell
         else:
             self.seen_epochs[name] = activation.epoch
-            assert self.system._remote is not None
-            self.routes[name] = self.system._remote.target(
+            self.routes[name] = self.hosting.target(
                 activation.address, f"{name}@{activation.epoch}"
             )
         self._changed.set()
@@ -1155,7 +1178,7 @@ class ClusterMember:
                 leader = self.membership.leader(PLACEMENT)
                 if leader is None and await self.membership.campaign(PLACEMENT):
                     leader = self.member_id
-                if leader == self.member_id and PLACER not in self.system._names:
+                if leader == self.member_id and self.hosting.cell(PLACER) is None:
                     # Elected now, or its placement actor was given up on: run one.
                     await self.system.spawn_service(PlacementActor, self, name=PLACER)
             except MembershipUnavailable:
@@ -1237,21 +1260,12 @@ class ClusterMember:
         if in_flight < 1:
             raise ConfigError(f"in_flight must be at least 1, got {in_flight}")
         cls = spec.load_class()
-        token = current_cell.set(None)  # supervised by the root, not by the agent
-        try:
-            ref = await self.system.host_replica(
-                cls, spec.args, spec.kwargs, in_flight=in_flight, restart=spec.restart
-            )
-        finally:
-            current_cell.reset(token)
+        ref = await self.hosting.spawn_at_root(  # not by the agent: see _claim_and_start
+            cls, spec.args, spec.kwargs, name=None, restart=spec.restart, in_flight=in_flight
+        )
         name = ref.name
         self.hosted_replicas[name] = (spec.name, owner)
-        cell = ref._cell
-        if isinstance(cell, ActorCell):
-            cell.on_stopped = [
-                *(cell.on_stopped or ()),
-                lambda: self.hosted_replicas.pop(name, None) and None,
-            ]
+        self.hosting.on_stopped(ref, lambda: self.hosted_replicas.pop(name, None) and None)
         return (self.system.address, name)
 
     async def _report_forever(self) -> None:
@@ -1274,14 +1288,14 @@ class ClusterMember:
         """Replicas running on this member, for this member's groups or others'."""
         local = sum(
             1
-            for group in self.system._groups.values()
+            for group in self.hosting.groups.values()
             for replica in group.replicas
             if isinstance(replica.cell, ActorCell)
         )
         return local + len(self.hosted_replicas)
 
     def group_loads(self) -> dict[str, list[int]]:
-        return {name: list(group.load()) for name, group in self.system._groups.items()}
+        return {name: list(group.load()) for name, group in self.hosting.groups.items()}
 
     def _forget_departed(self) -> None:
         addresses = {m.address for m in self.membership.members().values()}
@@ -1294,7 +1308,7 @@ class ClusterMember:
                 )
                 self.hosted_replicas.pop(name, None)
                 self._stop_local(name)
-        for group in self.system._groups.values():
+        for group in self.hosting.groups.values():
             for replica in group.replicas:
                 cell = replica.cell
                 if isinstance(cell, RemoteReplica) and cell.address not in addresses:
@@ -1379,21 +1393,13 @@ class ClusterMember:
             )
         # Supervised by the root, not by this agent: the agent's restart budget must
         # not be shared by every cluster actor on the member.
-        token = current_cell.set(None)
         try:
-            ref = await self.system.spawn(
-                cls,
-                *spec.args,
-                name=name,
-                placement="local",
-                restart=spec.restart,
-                **spec.kwargs,
+            ref = await self.hosting.spawn_at_root(
+                cls, spec.args, spec.kwargs, name=name, restart=spec.restart
             )
         except BaseException:
             await self._release(activation)
             raise
-        finally:
-            current_cell.reset(token)
         # Hand over what arrived while it started, in order; then accept its epoch
         # directly (no await between the last hand-over and that).
         while arriving:
@@ -1402,16 +1408,13 @@ class ClusterMember:
                 await ref.tell(payload)
             else:
                 self.system.dead_letter(f"{name}@{epoch}", payload, "not a current activation")
-        self.system.epochs[name] = activation.epoch
+        self.epochs[name] = activation.epoch
         self.hosted[name] = activation
         self.tokens[name] = spec.token
-        cell = ref._cell
-        if isinstance(cell, ActorCell):
+        cell = self.hosting.cell_of(ref)
+        if cell is not None:
             self.routes[name] = cell
-            cell.on_stopped = [
-                *(cell.on_stopped or ()),
-                lambda: self._local_stopped(name, activation),
-            ]
+            self.hosting.on_stopped(ref, lambda: self._local_stopped(name, activation))
         self._changed.set()
         return (activation.member_id, activation.address, activation.epoch)
 
@@ -1440,7 +1443,7 @@ class ClusterMember:
             self._orphan_suspects = now
 
     async def deactivate_here(self, name: str) -> None:
-        cell = self.system._names.get(name)
+        cell = self.hosting.cell(name)
         if cell is not None and name in self.hosted:
             await cell.stop()
 
@@ -1449,8 +1452,8 @@ class ClusterMember:
         if self.hosted.get(name) is activation:
             self.hosted.pop(name)
             self.tokens.pop(name, None)
-        if self.system.epochs.get(name) == activation.epoch:
-            del self.system.epochs[name]
+        if self.epochs.get(name) == activation.epoch:
+            del self.epochs[name]
         if not self._closed and not self._leaving:  # leaving releases them itself
             self._background(self._release(activation))
 
@@ -1461,9 +1464,7 @@ class ClusterMember:
             log.warning("could not release %r: %r (its lease will)", activation.name, exc)
 
     def _stop_local(self, name: str) -> None:
-        cell = self.system._names.get(name)
-        if cell is not None:
-            cell.begin_stop()
+        self.hosting.stop_local(name)
 
     def _fence(self) -> None:
         """Our lease is gone: another activation of our names may be accepted anywhere
@@ -1475,7 +1476,7 @@ class ClusterMember:
         )
         for name in list(self.hosted):
             self.hosted.pop(name)
-            self.system.epochs.pop(name, None)
+            self.epochs.pop(name, None)
             self.routes.pop(name, None)
             self._stop_local(name)
         self._stop_local(PLACER)
@@ -1488,7 +1489,7 @@ class ClusterMember:
         system = self.system
         named = []
         actors = depth = 0
-        for name, cell in system._names.items():
+        for name, cell in system.hosting.cells.items():
             if name.startswith("$") and not name[1:].isdigit():
                 continue  # a runtime service, not a user's actor
             actors += 1
@@ -1510,7 +1511,9 @@ class ClusterMember:
             "actors": actors,
             "depth": depth,
             "named": named,
-            "groups": [group_stats(group, system.clock.now()) for group in system._groups.values()],
+            "groups": [
+                group_stats(group, system.clock.now()) for group in system.hosting.groups.values()
+            ],
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
             "hosted_replicas": len(self.hosted_replicas),
