@@ -1,8 +1,12 @@
 """The interfaces between cfactor's layers, in one place.
 
-The core talks to time, the wire and (later) transports and membership only through
+The core talks to time, the wire, transports, clusters and autoscalers only through
 what is defined here, so each can be swapped: a manual clock in tests, a simulated
-network in ``cfactor.testing``, ZeroMQ or etcd in production.
+network in ``cfactor.testing``, ZeroMQ or etcd in production. The core knows nothing
+of clusters: it plugs in a ``ClusterPlugin`` (its ``ClusterRuntime`` places named
+actors and replicas, its ``NameResolver`` reads the addresses it hands out) and a
+``ScalingPolicy`` per replicated actor, and the layers above reach the core's actors
+only through ``system.hosting`` (``cfactor/_core/hosting.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
+
+    from cfactor._core.ref import ActorRef
 
 
 class Cancellable(Protocol):
@@ -432,14 +438,29 @@ class NameResolver(Protocol):
         ...
 
 
+class ClusterPlugin(Protocol):
+    """What ``ActorSystem(cluster=...)`` takes (``cf.Cluster`` is one)."""
+
+    async def start(self, system: Any) -> ClusterRuntime:
+        """Attach to the started ``system`` (``ActorSystem.start`` calls this) and join.
+
+        It may plug a ``NameResolver`` into ``system.hosting`` before it returns.
+
+        Raises:
+            MembershipUnavailable: The cluster's store cannot be reached.
+        """
+        ...
+
+
 class ClusterRuntime(Protocol):
-    """A cluster attached to one actor system (what ``cf.Cluster.start`` returns).
+    """A cluster attached to one actor system (what ``ClusterPlugin.start`` returns).
 
     The core asks it four things and knows nothing else of clusters: where a name
     lives, how to place a named actor, where to start a replica, and how to leave.
+    How it addresses its actors on the wire is its own business (``NameResolver``).
     """
 
-    def resolve(self, name: str) -> Any | None:
+    def resolve(self, name: str) -> ActorRef | None:
         """A ref to the cluster actor ``name``, or None if the cluster knows no such name."""
         ...
 
@@ -452,7 +473,7 @@ class ClusterRuntime(Protocol):
         name: str,
         placement: Any,
         restart: str,
-    ) -> Any:
+    ) -> ActorRef:
         """Place a named actor on a member the cluster picks; return its ref.
 
         Raises:
@@ -461,7 +482,7 @@ class ClusterRuntime(Protocol):
         """
         ...
 
-    async def place_replica(self, group: Any) -> Any | None:
+    async def place_replica(self, group: Any) -> ActorRef | None:
         """Start one more replica of ``group`` on a member picked by load: its ref, or
         None to start it on this member (picked, or no other member can take it).
 
@@ -494,6 +515,40 @@ class ReplicaGroup(Protocol):
         ...
 
 
+class AsyncResource(Protocol):
+    """Something running that ``aclose()`` stops (an autoscaler's controller)."""
+
+    async def aclose(self) -> None: ...
+
+
+class ScalingPolicy(Protocol):
+    """How a replicated actor runs (``spawn(..., replicas=cf.Replicas(...))`` is one).
+
+    The core reads its sizes and starts it; what the policy decides is its own
+    business (``cfactor.autoscale``: pure decisions, a controller that applies them).
+    """
+
+    @property
+    def min(self) -> int:
+        """Replicas started at once (and never fewer)."""
+        ...
+
+    @property
+    def in_flight(self) -> int:
+        """Messages one replica holds at a time (its mailbox bound)."""
+        ...
+
+    @property
+    def key(self) -> Callable[[Any], str | bytes | int] | None:
+        """The message's key (one key, one replica, in order), or None."""
+        ...
+
+    async def start(self, group: ReplicaGroup, system: Any) -> AsyncResource | None:
+        """Attach to the group just started with ``min`` replicas: the running
+        controller, closed when the group stops (or None: nothing runs)."""
+        ...
+
+
 class Codec(Protocol):
     """Turns envelopes into frames and back. Pure: no sockets, no clocks."""
 
@@ -509,8 +564,10 @@ class Codec(Protocol):
 __all__ = [
     "Activation",
     "Admission",
+    "AsyncResource",
     "Cancellable",
     "Clock",
+    "ClusterPlugin",
     "ClusterRuntime",
     "Codec",
     "Envelope",
@@ -521,6 +578,7 @@ __all__ = [
     "NameResolver",
     "RefAddress",
     "ReplicaGroup",
+    "ScalingPolicy",
     "Transport",
     "TransportHandler",
     "TransportStatistics",

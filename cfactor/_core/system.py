@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
-    from cfactor.abc import Clock, ClusterRuntime, Transport, TransportStatistics
+    from cfactor.abc import (
+        Clock,
+        ClusterPlugin,
+        ClusterRuntime,
+        ScalingPolicy,
+        Transport,
+        TransportStatistics,
+    )
 
 log = logging.getLogger("cfactor.system")
 
@@ -151,7 +158,7 @@ class ActorSystem:
         security: object | None = None,
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
-        cluster: Any = None,
+        cluster: ClusterPlugin | None = None,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
         supervision: Supervision | None = None,
         ask_timeout_s: float = 30.0,
@@ -277,7 +284,7 @@ class ActorSystem:
         supervision: Supervision | None = None,
         restart: Restart | str = Restart.PERMANENT,
         placement: Any = None,
-        replicas: Any = None,
+        replicas: ScalingPolicy | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start an actor and return its ref.
@@ -327,7 +334,7 @@ class ActorSystem:
                 cls, args, kwargs, name, mailbox_capacity, restart_type, replicas, placement
             )
         if self.cluster is not None and name is not None and top_level and placement != "local":
-            return await self.cluster.spawn(  # type: ignore[no-any-return]
+            return await self.cluster.spawn(
                 cls, args, kwargs, name=name, placement=placement, restart=restart_type.value
             )
         check_name(name)
@@ -343,7 +350,7 @@ class ActorSystem:
         name: str | None,
         mailbox_capacity: int | None,
         restart_type: Restart,
-        replicas: Any,
+        replicas: ScalingPolicy,
         placement: Any = None,
     ) -> ActorRef:
         if self._closed or self._loop is None:
@@ -359,7 +366,7 @@ class ActorSystem:
             if mailbox_capacity is None
             else _check_positive_int("mailbox_capacity", mailbox_capacity)
         )
-        key = getattr(replicas, "key", None)
+        key = replicas.key
         shape = (self, cls, args, kwargs)
         options: dict[str, Any] = {
             "name": name,
@@ -377,9 +384,8 @@ class ActorSystem:
         self._groups[name] = group
         try:
             await group.scale_to(replicas.min)
-            start = getattr(replicas, "start", None)
-            if start is not None:  # the autoscaler (cfactor.autoscale), outside the core
-                group.controller = await start(group, self)
+            # The autoscaler (cfactor.autoscale), outside the core.
+            group.controller = await replicas.start(group, self)
         except BaseException:
             await self.stop_group(group)
             raise
@@ -393,7 +399,7 @@ class ActorSystem:
         """
         cluster = self.cluster
         if cluster is not None and group.placement != "local":
-            placed: ActorRef | None = await cluster.place_replica(group)
+            placed = await cluster.place_replica(group)
             if placed is not None:
                 return placed
         return await self._spawn_here(
@@ -523,7 +529,7 @@ class ActorSystem:
         if cell is not None and (at is not None or resolver is None or not resolver.hosts(name)):
             return cell.ref
         if self.cluster is not None:
-            ref: ActorRef | None = self.cluster.resolve(name)
+            ref = self.cluster.resolve(name)
             if ref is not None:
                 return ref
         if cell is None:
