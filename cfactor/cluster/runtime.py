@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cfactor._core.actor import Actor
 from cfactor._core.cell import STOPPING, ActorCell
@@ -22,6 +22,7 @@ from cfactor._core.clock import wall_time
 from cfactor._core.ref import ActorRef
 from cfactor._core.replicas import KeyedReplicaSet, RemoteReplica
 from cfactor.abc import Activation, Admission, MemberInfo
+from cfactor.cluster import messages as m
 from cfactor.cluster.outage import ASK, OutageGuard
 from cfactor.cluster.policy import choose_member
 from cfactor.cluster.spec import ActorSpec
@@ -63,18 +64,33 @@ _REFUSALS: dict[str, type[CfactorError]] = {
 }
 
 
-def refusal(exc: CfactorError) -> tuple[str, str, str]:
-    """An expected failure as an answer: ("error", type name, message)."""
+_A = TypeVar("_A")
+
+
+def refusal(exc: CfactorError) -> m.Refused:
+    """An expected failure as an answer."""
     if isinstance(exc, RemoteActorError):
-        return ("error", exc.type_name.rpartition(".")[2], exc.message)
-    return ("error", type(exc).__name__, str(exc))
+        return m.Refused(exc.type_name.rpartition(".")[2], exc.message)
+    return m.Refused(type(exc).__name__, str(exc))
 
 
 def check_reply(reply: Any) -> None:
     """Raise the typed error a cluster actor answered with, if it did."""
-    if isinstance(reply, tuple) and reply and reply[0] == "error":
-        cls = _REFUSALS.get(str(reply[1]), MembershipUnavailable)
-        raise cls(str(reply[2]))
+    if isinstance(reply, m.Refused):
+        cls = _REFUSALS.get(reply.type_name, MembershipUnavailable)
+        raise cls(reply.message)
+
+
+def expect(reply: Any, kind: type[_A]) -> _A:
+    """``reply`` as the answer ``kind``; the typed error it carries if it is a refusal.
+
+    Raises:
+        MembershipUnavailable: Neither (a member of another version, or a bug).
+    """
+    if isinstance(reply, kind):
+        return reply
+    check_reply(reply)
+    raise MembershipUnavailable(f"expected {kind.__name__}, got {reply!r:.100}")
 
 
 def decision_stats(decision: Any, now: float) -> dict[str, Any] | None:
@@ -212,22 +228,22 @@ class ClusterAgent(Actor):
 
     async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
-            case ("activate", bytes(data), float(budget_s)):
+            case m.Activate(spec=data, budget_s=budget_s):
                 try:
                     spec = ActorSpec.decode(data)
-                    return ("ok", *await self.runtime.activate_here(spec, budget_s))
+                    return m.Activated(*await self.runtime.activate_here(spec, budget_s))
                 except CfactorError as exc:  # an answer, not a crash of the agent
                     return refusal(exc)
-            case ("deactivate", str(name)):
+            case m.Deactivate(name=name):
                 await self.runtime.deactivate_here(name)
                 return None
-            case "stats":
+            case m.Stats():
                 return self.runtime.stats()
-            case "etcd?":
+            case m.StoreQuery():
                 return self.runtime.outage_answer()
-            case ("replica", bytes(data), int(in_flight), str(owner)):
+            case m.HostReplica(spec=data, in_flight=in_flight, owner=owner):
                 try:
-                    return ("ok", *await self.runtime.host_replica(data, in_flight, owner))
+                    return m.ReplicaHosted(*await self.runtime.host_replica(data, in_flight, owner))
                 except CfactorError as exc:
                     return refusal(exc)
         raise ValueError(f"unknown cluster agent message {message!r:.100}")
@@ -280,32 +296,32 @@ class PlacementActor(Actor):
 
     async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
-            case ("reserve", bytes(data)):
+            case m.Reserve(spec=data):
                 return self._reserve(data)
-            case ("confirm", bytes(data), int(epoch)):
+            case m.Confirm(spec=data, epoch=epoch):
                 return self._confirm(data, epoch)
-            case ("unreserve", str(name), str(token)):
+            case m.Unreserve(name=name, token=token):
                 held = self.reservations.get(name)
                 if held is not None and held[0] == token:
                     del self.reservations[name]
                 return None
-            case ("forget", str(name)):
+            case m.Forget(name=name):
                 self.specs.pop(name, None)
                 self.reservations.pop(name, None)
                 return None
-            case ("leaving", str(member_id)):
+            case m.Leaving(member_id=member_id):
                 self.leaving[member_id] = self.system.clock.now()
                 log.info("member %s is leaving: nothing new goes there", member_id)
                 return None
-            case "reconcile":
+            case m.Reconcile():
                 return await self._reconcile()
-            case ("load", str(member_id), int(hosted), dict(groups)):
+            case m.LoadReport(member_id=member_id, hosted=hosted, groups=groups):
                 self.loads[member_id] = (self.system.clock.now(), hosted, groups)
                 self.placed_since.pop(member_id, None)
                 return None
-            case ("choose-replica", placement):
+            case m.ChooseReplica(placement=placement):
                 return self._choose_replica(placement)
-            case "loads":
+            case m.Loads():
                 now = self.system.clock.now()
                 return {
                     member_id: {"age_s": round(now - at, 3), "hosted": hosted, "groups": groups}
@@ -325,7 +341,7 @@ class PlacementActor(Actor):
             load[member_id] = load.get(member_id, 0) + placed
         return load
 
-    def _choose_replica(self, placement: Any) -> tuple[Any, ...]:
+    def _choose_replica(self, placement: Any) -> m.Placed | m.Refused:
         members = self.runtime.membership.members()
         for gone in set(self.loads) - set(members):
             self.loads.pop(gone, None)
@@ -335,7 +351,7 @@ class PlacementActor(Actor):
         if member_id is None:
             return refusal(MembershipUnavailable(f"no member can host a replica ({wire})"))
         self.placed_since[member_id] = self.placed_since.get(member_id, 0) + 1
-        return ("ok", member_id, members[member_id].address)
+        return m.Placed(member_id, members[member_id].address)
 
     def candidates(self) -> dict[str, MemberInfo]:
         """The members new activations may go to (not those leaving)."""
@@ -344,12 +360,14 @@ class PlacementActor(Actor):
             del self.leaving[gone]
         return {k: v for k, v in members.items() if k not in self.leaving}
 
-    def _reserve(self, data: bytes) -> tuple[Any, ...]:  # noqa: PLR0911 - one answer per case
+    def _reserve(  # noqa: PLR0911 - one answer per case
+        self, data: bytes
+    ) -> m.Placed | m.AlreadyPlaced | m.Refused:
         """Step one of a spawn: choose a member and remember the choice (in memory
         only: no store call, no ask to a member, so placement never waits on one).
 
-        Answers ``("ok", member id, address)``: the caller asks that member's agent to
-        activate; ``("exists",)``: this same spawn (same token) succeeded before.
+        Answers ``Placed``: the caller asks that member's agent to activate;
+        ``AlreadyPlaced``: this same spawn (same token) succeeded before.
         """
         try:
             spec = ActorSpec.decode(data)
@@ -363,7 +381,7 @@ class PlacementActor(Actor):
         known = self.specs.get(name)
         if known is not None:
             if spec.token and known.token == spec.token:
-                return ("exists",)
+                return m.AlreadyPlaced()
             return refusal(NameTaken(f"cluster actor {name!r} is already running"))
         members = self.candidates()
         held = self.reservations.get(name)
@@ -373,13 +391,13 @@ class PlacementActor(Actor):
                 return refusal(NameTaken(f"cluster actor {name!r} is being spawned"))
             if member_id in members:  # a retry: to the member of the first attempt
                 self.reservations[name] = (token, member_id, now)
-                return ("ok", member_id, members[member_id].address)
+                return m.Placed(member_id, members[member_id].address)
         activation = self.runtime.membership.activations().get(name)
         if activation is not None:
             # Claimed, with no spec here: an earlier attempt that was never confirmed,
             # or someone else's. Its member's agent tells which, by the token.
             self.reservations[name] = (spec.token, activation.member_id, now)
-            return ("ok", activation.member_id, activation.address)
+            return m.Placed(activation.member_id, activation.address)
         load: dict[str, int] = {}
         for current in self.runtime.membership.activations().values():
             load[current.member_id] = load.get(current.member_id, 0) + 1
@@ -391,9 +409,9 @@ class PlacementActor(Actor):
                 MembershipUnavailable(f"no member can host {name!r} (placement {spec.placement})")
             )
         self.reservations[name] = (spec.token, chosen, now)
-        return ("ok", chosen, members[chosen].address)
+        return m.Placed(chosen, members[chosen].address)
 
-    def _confirm(self, data: bytes, epoch: int) -> tuple[Any, ...] | None:
+    def _confirm(self, data: bytes, epoch: int) -> m.Refused | None:
         """Step three: the actor runs and its spec is stored; re-place it from now on."""
         try:
             spec = ActorSpec.decode(data)
@@ -419,10 +437,10 @@ class PlacementActor(Actor):
             )
         timeout = self.runtime.agent_timeout_s
         reply = await self.runtime.agent_of(members[member_id].address).ask(
-            ("activate", spec.encode(), timeout * 0.8), timeout=timeout
+            m.Activate(spec.encode(), timeout * 0.8), timeout=timeout
         )
-        check_reply(reply)
-        return Activation(spec.name, reply[1], reply[2], reply[3])
+        done = expect(reply, m.Activated)
+        return Activation(spec.name, done.member_id, done.address, done.epoch)
 
     async def _reconcile(self) -> int:
         """Start re-placing every remembered actor that has no activation, one task
@@ -487,7 +505,7 @@ class PlacementActor(Actor):
                 continue
             self.losses_seen = losses
             try:
-                await self.ref.tell("reconcile")
+                await self.ref.tell(m.Reconcile())
             except CfactorError:
                 return
 
@@ -659,7 +677,7 @@ class ClusterMember:
         peers = {m.address for m in membership.members().values() if m.address != own}
         return reachable, peers
 
-    def outage_answer(self) -> tuple[Any, ...]:
+    def outage_answer(self) -> m.StoreDown | m.StoreUp:
         """The ``$cluster`` agent's answer to a peer asking whether we reach the store."""
         reachable, peers = self._store_state()
         return self.outage.answer(reachable=reachable, peers=peers)
@@ -878,7 +896,7 @@ class ClusterMember:
         deadline = loop.time() + timeout
         try:
             placer = await self._placer()
-            await placer.ask(("leaving", self.member_id), timeout=self.config.request_timeout_s)
+            await placer.ask(m.Leaving(self.member_id), timeout=self.config.request_timeout_s)
         except CfactorError as exc:
             log.warning("could not tell placement that we leave: %r", exc)
         # Hold: from now on a tell to one of these activations is kept, not delivered.
@@ -1063,9 +1081,10 @@ class ClusterMember:
         clock = self.system.clock
         started = clock.now()
         # 1. Reserve: placement only chooses (it never waits on a member or the store).
-        reply = await self._ask_placer(("reserve", data))
-        if reply[0] == "ok":
-            member_id, address = str(reply[1]), str(reply[2])
+        reply = await self._ask_placer(m.Reserve(data))
+        if not isinstance(reply, m.AlreadyPlaced):
+            placed = expect(reply, m.Placed)
+            member_id, address = placed.member_id, placed.address
             # 2. Activate: that member claims the name (compare-and-set) and starts it.
             budget = self.config.placement_timeout_s - (clock.now() - started)
             epoch = await self._activate_on(spec, data, address, budget)
@@ -1080,7 +1099,7 @@ class ClusterMember:
                     f"not be stored ({exc}); spawn it again the same way to make sure"
                 ) from exc
             try:
-                await self._ask_placer(("confirm", data, epoch))
+                await self._ask_placer(m.Confirm(data, epoch))
             except CfactorError as exc:  # stored: the next leader reads it
                 log.warning("placement did not hear that %r started: %r", name, exc)
         ref = self.resolve(name)
@@ -1105,9 +1124,7 @@ class ClusterMember:
             await self._unreserve(spec)
             raise MembershipUnavailable(f"placing {spec.name!r} took the whole placement time")
         try:
-            reply = await self.agent_of(address).ask(
-                ("activate", data, budget * 0.8), timeout=budget
-            )
+            reply = await self.agent_of(address).ask(m.Activate(data, budget * 0.8), timeout=budget)
         except (AskTimeout, NodeUnreachable) as exc:
             raise SpawnOutcomeUnknown(
                 f"member {address} did not say whether it started {spec.name!r} ({exc}); "
@@ -1117,25 +1134,24 @@ class ClusterMember:
             await self._unreserve(spec)
             raise MembershipUnavailable(f"member {address} cannot host actors now: {exc}") from exc
         try:
-            check_reply(reply)
+            return expect(reply, m.Activated).epoch
         except CfactorError:
             await self._unreserve(spec)
             raise
-        return int(reply[3])
 
     async def _unreserve(self, spec: ActorSpec) -> None:
         with contextlib.suppress(CfactorError):  # reservations also expire
-            await self._ask_placer(("unreserve", spec.name, spec.token))
+            await self._ask_placer(m.Unreserve(spec.name, spec.token))
 
     async def remove(self, name: str) -> None:
         """Forget ``name`` (so it is not re-placed), then stop its activation."""
         await self.membership.delete_record(SPECS, name)
-        await self._ask_placer(("forget", name))
+        await self._ask_placer(m.Forget(name))
         current = await self.membership.lookup(name)  # the store, not a lagging view
         if current is not None:
             check_reply(
                 await self.agent_of(current.address).ask(
-                    ("deactivate", name), timeout=self.agent_timeout_s
+                    m.Deactivate(name), timeout=self.agent_timeout_s
                 )
             )
 
@@ -1218,8 +1234,11 @@ class ClusterMember:
             log.warning("replicas of %r stay on this member: %s", group.name, exc)
             return None
         try:
-            reply = await self._ask_placer(
-                ("choose-replica", spec.placement), self.config.request_timeout_s
+            placed = expect(
+                await self._ask_placer(
+                    m.ChooseReplica(spec.placement), self.config.request_timeout_s
+                ),
+                m.Placed,
             )
         except CfactorError as exc:
             if spec.placement is not None:
@@ -1228,12 +1247,12 @@ class ClusterMember:
                 ) from exc
             log.info("placing a replica of %r here (placement: %r)", group.name, exc)
             return None
-        member_id, address = str(reply[1]), str(reply[2])
+        member_id, address = placed.member_id, placed.address
         if member_id == self.member_id or address == self.system.address:
             return None
         try:
             reply = await self.agent_of(address).ask(
-                ("replica", data, group.in_flight, self.system.address),
+                m.HostReplica(data, group.in_flight, self.system.address),
                 timeout=self.config.placement_timeout_s,
             )
         except (NodeUnreachable, AskTimeout, ActorNotFound, ActorStopped) as exc:
@@ -1245,8 +1264,8 @@ class ClusterMember:
                 "member %s did not start a replica of %r (%r): here", address, group.name, exc
             )
             return None
-        check_reply(reply)
-        return self.system.ref(str(reply[2]), at=str(reply[1]))
+        hosted = expect(reply, m.ReplicaHosted)
+        return self.system.ref(hosted.name, at=hosted.address)
 
     async def host_replica(self, data: bytes, in_flight: int, owner: str) -> tuple[str, str]:
         """Start a replica here for the group on member ``owner``: (address, name).
@@ -1279,7 +1298,7 @@ class ClusterMember:
             try:
                 placer = await self._placer()
                 await placer.tell(
-                    ("load", self.member_id, self.replicas_here(), self.group_loads())
+                    m.LoadReport(self.member_id, self.replicas_here(), self.group_loads())
                 )
             except CfactorError as exc:
                 log.debug("load report not sent: %r", exc)
