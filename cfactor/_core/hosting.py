@@ -12,17 +12,30 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, current_cell
+from cfactor._core.supervision import parse_restart
 from cfactor.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from cfactor._core.actor import Actor
     from cfactor._core.ref import ActorRef, Target
     from cfactor._core.replicas import ReplicaSet
     from cfactor._core.system import ActorSystem
     from cfactor.abc import NameResolver
+
+
+def check_name(name: object) -> None:
+    """Raises: ConfigError: not a usable actor name (``$`` starts the runtime's own
+    names; ``@`` is left to a ``NameResolver``'s addresses, e.g. ``name@epoch``, so
+    they never collide with a local name)."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name or name.startswith("$") or "@" in name:
+        raise ConfigError(
+            f"actor names are non-empty strings without '@', not starting with '$': {name!r}"
+        )
 
 
 class Hosting:
@@ -110,10 +123,14 @@ class Hosting:
             ActorStartFailed: Its constructor or ``on_start`` raised.
             SystemClosed: The system is not running.
         """
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise ConfigError(f"spawn needs an Actor subclass, got {cls!r}")
+        check_name(name)
+        restart_type = parse_restart(restart)
         token = current_cell.set(None)
         try:
-            return await self._system.spawn_local(
-                cls, args, kwargs, name=name, restart=restart, mailbox_capacity=in_flight
+            return await self._system._spawn_here(
+                cls, args, kwargs, name, in_flight, None, restart_type
             )
         finally:
             current_cell.reset(token)

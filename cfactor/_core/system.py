@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
-from cfactor._core.hosting import Hosting
+from cfactor._core.hosting import Hosting, check_name
 from cfactor._core.remote import Remote
 from cfactor._core.replicas import KeyedReplicaSet, ReplicaSet
 from cfactor._core.supervision import Restart, Supervision, parse_restart
@@ -99,18 +99,6 @@ def load_transport(
     except TypeError as exc:  # an option the transport does not know
         raise ConfigError(f"bad transport option for {scheme}://: {exc}") from exc
     return transport
-
-
-def check_name(name: object) -> None:
-    """Raises: ConfigError: not a usable actor name (``$`` starts the runtime's own
-    names; ``@`` is left to a ``NameResolver``'s addresses, e.g. ``name@epoch``, so
-    they never collide with a local name)."""
-    if name is None:
-        return
-    if not isinstance(name, str) or not name or name.startswith("$") or "@" in name:
-        raise ConfigError(
-            f"actor names are non-empty strings without '@', not starting with '$': {name!r}"
-        )
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -404,32 +392,6 @@ class ActorSystem:
                 return placed
         return await self._spawn_here(
             group.cls, group.args, group.kwargs, None, group.in_flight, None, group.replica_restart
-        )
-
-    async def spawn_local(
-        self,
-        cls: type[Actor],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        name: str | None,
-        restart: str,
-        mailbox_capacity: int | None = None,
-    ) -> ActorRef:
-        """Start an actor on this member whatever the cluster would choose (for
-        ``system.hosting.spawn_at_root``); under the caller if it is an actor.
-
-        Raises:
-            ConfigError: ``cls`` is not an Actor subclass, a bad name or restart type.
-            NameTaken: A live actor already has that name.
-            ActorStartFailed: Its constructor or ``on_start`` raised.
-            SystemClosed: The system is not running.
-        """
-        if not (isinstance(cls, type) and issubclass(cls, Actor)):
-            raise ConfigError(f"spawn needs an Actor subclass, got {cls!r}")
-        check_name(name)
-        return await self._spawn_here(
-            cls, args, kwargs, name, mailbox_capacity, None, parse_restart(restart)
         )
 
     async def stop_group(self, group: ReplicaSet) -> None:
