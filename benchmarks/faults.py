@@ -55,6 +55,7 @@ import harness  # noqa: E402 - after the path set-up
 from harness import progress  # noqa: E402
 
 import cfactor as cf  # noqa: E402
+from cfactor.cluster.messages import Stats  # noqa: E402
 from tests.cluster.actors import Counter  # noqa: E402
 from tests.cluster.harness import real_cluster  # noqa: E402
 from tests.faults.actors_faults import Hung  # noqa: E402
@@ -366,7 +367,7 @@ async def resume(quick: bool) -> dict[str, Any]:
         async with real_cluster(1, ttl_s=ttl) as c:
             worker = c.workers[0]
             agent = c.runtime.agent_of(worker.address)
-            await agent.ask("stats", timeout=5.0)  # this process knows it
+            await agent.ask(Stats(), timeout=5.0)  # this process knows it
             worker.pause()
             await asyncio.sleep(pause_s)
             worker.resume()
@@ -375,7 +376,7 @@ async def resume(quick: bool) -> dict[str, Any]:
             took = math.nan
             while loop.time() - resumed < cap_s:
                 try:
-                    await agent.ask("stats", timeout=0.5)
+                    await agent.ask(Stats(), timeout=0.5)
                 except cf.CfactorError:
                     await asyncio.sleep(0.05)
                 else:

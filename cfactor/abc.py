@@ -1,8 +1,12 @@
 """The interfaces between cfactor's layers, in one place.
 
-The core talks to time, the wire and (later) transports and membership only through
+The core talks to time, the wire, transports, clusters and autoscalers only through
 what is defined here, so each can be swapped: a manual clock in tests, a simulated
-network in ``cfactor.testing``, ZeroMQ or etcd in production.
+network in ``cfactor.testing``, ZeroMQ or etcd in production. The core knows nothing
+of clusters: it plugs in a ``ClusterPlugin`` (its ``ClusterRuntime`` places named
+actors and replicas, its ``NameResolver`` reads the addresses it hands out) and a
+``ScalingPolicy`` per replicated actor, and the layers above reach the core's actors
+only through ``system.hosting`` (``cfactor/_core/hosting.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
 T = TypeVar("T")
+
+    from cfactor._core.ref import ActorRef
 
 
 class Cancellable(Protocol):
@@ -427,14 +433,67 @@ class Membership(Protocol):
         ...
 
 
+class Admission(enum.Enum):
+    """What a ``NameResolver`` made of an inbound address the core hosts nothing under."""
+
+    #: Not an address it serves: the core answers as for any unknown name.
+    UNKNOWN = "unknown"
+    #: An earlier incarnation of a name served here: rejected (and counted) so the
+    #: sender looks the name up again.
+    STALE = "stale"
+    #: A tell the resolver took (held or forwarded): delivered, as far as the sender knows.
+    TAKEN = "taken"
+
+
+class NameResolver(Protocol):
+    """Turns the addresses a plug-in hands out into local names.
+
+    The core has no idea what they mean: a cluster addresses an activation as
+    ``name@epoch`` so a ref that resolved an old activation never reaches a new one
+    (docs/cluster.md). The core offers the resolver only inbound targets it has no
+    actor under (never the hot path of a local name), and asks it whether a local
+    name is one of its own (then ``system.ref(name)`` gives the plug-in's ref, which
+    follows the name wherever it moves). Plugged in as ``system.hosting.resolver``.
+    """
+
+    def admit(self, target: str, payload: Any, *, tell: bool) -> str | Admission:
+        """The local actor name ``target`` stands for, or why there is none.
+
+        Args:
+            target: The envelope's target, not a name of this system.
+            payload: What it carries (a resolver may take a tell to hold it).
+            tell: Whether it is a tell (only a tell may be taken: ``TAKEN``).
+        """
+        ...
+
+    def hosts(self, name: str) -> bool:
+        """Whether the local actor ``name`` is one the resolver addresses itself."""
+        ...
+
+
+class ClusterPlugin(Protocol):
+    """What ``ActorSystem(cluster=...)`` takes (``cf.Cluster`` is one)."""
+
+    async def start(self, system: Any) -> ClusterRuntime:
+        """Attach to the started ``system`` (``ActorSystem.start`` calls this) and join.
+
+        It may plug a ``NameResolver`` into ``system.hosting`` before it returns.
+
+        Raises:
+            MembershipUnavailable: The cluster's store cannot be reached.
+        """
+        ...
+
+
 class ClusterRuntime(Protocol):
-    """A cluster attached to one actor system (what ``cf.Cluster.start`` returns).
+    """A cluster attached to one actor system (what ``ClusterPlugin.start`` returns).
 
     The core asks it four things and knows nothing else of clusters: where a name
     lives, how to place a named actor, where to start a replica, and how to leave.
+    How it addresses its actors on the wire is its own business (``NameResolver``).
     """
 
-    def resolve(self, name: str) -> Any | None:
+    def resolve(self, name: str) -> ActorRef | None:
         """A ref to the cluster actor ``name``, or None if the cluster knows no such name."""
         ...
 
@@ -447,7 +506,7 @@ class ClusterRuntime(Protocol):
         name: str,
         placement: Any,
         restart: str,
-    ) -> Any:
+    ) -> ActorRef:
         """Place a named actor on a member the cluster picks; return its ref.
 
         Raises:
@@ -456,7 +515,7 @@ class ClusterRuntime(Protocol):
         """
         ...
 
-    async def place_replica(self, group: Any) -> Any | None:
+    async def place_replica(self, group: Any) -> ActorRef | None:
         """Start one more replica of ``group`` on a member picked by load: its ref, or
         None to start it on this member (picked, or no other member can take it).
 
@@ -489,6 +548,40 @@ class ReplicaGroup(Protocol):
         ...
 
 
+class AsyncResource(Protocol):
+    """Something running that ``aclose()`` stops (an autoscaler's controller)."""
+
+    async def aclose(self) -> None: ...
+
+
+class ScalingPolicy(Protocol):
+    """How a replicated actor runs (``spawn(..., replicas=cf.Replicas(...))`` is one).
+
+    The core reads its sizes and starts it; what the policy decides is its own
+    business (``cfactor.autoscale``: pure decisions, a controller that applies them).
+    """
+
+    @property
+    def min(self) -> int:
+        """Replicas started at once (and never fewer)."""
+        ...
+
+    @property
+    def in_flight(self) -> int:
+        """Messages one replica holds at a time (its mailbox bound)."""
+        ...
+
+    @property
+    def key(self) -> Callable[[Any], str | bytes | int] | None:
+        """The message's key (one key, one replica, in order), or None."""
+        ...
+
+    async def start(self, group: ReplicaGroup, system: Any) -> AsyncResource | None:
+        """Attach to the group just started with ``min`` replicas: the running
+        controller, closed when the group stops (or None: nothing runs)."""
+        ...
+
+
 class Codec(Protocol):
     """Turns envelopes into frames and back. Pure: no sockets, no clocks."""
 
@@ -503,8 +596,11 @@ class Codec(Protocol):
 
 __all__ = [
     "Activation",
+    "Admission",
+    "AsyncResource",
     "Cancellable",
     "Clock",
+    "ClusterPlugin",
     "ClusterRuntime",
     "Codec",
     "Envelope",
@@ -512,8 +608,10 @@ __all__ = [
     "MemberEvent",
     "MemberInfo",
     "Membership",
+    "NameResolver",
     "RefAddress",
     "ReplicaGroup",
+    "ScalingPolicy",
     "Transport",
     "TransportHandler",
     "TransportStatistics",

@@ -111,12 +111,10 @@ async def settle(system: ActorSystem, rounds: int = 1000) -> None:
     """
     for _ in range(rounds):
         await asyncio.sleep(0)
-        if not system._background and all(
-            cell.task is None or not cell.queue for cell in system._names.values()
-        ):
+        if system.hosting.settled():
             # Twice idle in a row: a task done callback may still be queued.
             await asyncio.sleep(0)
-            if not system._background:
+            if not system.hosting.housekeeping:
                 return
     raise TimeoutError("the actor system did not settle")
 

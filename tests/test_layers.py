@@ -245,6 +245,40 @@ def test_the_table_rule_catches_the_old_tables() -> None:
     assert len(name_keyed_error_tables(old, names)) == 3
 
 
+def private_names_defined_in(paths: list[Path]) -> set[str]:
+    """``_x`` attributes and methods the given modules define (``self._x = ...``,
+    ``def _x``), not dunders."""
+    found: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                name = node.name
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                name = node.attr
+            else:
+                continue
+            if name.startswith("_") and not name.startswith("__"):
+                found.add(name)
+    return found
+
+
+def private_reads_of_others(path: Path) -> set[str]:
+    """``x._y`` where ``x`` is not ``self`` or ``cls``: reaching into another object."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})
+        ):
+            found.add(node.attr)
+    return found
+
+
+CORE_PRIVATE = private_names_defined_in(sorted(CORE.glob("*.py")))
+
+
 @pytest.mark.parametrize(
     "path",
     [*code_files(), *(ROOT / "tests").rglob("*.py")],
@@ -313,3 +347,16 @@ def test_the_autoscaling_policy_imports_nothing_that_runs() -> None:
     assert not top_level & {"asyncio", "cfactor.autoscale.controller"}
     loaded = modules_loaded_by("import cfactor.autoscale.policy")
     assert "cfactor.autoscale.controller" not in loaded
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in RUNTIME.rglob("*.py") if CORE not in p.parents),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_the_layers_above_use_the_hosting_api_not_the_cores_private_state(path: Path) -> None:
+    # ruff's SLF001 covers most files; this also covers the files exempt from it (they
+    # may use their own private names, never the core's) and names like ``ref._cell``.
+    own = private_names_defined_in([path])
+    reached = (private_reads_of_others(path) & CORE_PRIVATE) - own
+    assert not reached, f"{path.name} reaches into the core: {sorted(reached)}; use system.hosting"

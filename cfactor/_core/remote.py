@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cfactor._core.cell import ALIVE, STOPPING, describe_exception
 from cfactor._core.mailbox import REMOTE_ASK, HeldCredit
 from cfactor._core.ref import ActorRef
-from cfactor.abc import Envelope, Kind, RefAddress
+from cfactor.abc import Admission, Envelope, Kind, RefAddress
 from cfactor.errors import (
     ActorError,
     ActorNotFound,
@@ -503,20 +503,20 @@ class Remote:
             reply = RemoteReply(
                 self, peer, envelope.correlation_id, None if budget is None else self.now() + budget
             )
-        if "@" in target:  # a cluster activation, addressed as "name@epoch"
-            name, _, epoch = target.rpartition("@")
-            if epoch.isdigit():
-                number = int(epoch)
-                if self.system.epochs.get(name) != number and number not in (
-                    self.system.epoch_aliases.get(name, ())
-                ):
-                    if kind is Kind.TELL and self.system.redirect(name, number, envelope.payload):
-                        self.transport.credit(peer)
-                        return
-                    self._reject_stale(peer, envelope, reply)
-                    return
-                target = name
-        cell = self.system._names.get(target)
+        cell = self._names.get(target)
+        if cell is None and (resolver := self.system.hosting.resolver) is not None:
+            # Not a local name: maybe an address the resolver hands out (a cluster's
+            # "name@epoch"); it says which local name it means, or why none.
+            admitted = resolver.admit(target, envelope.payload, tell=kind is Kind.TELL)
+            if admitted is Admission.TAKEN:
+                self.transport.credit(peer)
+                return
+            if admitted is Admission.STALE:
+                self._reject_stale(peer, envelope, reply)
+                return
+            if type(admitted) is str:
+                target = admitted
+                cell = self._names.get(target)
         if cell is None:
             group = self.system._groups.get(target)
             if group is not None and group.is_alive:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from cfactor._core.actor import Actor
 from cfactor._core.cell import ActorCell, RootSupervisor, current_cell
 from cfactor._core.clock import Deadlines, LoopClock, make_random
+from cfactor._core.hosting import Hosting, check_name
 from cfactor._core.keyed import KeyedReplicaSet
 from cfactor._core.remote import Remote
 from cfactor._core.replicas import ReplicaSet
@@ -25,11 +26,18 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Mapping
+    from collections.abc import Coroutine, Mapping
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef
-    from cfactor.abc import Clock, ClusterRuntime, Transport, TransportStatistics
+    from cfactor.abc import (
+        Clock,
+        ClusterPlugin,
+        ClusterRuntime,
+        ScalingPolicy,
+        Transport,
+        TransportStatistics,
+    )
 
 log = logging.getLogger("cfactor.system")
 
@@ -100,17 +108,6 @@ def load_transport(
     return transport
 
 
-def check_name(name: object) -> None:
-    """Raises: ConfigError: not a usable actor name (``$`` starts the runtime's own
-    names; ``@`` separates a cluster name from its epoch on the wire)."""
-    if name is None:
-        return
-    if not isinstance(name, str) or not name or name.startswith("$") or "@" in name:
-        raise ConfigError(
-            f"actor names are non-empty strings without '@', not starting with '$': {name!r}"
-        )
-
-
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive int, got {value!r}")
@@ -156,7 +153,7 @@ class ActorSystem:
         security: object | None = None,
         transport: Transport | None = None,
         transport_options: Mapping[str, Any] | None = None,
-        cluster: Any = None,
+        cluster: ClusterPlugin | None = None,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
         supervision: Supervision | None = None,
         ask_timeout_s: float = 30.0,
@@ -185,20 +182,12 @@ class ActorSystem:
             raise ConfigError("a cluster member must listen: ActorSystem(listen=..., cluster=...)")
         self._cluster_config = cluster
         self.cluster: ClusterRuntime | None = None
-        #: Epochs of the cluster activations hosted here; an envelope addressed to
-        #: ``name@epoch`` with another epoch is stale and rejected.
-        self.epochs: dict[str, int] = {}
-        #: Earlier epochs still accepted for an activation re-claimed after a store
-        #: outage (refs in flight name the epoch they resolved).
-        self.epoch_aliases: dict[str, set[int]] = {}
-        #: Set by the cluster layer: takes a tell to a ``name@epoch`` no longer accepted
-        #: here (True) instead of rejecting it, e.g. to forward it to the activation
-        #: that replaces one of a member that is leaving. See ``redirect``.
-        self.redirector: Callable[[str, int, Any], bool] | None = None
         self._root = RootSupervisor(self, supervision or Supervision())
         self._names: dict[str, ActorCell] = {}
         #: Replicated actors by name (their replicas are in _names under "$" names).
         self._groups: dict[str, ReplicaSet] = {}
+        #: What the layers above may do with this system's actors (the seam).
+        self.hosting = Hosting(self, self._names, self._groups)
         self._next_uid = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -298,7 +287,7 @@ class ActorSystem:
         supervision: Supervision | None = None,
         restart: Restart | str = Restart.PERMANENT,
         placement: Any = None,
-        replicas: Any = None,
+        replicas: ScalingPolicy | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start an actor and return its ref.
@@ -348,7 +337,7 @@ class ActorSystem:
                 cls, args, kwargs, name, mailbox_capacity, restart_type, replicas, placement
             )
         if self.cluster is not None and name is not None and top_level and placement != "local":
-            return await self.cluster.spawn(  # type: ignore[no-any-return]
+            return await self.cluster.spawn(
                 cls, args, kwargs, name=name, placement=placement, restart=restart_type.value
             )
         check_name(name)
@@ -364,7 +353,7 @@ class ActorSystem:
         name: str | None,
         mailbox_capacity: int | None,
         restart_type: Restart,
-        replicas: Any,
+        replicas: ScalingPolicy,
         placement: Any = None,
     ) -> ActorRef:
         if self._closed or self._loop is None:
@@ -380,7 +369,7 @@ class ActorSystem:
             if mailbox_capacity is None
             else _check_positive_int("mailbox_capacity", mailbox_capacity)
         )
-        key = getattr(replicas, "key", None)
+        key = replicas.key
         shape = (self, cls, args, kwargs)
         options: dict[str, Any] = {
             "name": name,
@@ -398,9 +387,8 @@ class ActorSystem:
         self._groups[name] = group
         try:
             await group.scale_to(replicas.min)
-            start = getattr(replicas, "start", None)
-            if start is not None:  # the autoscaler (cfactor.autoscale), outside the core
-                group.controller = await start(group, self)
+            # The autoscaler (cfactor.autoscale), outside the core.
+            group.controller = await replicas.start(group, self)
         except BaseException:
             await self.stop_group(group)
             raise
@@ -414,32 +402,11 @@ class ActorSystem:
         """
         cluster = self.cluster
         if cluster is not None and group.placement != "local":
-            placed: ActorRef | None = await cluster.place_replica(group)
+            placed = await cluster.place_replica(group)
             if placed is not None:
                 return placed
         return await self._spawn_here(
             group.cls, group.args, group.kwargs, None, group.in_flight, None, group.replica_restart
-        )
-
-    async def host_replica(
-        self,
-        cls: type[Actor],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        in_flight: int,
-        restart: str,
-    ) -> ActorRef:
-        """Start a replica here for a group owned by another member (the cluster asks).
-
-        Raises:
-            ConfigError: ``cls`` is not an Actor subclass, or a bad restart type.
-            ActorStartFailed: Its constructor or ``on_start`` raised.
-        """
-        if not (isinstance(cls, type) and issubclass(cls, Actor)):
-            raise ConfigError(f"a replica needs an Actor subclass, got {cls!r}")
-        return await self._spawn_here(
-            cls, args, kwargs, None, in_flight, None, parse_restart(restart)
         )
 
     async def stop_group(self, group: ReplicaSet) -> None:
@@ -535,10 +502,11 @@ class ActorSystem:
         if group is not None:
             return group.ref
         cell = self._names.get(name)
-        if cell is not None and (at is not None or name not in self.epochs or self.cluster is None):
+        resolver = self.hosting.resolver
+        if cell is not None and (at is not None or resolver is None or not resolver.hosts(name)):
             return cell.ref
         if self.cluster is not None:
-            ref: ActorRef | None = self.cluster.resolve(name)
+            ref = self.cluster.resolve(name)
             if ref is not None:
                 return ref
         if cell is None:
@@ -603,12 +571,6 @@ class ActorSystem:
 
     def count_escalation(self) -> None:
         self._escalations += 1
-
-    def redirect(self, name: str, epoch: int, payload: Any) -> bool:
-        """Offer a tell to ``name@epoch`` that is not accepted here to the redirector;
-        True if it took it (the transport then counts it delivered)."""
-        redirector = self.redirector
-        return redirector is not None and redirector(name, epoch, payload)
 
     def dead_letter(self, target: str, message: Any, reason: str) -> None:
         """Count a message that reached no actor; log at debug level, at most once a second."""

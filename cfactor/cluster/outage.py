@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cfactor.cluster.messages import StoreDown, StoreQuery, StoreUp
+
 if TYPE_CHECKING:
     from cfactor.abc import Clock
 
 #: The question a member asks a peer's ``$cluster`` agent.
-ASK = "etcd?"
+ASK = StoreQuery()
 
 
 class OutageGuard:
@@ -81,20 +83,20 @@ class OutageGuard:
         self.back_at = self._clock.now()
         self._reachable = True
 
-    def answer(self, *, reachable: bool, peers: set[str]) -> tuple[Any, ...]:
+    def answer(self, *, reachable: bool, peers: set[str]) -> StoreDown | StoreUp:
         """This member's answer to a peer's ``ASK``."""
         self.sync(reachable=reachable, peers=peers)
         if not reachable:
-            return ("down",)
-        return ("up", max(0.0, self._clock.now() - self.back_at))
+            return StoreDown()
+        return StoreUp(max(0.0, self._clock.now() - self.back_at))
 
     def heard(self, address: str, sent_at: float, reply: Any) -> bool:
         """Record a peer's answer to an ask sent at ``sent_at``; False if it is not an
         answer (it then counts as no answer, and in ``unreadable``)."""
         match reply:
-            case ("down",):
+            case StoreDown():
                 bound = sent_at + self.grace_s
-            case ("up", float(seconds) | int(seconds)) if seconds >= 0:
+            case StoreUp(back_for_s=seconds) if seconds >= 0:
                 bound = sent_at - float(seconds) + self.grace_s
             case _:
                 self.unreadable += 1

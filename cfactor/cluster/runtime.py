@@ -14,15 +14,16 @@ import collections
 import contextlib
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cfactor._core.actor import Actor
-from cfactor._core.cell import STOPPING, ActorCell, current_cell
+from cfactor._core.cell import STOPPING, ActorCell
 from cfactor._core.clock import wall_time
 from cfactor._core.keyed import KeyedReplicaSet
 from cfactor._core.ref import ActorRef
 from cfactor._core.replicas import RemoteReplica
-from cfactor.abc import Activation, MemberInfo
+from cfactor.abc import Activation, Admission, MemberInfo
+from cfactor.cluster import messages as m
 from cfactor.cluster.outage import ASK, OutageGuard
 from cfactor.cluster.policy import choose_member
 from cfactor.cluster.spec import ActorSpec
@@ -64,20 +65,35 @@ SPECS = "specs"
 _REFUSALS = (NameTaken, MembershipUnavailable, ConfigError, ActorNotFound, ActorStartFailed)
 
 
-def refusal(exc: CfactorError) -> tuple[str, str, str]:
-    """An expected failure as an answer: ("error", wire name, message)."""
+_A = TypeVar("_A")
+
+
+def refusal(exc: CfactorError) -> m.Refused:
+    """An expected failure as an answer (its wire name and message)."""
     if isinstance(exc, RemoteActorError):
-        return ("error", exc.type_name.rpartition(".")[2], exc.message)
-    return ("error", type(exc).__name__, str(exc))
+        return m.Refused(exc.type_name.rpartition(".")[2], exc.message)
+    return m.Refused(type(exc).__name__, str(exc))
 
 
 def check_reply(reply: Any) -> None:
     """Raise the typed error a cluster actor answered with, if it did."""
-    if isinstance(reply, tuple) and reply and reply[0] == "error":
-        cls = wire_error_type(str(reply[1]))
+    if isinstance(reply, m.Refused):
+        cls = wire_error_type(reply.type_name)
         if cls is None or not issubclass(cls, _REFUSALS):
             cls = MembershipUnavailable
-        raise cls(str(reply[2]))
+        raise cls(reply.message)
+
+
+def expect(reply: Any, kind: type[_A]) -> _A:
+    """``reply`` as the answer ``kind``; the typed error it carries if it is a refusal.
+
+    Raises:
+        MembershipUnavailable: Neither (a member of another version, or a bug).
+    """
+    if isinstance(reply, kind):
+        return reply
+    check_reply(reply)
+    raise MembershipUnavailable(f"expected {kind.__name__}, got {reply!r:.100}")
 
 
 def decision_stats(decision: Any, now: float) -> dict[str, Any] | None:
@@ -122,7 +138,7 @@ def group_stats(group: ReplicaSet, now: float) -> dict[str, Any]:
 
 
 class AcceptedEpochs(set[int]):
-    """Earlier epochs a re-claimed activation still accepts (``ActorSystem.epoch_aliases``).
+    """Earlier epochs a re-claimed activation still accepts (``ClusterMember.epoch_aliases``).
 
     While its re-claim is in flight (``newer_than`` set), any newer epoch is accepted
     too: other members may see the new claim in their watch, and send to
@@ -215,22 +231,22 @@ class ClusterAgent(Actor):
 
     async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
-            case ("activate", bytes(data), float(budget_s)):
+            case m.Activate(spec=data, budget_s=budget_s):
                 try:
                     spec = ActorSpec.decode(data)
-                    return ("ok", *await self.runtime.activate_here(spec, budget_s))
+                    return m.Activated(*await self.runtime.activate_here(spec, budget_s))
                 except CfactorError as exc:  # an answer, not a crash of the agent
                     return refusal(exc)
-            case ("deactivate", str(name)):
+            case m.Deactivate(name=name):
                 await self.runtime.deactivate_here(name)
                 return None
-            case "stats":
+            case m.Stats():
                 return self.runtime.stats()
-            case "etcd?":
+            case m.StoreQuery():
                 return self.runtime.outage_answer()
-            case ("replica", bytes(data), int(in_flight), str(owner)):
+            case m.HostReplica(spec=data, in_flight=in_flight, owner=owner):
                 try:
-                    return ("ok", *await self.runtime.host_replica(data, in_flight, owner))
+                    return m.ReplicaHosted(*await self.runtime.host_replica(data, in_flight, owner))
                 except CfactorError as exc:
                     return refusal(exc)
         raise ValueError(f"unknown cluster agent message {message!r:.100}")
@@ -283,32 +299,32 @@ class PlacementActor(Actor):
 
     async def receive(self, message: Any) -> Any:  # noqa: PLR0911 - a dispatcher
         match message:
-            case ("reserve", bytes(data)):
+            case m.Reserve(spec=data):
                 return self._reserve(data)
-            case ("confirm", bytes(data), int(epoch)):
+            case m.Confirm(spec=data, epoch=epoch):
                 return self._confirm(data, epoch)
-            case ("unreserve", str(name), str(token)):
+            case m.Unreserve(name=name, token=token):
                 held = self.reservations.get(name)
                 if held is not None and held[0] == token:
                     del self.reservations[name]
                 return None
-            case ("forget", str(name)):
+            case m.Forget(name=name):
                 self.specs.pop(name, None)
                 self.reservations.pop(name, None)
                 return None
-            case ("leaving", str(member_id)):
+            case m.Leaving(member_id=member_id):
                 self.leaving[member_id] = self.system.clock.now()
                 log.info("member %s is leaving: nothing new goes there", member_id)
                 return None
-            case "reconcile":
+            case m.Reconcile():
                 return await self._reconcile()
-            case ("load", str(member_id), int(hosted), dict(groups)):
+            case m.LoadReport(member_id=member_id, hosted=hosted, groups=groups):
                 self.loads[member_id] = (self.system.clock.now(), hosted, groups)
                 self.placed_since.pop(member_id, None)
                 return None
-            case ("choose-replica", placement):
+            case m.ChooseReplica(placement=placement):
                 return self._choose_replica(placement)
-            case "loads":
+            case m.Loads():
                 now = self.system.clock.now()
                 return {
                     member_id: {"age_s": round(now - at, 3), "hosted": hosted, "groups": groups}
@@ -328,7 +344,7 @@ class PlacementActor(Actor):
             load[member_id] = load.get(member_id, 0) + placed
         return load
 
-    def _choose_replica(self, placement: Any) -> tuple[Any, ...]:
+    def _choose_replica(self, placement: Any) -> m.Placed | m.Refused:
         members = self.runtime.membership.members()
         for gone in set(self.loads) - set(members):
             self.loads.pop(gone, None)
@@ -338,7 +354,7 @@ class PlacementActor(Actor):
         if member_id is None:
             return refusal(MembershipUnavailable(f"no member can host a replica ({wire})"))
         self.placed_since[member_id] = self.placed_since.get(member_id, 0) + 1
-        return ("ok", member_id, members[member_id].address)
+        return m.Placed(member_id, members[member_id].address)
 
     def candidates(self) -> dict[str, MemberInfo]:
         """The members new activations may go to (not those leaving)."""
@@ -347,12 +363,14 @@ class PlacementActor(Actor):
             del self.leaving[gone]
         return {k: v for k, v in members.items() if k not in self.leaving}
 
-    def _reserve(self, data: bytes) -> tuple[Any, ...]:  # noqa: PLR0911 - one answer per case
+    def _reserve(  # noqa: PLR0911 - one answer per case
+        self, data: bytes
+    ) -> m.Placed | m.AlreadyPlaced | m.Refused:
         """Step one of a spawn: choose a member and remember the choice (in memory
         only: no store call, no ask to a member, so placement never waits on one).
 
-        Answers ``("ok", member id, address)``: the caller asks that member's agent to
-        activate; ``("exists",)``: this same spawn (same token) succeeded before.
+        Answers ``Placed``: the caller asks that member's agent to activate;
+        ``AlreadyPlaced``: this same spawn (same token) succeeded before.
         """
         try:
             spec = ActorSpec.decode(data)
@@ -366,7 +384,7 @@ class PlacementActor(Actor):
         known = self.specs.get(name)
         if known is not None:
             if spec.token and known.token == spec.token:
-                return ("exists",)
+                return m.AlreadyPlaced()
             return refusal(NameTaken(f"cluster actor {name!r} is already running"))
         members = self.candidates()
         held = self.reservations.get(name)
@@ -376,13 +394,13 @@ class PlacementActor(Actor):
                 return refusal(NameTaken(f"cluster actor {name!r} is being spawned"))
             if member_id in members:  # a retry: to the member of the first attempt
                 self.reservations[name] = (token, member_id, now)
-                return ("ok", member_id, members[member_id].address)
+                return m.Placed(member_id, members[member_id].address)
         activation = self.runtime.membership.activations().get(name)
         if activation is not None:
             # Claimed, with no spec here: an earlier attempt that was never confirmed,
             # or someone else's. Its member's agent tells which, by the token.
             self.reservations[name] = (spec.token, activation.member_id, now)
-            return ("ok", activation.member_id, activation.address)
+            return m.Placed(activation.member_id, activation.address)
         load: dict[str, int] = {}
         for current in self.runtime.membership.activations().values():
             load[current.member_id] = load.get(current.member_id, 0) + 1
@@ -394,9 +412,9 @@ class PlacementActor(Actor):
                 MembershipUnavailable(f"no member can host {name!r} (placement {spec.placement})")
             )
         self.reservations[name] = (spec.token, chosen, now)
-        return ("ok", chosen, members[chosen].address)
+        return m.Placed(chosen, members[chosen].address)
 
-    def _confirm(self, data: bytes, epoch: int) -> tuple[Any, ...] | None:
+    def _confirm(self, data: bytes, epoch: int) -> m.Refused | None:
         """Step three: the actor runs and its spec is stored; re-place it from now on."""
         try:
             spec = ActorSpec.decode(data)
@@ -422,10 +440,10 @@ class PlacementActor(Actor):
             )
         timeout = self.runtime.agent_timeout_s
         reply = await self.runtime.agent_of(members[member_id].address).ask(
-            ("activate", spec.encode(), timeout * 0.8), timeout=timeout
+            m.Activate(spec.encode(), timeout * 0.8), timeout=timeout
         )
-        check_reply(reply)
-        return Activation(spec.name, reply[1], reply[2], reply[3])
+        done = expect(reply, m.Activated)
+        return Activation(spec.name, done.member_id, done.address, done.epoch)
 
     async def _reconcile(self) -> int:
         """Start re-placing every remembered actor that has no activation, one task
@@ -490,7 +508,7 @@ class PlacementActor(Actor):
                 continue
             self.losses_seen = losses
             try:
-                await self.ref.tell("reconcile")
+                await self.ref.tell(m.Reconcile())
             except CfactorError:
                 return
 
@@ -514,6 +532,15 @@ class ClusterMember:
         #: name -> where its messages go now (local cell, or remote "name@epoch").
         self.routes: dict[str, Target] = {}
         self.hosted: dict[str, Activation] = {}
+        #: Epochs of the activations hosted here; an envelope addressed to
+        #: ``name@epoch`` with another epoch is stale and rejected (see ``admit``).
+        self.epochs: dict[str, int] = {}
+        #: Earlier epochs still accepted for an activation re-claimed after a store
+        #: outage (refs in flight name the epoch they resolved).
+        self.epoch_aliases: dict[str, set[int]] = {}
+        #: Whether ``admit`` may hold or forward tells (``_redirect``); off once left.
+        self._redirecting = False
+        self.hosting = system.hosting
         self._targets: dict[str, ClusterTarget] = {}
         self._changed = asyncio.Event()
         #: Activations seen vanishing so far: placement reconciles when it grows.
@@ -559,7 +586,8 @@ class ClusterMember:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.system.redirector = self._redirect
+        self._redirecting = True
+        self.hosting.resolver = self
         await self.system.spawn_service(ClusterAgent, self, name=AGENT)
         await self._join()
         self._background(self._lead_when_possible())
@@ -589,7 +617,7 @@ class ClusterMember:
         self.outage.joined()
         self.routes.clear()
         for name in self.hosted:  # kept through a re-claim after a store outage
-            cell = system._names.get(name)
+            cell = self.hosting.cell(name)
             if cell is not None:
                 self.routes[name] = cell
         for name, activation in self.membership.activations().items():
@@ -652,7 +680,7 @@ class ClusterMember:
         peers = {m.address for m in membership.members().values() if m.address != own}
         return reachable, peers
 
-    def outage_answer(self) -> tuple[Any, ...]:
+    def outage_answer(self) -> m.StoreDown | m.StoreUp:
         """The ``$cluster`` agent's answer to a peer asking whether we reach the store."""
         reachable, peers = self._store_state()
         return self.outage.answer(reachable=reachable, peers=peers)
@@ -771,7 +799,7 @@ class ClusterMember:
         for name, before in list(self.hosted.items()):
             if not self.outage.may_ride_through():
                 return False
-            cell = self.system._names.get(name)
+            cell = self.hosting.cell(name)
             if cell is None or cell.state >= STOPPING:
                 continue  # stopping anyway: its stop gives the name back
             accepted = self._accept_epochs(cell, before)
@@ -783,7 +811,7 @@ class ClusterMember:
             if activation is None:
                 log.error("%r was claimed elsewhere during the outage: stopping ours", name)
                 self.hosted.pop(name, None)
-                self.system.epochs.pop(name, None)
+                self.epochs.pop(name, None)
                 self.routes.pop(name, None)
                 self._stop_local(name)
                 continue
@@ -795,16 +823,16 @@ class ClusterMember:
         """The epochs, besides the current one, that the running actor still accepts:
         its earlier ones, dropped when it stops."""
         name = before.name
-        accepted = self.system.epoch_aliases.get(name)
+        accepted = self.epoch_aliases.get(name)
         if not isinstance(accepted, AcceptedEpochs):
             accepted = AcceptedEpochs()
-            self.system.epoch_aliases[name] = accepted
+            self.epoch_aliases[name] = accepted
 
             def stopped() -> None:
-                if self.system.epoch_aliases.get(name) is accepted:
-                    del self.system.epoch_aliases[name]
+                if self.epoch_aliases.get(name) is accepted:
+                    del self.epoch_aliases[name]
 
-            cell.on_stopped = [*(cell.on_stopped or ()), stopped]
+            self.hosting.on_stopped(cell.ref, stopped)
         accepted.add(before.epoch)
         return accepted
 
@@ -812,13 +840,10 @@ class ClusterMember:
         """The running actor is now ``activation``."""
         name = activation.name
         self.hosted[name] = activation
-        self.system.epochs[name] = activation.epoch
+        self.epochs[name] = activation.epoch
         self.routes[name] = cell
         self.reclaimed += 1
-        cell.on_stopped = [
-            *(cell.on_stopped or ()),
-            lambda: self._local_stopped(name, activation),
-        ]
+        self.hosting.on_stopped(cell.ref, lambda: self._local_stopped(name, activation))
 
     def _background(self, coro: Any) -> None:
         """Run ``coro`` as a task this member cancels when it leaves (done ones drop out)."""
@@ -844,7 +869,7 @@ class ClusterMember:
             await self.membership.aclose()  # revokes the lease: others re-place at once
         except CfactorError as exc:
             log.warning("leaving the cluster: %r (the lease will expire on its own)", exc)
-        self.system.redirector = None
+        self._redirecting = False
         lost = sum(len(queue) for queue in self._held.values())
         if lost:
             self.held_dropped += lost
@@ -864,7 +889,7 @@ class ClusterMember:
         leaving = [
             (name, activation, cell)
             for name, activation in self.hosted.items()
-            if (cell := self.system._names.get(name)) is not None and cell.state < STOPPING
+            if (cell := self.hosting.cell(name)) is not None and cell.state < STOPPING
         ]
         if not leaving:
             return
@@ -875,16 +900,16 @@ class ClusterMember:
         deadline = clock.now() + timeout
         try:
             placer = await self._placer()
-            await placer.ask(("leaving", self.member_id), timeout=self.config.request_timeout_s)
+            await placer.ask(m.Leaving(self.member_id), timeout=self.config.request_timeout_s)
         except CfactorError as exc:
             log.warning("could not tell placement that we leave: %r", exc)
         # Hold: from now on a tell to one of these activations is kept, not delivered.
         for name, activation, _cell in leaving:
             self._held[name] = collections.deque()
             self._held_epochs[name] = activation.epoch
-            self.system.epochs.pop(name, None)
-            self.system.epoch_aliases.pop(name, None)
-        self.system.redirector = self._redirect
+            self.epochs.pop(name, None)
+            self.epoch_aliases.pop(name, None)
+        self._redirecting = True
         log.info("leaving: draining %d named actors", len(leaving))
         # Drain what each accepted, then stop it (on_stop runs).
         cells = [cell for _name, _activation, cell in leaving]
@@ -930,9 +955,26 @@ class ClusterMember:
             self.forwarded,
         )
 
+    def admit(self, target: str, payload: Any, *, tell: bool) -> str | Admission:
+        """``NameResolver.admit``: an activation here is addressed as ``name@epoch``;
+        another epoch of it is stale, unless the tell is held (``_redirect``)."""
+        name, at, epoch = target.rpartition("@")
+        if not at or not epoch.isdigit():
+            return Admission.UNKNOWN
+        number = int(epoch)
+        if self.epochs.get(name) == number or number in self.epoch_aliases.get(name, ()):
+            return name
+        if tell and self._redirecting and self._redirect(name, number, payload):
+            return Admission.TAKEN
+        return Admission.STALE
+
+    def hosts(self, name: str) -> bool:
+        """``NameResolver.hosts``: ``name`` is an activation of ours (its refs follow it)."""
+        return name in self.epochs
+
     def _redirect(self, name: str, epoch: int, payload: Any) -> bool:
-        """The ``ActorSystem.redirector``: hold a tell to an activation of ours that is
-        starting (until it runs) or that we are handing over (until the new one runs)."""
+        """Hold a tell to an activation of ours that is starting (until it runs) or
+        that we are handing over (until the new one runs)."""
         arriving = self._arriving.get(name)
         if arriving is not None and epoch > arriving[0]:
             arriving[1].append((epoch, payload))
@@ -1004,13 +1046,12 @@ class ClusterMember:
                 self._stop_local(name)
         elif activation.member_id == self.member_id:
             self.seen_epochs[name] = activation.epoch
-            cell = self.system._names.get(name)
+            cell = self.hosting.cell(name)
             if cell is not None:
                 self.routes[name] = cell
         else:
             self.seen_epochs[name] = activation.epoch
-            assert self.system._remote is not None
-            self.routes[name] = self.system._remote.target(
+            self.routes[name] = self.hosting.target(
                 activation.address, f"{name}@{activation.epoch}"
             )
         self._changed.set()
@@ -1044,9 +1085,10 @@ class ClusterMember:
         clock = self.system.clock
         started = clock.now()
         # 1. Reserve: placement only chooses (it never waits on a member or the store).
-        reply = await self._ask_placer(("reserve", data))
-        if reply[0] == "ok":
-            member_id, address = str(reply[1]), str(reply[2])
+        reply = await self._ask_placer(m.Reserve(data))
+        if not isinstance(reply, m.AlreadyPlaced):
+            placed = expect(reply, m.Placed)
+            member_id, address = placed.member_id, placed.address
             # 2. Activate: that member claims the name (compare-and-set) and starts it.
             budget = self.config.placement_timeout_s - (clock.now() - started)
             epoch = await self._activate_on(spec, data, address, budget)
@@ -1061,7 +1103,7 @@ class ClusterMember:
                     f"not be stored ({exc}); spawn it again the same way to make sure"
                 ) from exc
             try:
-                await self._ask_placer(("confirm", data, epoch))
+                await self._ask_placer(m.Confirm(data, epoch))
             except CfactorError as exc:  # stored: the next leader reads it
                 log.warning("placement did not hear that %r started: %r", name, exc)
         ref = self.resolve(name)
@@ -1086,9 +1128,7 @@ class ClusterMember:
             await self._unreserve(spec)
             raise MembershipUnavailable(f"placing {spec.name!r} took the whole placement time")
         try:
-            reply = await self.agent_of(address).ask(
-                ("activate", data, budget * 0.8), timeout=budget
-            )
+            reply = await self.agent_of(address).ask(m.Activate(data, budget * 0.8), timeout=budget)
         except (AskTimeout, MemberUnreachable) as exc:
             raise SpawnOutcomeUnknown(
                 f"member {address} did not say whether it started {spec.name!r} ({exc}); "
@@ -1098,25 +1138,24 @@ class ClusterMember:
             await self._unreserve(spec)
             raise MembershipUnavailable(f"member {address} cannot host actors now: {exc}") from exc
         try:
-            check_reply(reply)
+            return expect(reply, m.Activated).epoch
         except CfactorError:
             await self._unreserve(spec)
             raise
-        return int(reply[3])
 
     async def _unreserve(self, spec: ActorSpec) -> None:
         with contextlib.suppress(CfactorError):  # reservations also expire
-            await self._ask_placer(("unreserve", spec.name, spec.token))
+            await self._ask_placer(m.Unreserve(spec.name, spec.token))
 
     async def remove(self, name: str) -> None:
         """Forget ``name`` (so it is not re-placed), then stop its activation."""
         await self.membership.delete_record(SPECS, name)
-        await self._ask_placer(("forget", name))
+        await self._ask_placer(m.Forget(name))
         current = await self.membership.lookup(name)  # the store, not a lagging view
         if current is not None:
             check_reply(
                 await self.agent_of(current.address).ask(
-                    ("deactivate", name), timeout=self.agent_timeout_s
+                    m.Deactivate(name), timeout=self.agent_timeout_s
                 )
             )
 
@@ -1159,7 +1198,7 @@ class ClusterMember:
                 leader = self.membership.leader(PLACEMENT)
                 if leader is None and await self.membership.campaign(PLACEMENT):
                     leader = self.member_id
-                if leader == self.member_id and PLACER not in self.system._names:
+                if leader == self.member_id and self.hosting.cell(PLACER) is None:
                     # Elected now, or its placement actor was given up on: run one.
                     await self.system.spawn_service(PlacementActor, self, name=PLACER)
             except MembershipUnavailable:
@@ -1199,8 +1238,11 @@ class ClusterMember:
             log.warning("replicas of %r stay on this member: %s", group.name, exc)
             return None
         try:
-            reply = await self._ask_placer(
-                ("choose-replica", spec.placement), self.config.request_timeout_s
+            placed = expect(
+                await self._ask_placer(
+                    m.ChooseReplica(spec.placement), self.config.request_timeout_s
+                ),
+                m.Placed,
             )
         except CfactorError as exc:
             if spec.placement is not None:
@@ -1209,12 +1251,12 @@ class ClusterMember:
                 ) from exc
             log.info("placing a replica of %r here (placement: %r)", group.name, exc)
             return None
-        member_id, address = str(reply[1]), str(reply[2])
+        member_id, address = placed.member_id, placed.address
         if member_id == self.member_id or address == self.system.address:
             return None
         try:
             reply = await self.agent_of(address).ask(
-                ("replica", data, group.in_flight, self.system.address),
+                m.HostReplica(data, group.in_flight, self.system.address),
                 timeout=self.config.placement_timeout_s,
             )
         except (MemberUnreachable, AskTimeout, ActorNotFound, ActorStopped) as exc:
@@ -1226,8 +1268,8 @@ class ClusterMember:
                 "member %s did not start a replica of %r (%r): here", address, group.name, exc
             )
             return None
-        check_reply(reply)
-        return self.system.ref(str(reply[2]), at=str(reply[1]))
+        hosted = expect(reply, m.ReplicaHosted)
+        return self.system.ref(hosted.name, at=hosted.address)
 
     async def host_replica(self, data: bytes, in_flight: int, owner: str) -> tuple[str, str]:
         """Start a replica here for the group on member ``owner``: (address, name).
@@ -1241,21 +1283,12 @@ class ClusterMember:
         if in_flight < 1:
             raise ConfigError(f"in_flight must be at least 1, got {in_flight}")
         cls = spec.load_class()
-        token = current_cell.set(None)  # supervised by the root, not by the agent
-        try:
-            ref = await self.system.host_replica(
-                cls, spec.args, spec.kwargs, in_flight=in_flight, restart=spec.restart
-            )
-        finally:
-            current_cell.reset(token)
+        ref = await self.hosting.spawn_at_root(  # not by the agent: see _claim_and_start
+            cls, spec.args, spec.kwargs, name=None, restart=spec.restart, in_flight=in_flight
+        )
         name = ref.name
         self.hosted_replicas[name] = (spec.name, owner)
-        cell = ref._cell
-        if isinstance(cell, ActorCell):
-            cell.on_stopped = [
-                *(cell.on_stopped or ()),
-                lambda: self.hosted_replicas.pop(name, None) and None,
-            ]
+        self.hosting.on_stopped(ref, lambda: self.hosted_replicas.pop(name, None) and None)
         return (self.system.address, name)
 
     async def _report_forever(self) -> None:
@@ -1269,7 +1302,7 @@ class ClusterMember:
             try:
                 placer = await self._placer()
                 await placer.tell(
-                    ("load", self.member_id, self.replicas_here(), self.group_loads())
+                    m.LoadReport(self.member_id, self.replicas_here(), self.group_loads())
                 )
             except CfactorError as exc:
                 log.debug("load report not sent: %r", exc)
@@ -1278,14 +1311,14 @@ class ClusterMember:
         """Replicas running on this member, for this member's groups or others'."""
         local = sum(
             1
-            for group in self.system._groups.values()
+            for group in self.hosting.groups.values()
             for replica in group.replicas
             if isinstance(replica.cell, ActorCell)
         )
         return local + len(self.hosted_replicas)
 
     def group_loads(self) -> dict[str, list[int]]:
-        return {name: list(group.load()) for name, group in self.system._groups.items()}
+        return {name: list(group.load()) for name, group in self.hosting.groups.items()}
 
     def _forget_departed(self) -> None:
         addresses = {m.address for m in self.membership.members().values()}
@@ -1298,7 +1331,7 @@ class ClusterMember:
                 )
                 self.hosted_replicas.pop(name, None)
                 self._stop_local(name)
-        for group in self.system._groups.values():
+        for group in self.hosting.groups.values():
             for replica in group.replicas:
                 cell = replica.cell
                 if isinstance(cell, RemoteReplica) and cell.address not in addresses:
@@ -1383,21 +1416,13 @@ class ClusterMember:
             )
         # Supervised by the root, not by this agent: the agent's restart budget must
         # not be shared by every cluster actor on the member.
-        token = current_cell.set(None)
         try:
-            ref = await self.system.spawn(
-                cls,
-                *spec.args,
-                name=name,
-                placement="local",
-                restart=spec.restart,
-                **spec.kwargs,
+            ref = await self.hosting.spawn_at_root(
+                cls, spec.args, spec.kwargs, name=name, restart=spec.restart
             )
         except BaseException:
             await self._release(activation)
             raise
-        finally:
-            current_cell.reset(token)
         # Hand over what arrived while it started, in order; then accept its epoch
         # directly (no await between the last hand-over and that).
         while arriving:
@@ -1406,16 +1431,13 @@ class ClusterMember:
                 await ref.tell(payload)
             else:
                 self.system.dead_letter(f"{name}@{epoch}", payload, "not a current activation")
-        self.system.epochs[name] = activation.epoch
+        self.epochs[name] = activation.epoch
         self.hosted[name] = activation
         self.tokens[name] = spec.token
-        cell = ref._cell
-        if isinstance(cell, ActorCell):
+        cell = self.hosting.cell_of(ref)
+        if cell is not None:
             self.routes[name] = cell
-            cell.on_stopped = [
-                *(cell.on_stopped or ()),
-                lambda: self._local_stopped(name, activation),
-            ]
+            self.hosting.on_stopped(ref, lambda: self._local_stopped(name, activation))
         self._changed.set()
         return (activation.member_id, activation.address, activation.epoch)
 
@@ -1444,7 +1466,7 @@ class ClusterMember:
             self._orphan_suspects = now
 
     async def deactivate_here(self, name: str) -> None:
-        cell = self.system._names.get(name)
+        cell = self.hosting.cell(name)
         if cell is not None and name in self.hosted:
             await cell.stop()
 
@@ -1453,8 +1475,8 @@ class ClusterMember:
         if self.hosted.get(name) is activation:
             self.hosted.pop(name)
             self.tokens.pop(name, None)
-        if self.system.epochs.get(name) == activation.epoch:
-            del self.system.epochs[name]
+        if self.epochs.get(name) == activation.epoch:
+            del self.epochs[name]
         if not self._closed and not self._leaving:  # leaving releases them itself
             self._background(self._release(activation))
 
@@ -1465,9 +1487,7 @@ class ClusterMember:
             log.warning("could not release %r: %r (its lease will)", activation.name, exc)
 
     def _stop_local(self, name: str) -> None:
-        cell = self.system._names.get(name)
-        if cell is not None:
-            cell.begin_stop()
+        self.hosting.stop_local(name)
 
     def _fence(self) -> None:
         """Our lease is gone: another activation of our names may be accepted anywhere
@@ -1479,7 +1499,7 @@ class ClusterMember:
         )
         for name in list(self.hosted):
             self.hosted.pop(name)
-            self.system.epochs.pop(name, None)
+            self.epochs.pop(name, None)
             self.routes.pop(name, None)
             self._stop_local(name)
         self._stop_local(PLACER)
@@ -1492,7 +1512,7 @@ class ClusterMember:
         system = self.system
         named = []
         actors = depth = 0
-        for name, cell in system._names.items():
+        for name, cell in system.hosting.cells.items():
             if name.startswith("$") and not name[1:].isdigit():
                 continue  # a runtime service, not a user's actor
             actors += 1
@@ -1514,7 +1534,9 @@ class ClusterMember:
             "actors": actors,
             "depth": depth,
             "named": named,
-            "groups": [group_stats(group, system.clock.now()) for group in system._groups.values()],
+            "groups": [
+                group_stats(group, system.clock.now()) for group in system.hosting.groups.values()
+            ],
             "dead_letters": stats.dead_letters,
             "restarts": stats.restarts,
             "hosted_replicas": len(self.hosted_replicas),

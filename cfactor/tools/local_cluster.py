@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cfactor as cf
+from cfactor.cluster.messages import Stats
 from cfactor.errors import CfactorError
 from cfactor.tools import processes
 from cfactor.tools.etcd_server import EtcdServer
@@ -717,7 +718,7 @@ async def _status(etcd: str, name: str, timeout_s: float) -> dict[str, Any]:
 
         async def stats_of(address: str) -> dict[str, Any] | None:
             try:
-                reply: dict[str, Any] = await probe.ref("$cluster", at=address).ask("stats")
+                reply: dict[str, Any] = await probe.ref("$cluster", at=address).ask(Stats())
             except CfactorError:
                 return None
             return reply

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import cfactor as cf
+from cfactor.cluster.messages import Stats
 from cfactor.tools.etcd_server import EtcdServer
 from tests.cluster.actors import Counter, eventually
 from tests.cluster.harness import WORKERS, real_cluster
@@ -32,7 +33,7 @@ async def test_members_join_see_each_other_and_reach_named_actors() -> None:
         # Another member (a worker) asks it by name, through its own directory.
         other = next(w for w in c.workers if w.address != home)
         forwarded = c.me.ref("$cluster", at=other.address)
-        stats = await forwarded.ask("stats")
+        stats = await forwarded.ask(Stats())
         assert stats["address"] == other.address
         assert await c.me.ref("counter").ask("get") == 15
 

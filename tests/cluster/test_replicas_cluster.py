@@ -11,6 +11,7 @@ import pytest
 
 import cfactor as cf
 from cfactor._core.replicas import ReplicaSet
+from cfactor.cluster.messages import Loads
 from tests.cluster.actors import Reporting, addresses_of, eventually
 from tests.cluster.harness import ROOT, WORKERS, real_cluster
 
@@ -134,12 +135,12 @@ async def test_replicas_spread_by_load_and_members_report_group_load_to_placemen
         placer = me.ref("$placement", at=leader.address)
 
         async def reported() -> Any:
-            loads = await placer.ask("loads")
+            loads = await placer.ask(Loads())
             mine = loads.get(c.runtime.member_id)
             return mine is not None and mine["groups"].get("work") == [0, 3]
 
         assert await eventually(reported, 5)
-        loads = await placer.ask("loads")
+        loads = await placer.ask(Loads())
         hosted = sum(entry["hosted"] for entry in loads.values())
         assert hosted == 3  # every replica counted once, where it runs
 

@@ -15,6 +15,7 @@ import pytest
 
 import cfactor as cf
 from cfactor._core.replicas import ReplicaSet
+from cfactor.cluster.messages import Stats
 from tests.cluster.actors import Reporting, addresses_of, eventually
 from tests.cluster.harness import real_cluster
 
@@ -91,7 +92,7 @@ async def test_replicas_spread_over_members_scale_out_and_in_and_each_message_ru
         # The drained remote replicas stopped on their members too.
         async def hosted_elsewhere() -> int:
             stats = await asyncio.gather(
-                *(me.ref("$cluster", at=w.address).ask("stats") for w in c.workers)
+                *(me.ref("$cluster", at=w.address).ask(Stats()) for w in c.workers)
             )
             return sum(s["hosted_replicas"] for s in stats)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cfactor as cf
+from cfactor.cluster.messages import Stats
 from tests.cluster.actors import Counter, Reporting, eventually
 from tests.cluster.harness import real_cluster
 from tests.faults.actors_faults import Slow, Tally
@@ -196,5 +197,5 @@ async def test_overload_is_accounted_exactly() -> None:
         await asyncio.sleep(0.5)  # nothing more arrives later either
         processed = await far.ask("count", timeout=5.0)
         assert sent == processed + rejected, (sent, processed, rejected)
-        stats = await c.runtime.agent_of(worker.address).ask("stats", timeout=5.0)
+        stats = await c.runtime.agent_of(worker.address).ask(Stats(), timeout=5.0)
         assert stats["dead_letters"] == 0

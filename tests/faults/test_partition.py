@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cfactor as cf
+from cfactor.cluster.messages import Stats
 from tests.cluster.actors import Counter, eventually
 from tests.faults.actors_etcd_outage import Witness
 from tests.faults.netns import BridgeEtcd, NetnsWorker, Network, unavailable
@@ -140,7 +141,7 @@ async def test_a_cut_link_fails_asks_typed_keeps_one_activation_and_heals(
                 )
                 assert await moving.ask("where", timeout=5.0) == a.address
                 steady = await me.spawn(Counter, name="steady", placement=cf.Pin(b.address))
-                across = Probe(runtime.agent_of(a.address), "stats", ASK_TIMEOUT_S)
+                across = Probe(runtime.agent_of(a.address), Stats(), ASK_TIMEOUT_S)
                 beside = Probe(steady, "get", 5.0)
                 across.start()
                 beside.start()

@@ -30,6 +30,9 @@ class Keyed:
     in_flight: int = 2
     key: Any = user_of
 
+    async def start(self, group: Any, system: Any) -> None:  # no autoscaler
+        return None
+
 
 class Recorder(cf.Actor):
     """Answers with the identity of the replica instance that handled the message."""

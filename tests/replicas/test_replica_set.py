@@ -21,6 +21,10 @@ class Fixed:
 
     min: int = 1
     in_flight: int = 2
+    key: Any = None
+
+    async def start(self, group: Any, system: Any) -> None:  # no autoscaler
+        return None
 
 
 class Slow(cf.Actor):
