@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
     from contextlib import AbstractAsyncContextManager
 
-T = TypeVar("T")
-
     from cfactor._core.ref import ActorRef
+
+T = TypeVar("T")
 
 
 class Cancellable(Protocol):

@@ -26,7 +26,7 @@ from cfactor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Mapping
+    from collections.abc import Callable, Coroutine, Mapping
     from types import TracebackType
 
     from cfactor._core.ref import ActorRef

@@ -10,6 +10,7 @@ import pytest
 import cfactor as cf
 from cfactor import errors
 from cfactor._core.remote import error_from_payload, error_payload
+from cfactor.cluster.messages import Refused
 from cfactor.cluster.runtime import check_reply, refusal
 from cfactor.flow.run import _lost
 from cfactor.testing import MemoryNetwork, MemoryTransport
@@ -84,8 +85,8 @@ def test_cluster_refusals_use_the_table_and_keep_their_documented_types() -> Non
     with pytest.raises(cf.MembershipUnavailable, match="slow"):
         check_reply(refusal(cf.AskTimeout("slow")))
     with pytest.raises(cf.MembershipUnavailable):
-        check_reply(("error", "NoSuchError", "?"))
-    check_reply(("ok", 1))
+        check_reply(Refused("NoSuchError", "?"))
+    check_reply(("ok", 1))  # not a refusal: nothing to raise
 
 
 def test_a_flow_reads_lost_replicas_back_by_name_through_the_table() -> None:
