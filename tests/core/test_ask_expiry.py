@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import cfactor as cf
 from cfactor._core.remote import REMOTE_ASK_PARK_LIMIT, REMOTE_ASK_WINDOW
-from cfactor.testing import MemoryNetwork, MemoryTransport
+from cfactor.testing import MemoryTransport
 from tests.core.actors import Gate, KeyGate
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from tests.core.test_remote import members
 
 pytestmark = pytest.mark.anyio
 
@@ -31,22 +28,6 @@ class Payload:
 
     def __init__(self, n: int) -> None:
         self.n = n
-
-
-@asynccontextmanager
-async def members(count: int, **options: Any) -> AsyncIterator[list[cf.ActorSystem]]:
-    network = MemoryNetwork()
-    systems = [
-        cf.ActorSystem(listen="mem://", transport=MemoryTransport(network, **options))
-        for _ in range(count)
-    ]
-    for system in systems:
-        await system.start()
-    try:
-        yield systems
-    finally:
-        for system in systems:
-            await system.aclose()
 
 
 async def ask_outcome(ref: cf.ActorRef, message: Any, timeout: float) -> BaseException | Any:
