@@ -2,7 +2,7 @@
 a time, against the memory backend (on a ``ManualClock``, so lease expiry is virtual
 time) and against a real etcd; the kit is in conftest.py.
 
-The checks themselves ship in the package (cfactor/_check_membership.py) so that a
+The checks themselves ship in the package (cfactor/testing/_check_membership.py) so that a
 third-party membership backend can run them too; see docs/testing.md.
 """
 

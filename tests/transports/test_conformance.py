@@ -1,7 +1,7 @@
 """The transport conformance suite (``cfactor.testing.check_transport``), one check at a
 time, against the memory transport, ZeroMQ over tcp and ZeroMQ over ipc.
 
-The checks themselves ship in the package (cfactor/_check_transport.py) so that a
+The checks themselves ship in the package (cfactor/testing/_check_transport.py) so that a
 third-party transport can run them too; see docs/testing.md.
 """
 

@@ -1,19 +1,17 @@
-"""Helpers for testing code built on cfactor (and cfactor itself).
+"""Several members in one process: ``MemoryNetwork`` and ``MemoryTransport``.
 
-``ManualClock`` is a ``cf.abc.Clock`` whose time moves only when the test says so, so
-timeouts and restart-intensity windows are tested exactly, without sleeping.
-``MemoryNetwork`` and ``MemoryTransport`` run several members in one process.
+Every frame one member sends another passes through ``MemoryNetwork.deliver`` (and every
+credit grant through ``MemoryNetwork.deliver_credit``), so a subclass can drop, delay or
+reorder them: the simulation (``cfactor.testing.sim``) injects its faults there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from cfactor._core.clock import TimerClock
 from cfactor.abc import Envelope, Kind, TransportStatistics
 from cfactor.errors import (
     CfactorError,
@@ -26,97 +24,9 @@ from cfactor.errors import (
 from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from cfactor._core.system import ActorSystem
     from cfactor.abc import TransportHandler
 
 _ANSWERS = frozenset({Kind.REPLY, Kind.ERROR})
-
-
-class ManualTimer:
-    """A callback scheduled on a ``ManualClock``."""
-
-    __slots__ = ("args", "callback", "cancelled", "when")
-
-    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
-        self.when = when
-        self.callback = callback
-        self.args = args
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class ManualClock(TimerClock):
-    """A clock that stands still until ``advance`` is called.
-
-    Everything the runtime waits on follows it: ``sleep`` wakes, ``timeout`` fires and
-    timers run when the test moves time past them (``advance`` at once, ``run_for`` in
-    steps that let the event loop run in between), so a whole cluster runs on it
-    without sleeping.
-    """
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = start
-        self._heap: list[tuple[float, int, ManualTimer]] = []
-        self._order = itertools.count()
-
-    def now(self) -> float:
-        return self._now
-
-    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> ManualTimer:
-        timer = ManualTimer(self._now + delay, callback, args)
-        heapq.heappush(self._heap, (timer.when, next(self._order), timer))
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward, running every timer that falls due, in order."""
-        target = self._now + seconds
-        heap = self._heap
-        while heap and heap[0][0] <= target:
-            when, _, timer = heapq.heappop(heap)
-            self._now = max(self._now, when)
-            if not timer.cancelled:
-                timer.callback(*timer.args)
-        self._now = target
-
-    async def run_for(self, seconds: float, *, step: float = 0.05, yields: int = 20) -> None:
-        """Move time forward by ``seconds`` in ``step``s, letting the event loop run
-        ``yields`` iterations after each: what a timer wakes (a heartbeat that sleeps
-        again, a lease renewal) runs before time moves on, as it would in real time."""
-        end = self._now + seconds
-        while self._now < end:
-            self.advance(min(step, end - self._now))
-            for _ in range(yields):
-                await asyncio.sleep(0)
-
-    @property
-    def pending(self) -> int:
-        """Timers not yet run or cancelled."""
-        return sum(1 for _, _, timer in self._heap if not timer.cancelled)
-
-    def __repr__(self) -> str:
-        return f"<ManualClock now={self._now:g} pending={self.pending}>"
-
-
-async def settle(system: ActorSystem, rounds: int = 1000) -> None:
-    """Wait until the system has no runtime housekeeping left (supervision, stops).
-
-    For tests: after an actor fails, this returns once its supervisor has acted.
-
-    Raises:
-        TimeoutError: housekeeping still runs after ``rounds`` loop iterations.
-    """
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-        if system.hosting.settled():
-            # Twice idle in a row: a task done callback may still be queued.
-            await asyncio.sleep(0)
-            if not system.hosting.housekeeping:
-                return
-    raise TimeoutError("the actor system did not settle")
 
 
 class MemoryNetwork:
@@ -134,6 +44,17 @@ class MemoryNetwork:
 
     def new_address(self) -> str:
         return f"mem://member-{next(self._next)}"
+
+    def deliver(self, source: str, dest: MemoryTransport, frames: list[bytes]) -> None:
+        """Carry ``frames`` from ``source`` to ``dest``: on the next loop iteration, in
+        order. A subclass may drop, delay or duplicate them; a dropped frame must be
+        credited back to the sender (``deliver_credit``), as a real session layer would
+        notice the gap, or the sender's credit window shrinks for good."""
+        asyncio.get_running_loop().call_soon(dest._receive, source, frames)
+
+    def deliver_credit(self, source: str, dest: MemoryTransport, count: int) -> None:
+        """Carry a credit grant of ``count`` frames from ``source`` to ``dest``."""
+        asyncio.get_running_loop().call_soon(dest._credited, source, count)
 
     def kill(self, address: str) -> None:
         member = self.members.pop(address, None)
@@ -181,7 +102,7 @@ class MemoryTransport:
         self._codec: MsgpackCodec | None = None
         self._peers: dict[str, _MemoryPeer] = {}
         self._credits: dict[str, int] = {}
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, None] = {}
         self._flush_scheduled = False
         self._credit_scheduled = False
         self._killed = False
@@ -223,7 +144,7 @@ class MemoryTransport:
         if len(state.queue) >= self.send_queue_limit and envelope.kind not in _ANSWERS:
             raise MailboxFull(f"send queue to {peer} is full ({self.send_queue_limit} envelopes)")
         state.queue.append(self._codec.encode(envelope))
-        self._dirty.add(peer)
+        self._dirty[peer] = None
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -270,8 +191,7 @@ class MemoryTransport:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, set()
-        loop = asyncio.get_running_loop()
+        dirty, self._dirty = self._dirty, {}
         for address in dirty:
             state = self._peers[address]
             dest = self.network.members.get(address)
@@ -284,7 +204,7 @@ class MemoryTransport:
             frames = [state.queue.popleft() for _ in range(count)]
             state.unacked += count
             self._sent += count
-            loop.call_soon(dest._receive, self._address, frames)
+            self.network.deliver(self._address, dest, frames)
             while state.waiters and len(state.queue) < self.send_queue_limit:
                 waiter = state.waiters.popleft()
                 if not waiter.done():
@@ -311,11 +231,10 @@ class MemoryTransport:
     def _send_credits(self) -> None:
         self._credit_scheduled = False
         granted, self._credits = self._credits, {}
-        loop = asyncio.get_running_loop()
         for address, count in granted.items():
             dest = self.network.members.get(address)
             if dest is not None:
-                loop.call_soon(dest._credited, self._address, count)
+                self.network.deliver_credit(self._address, dest, count)
 
     def _credited(self, peer: str, count: int) -> None:
         state = self._peers.get(peer)
@@ -323,7 +242,7 @@ class MemoryTransport:
             return
         state.unacked = max(0, state.unacked - count)
         if state.queue:
-            self._dirty.add(peer)
+            self._dirty[peer] = None
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
@@ -361,13 +280,3 @@ class MemoryTransport:
         self._closed = True
         if self.network.members.get(self._address) is self:
             self.network.kill(self._address)
-
-
-# The conformance suites a third-party backend can run (docs/testing.md). Imported last
-# and kept in their own modules, so this module's own helpers stay where they are.
-from cfactor._check_membership import MEMBERSHIP_CHECKS as MEMBERSHIP_CHECKS  # noqa: E402, PLC0414
-from cfactor._check_membership import MembershipKit as MembershipKit  # noqa: E402, PLC0414
-from cfactor._check_membership import check_membership as check_membership  # noqa: E402, PLC0414
-from cfactor._check_transport import TRANSPORT_CHECKS as TRANSPORT_CHECKS  # noqa: E402, PLC0414
-from cfactor._check_transport import TransportKit as TransportKit  # noqa: E402, PLC0414
-from cfactor._check_transport import check_transport as check_transport  # noqa: E402, PLC0414

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from cfactor._check_transport import expect_raises
 from cfactor.abc import Activation, MemberEvent, MemberInfo
 from cfactor.errors import ConfigError, MembershipError, MembershipUnavailable
+from cfactor.testing._check_transport import expect_raises
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
