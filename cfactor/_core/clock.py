@@ -238,7 +238,7 @@ class Deadlines:
     measurable).
     """
 
-    __slots__ = ("_buckets", "_clock", "_per_s")
+    __slots__ = ("_buckets", "_clock", "_per_s", "_timers")
 
     def __init__(self, clock: Clock, resolution: float = 0.002) -> None:
         self._clock = clock
@@ -246,6 +246,7 @@ class Deadlines:
         # 2 ms) does not round up into the next bucket (1.0 / 0.002 is 500.00000000000006).
         self._per_s = max(1, round(1 / resolution))
         self._buckets: dict[int, dict[asyncio.Future[Any], Callable[[], BaseException]]] = {}
+        self._timers: dict[int, Cancellable] = {}
 
     def add(
         self, future: asyncio.Future[Any], timeout: float, error: Callable[[], BaseException]
@@ -257,7 +258,7 @@ class Deadlines:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = {}
-            self._clock.call_later(key / per_s - now, self._expire, key)
+            self._timers[key] = self._clock.call_later(key / per_s - now, self._expire, key)
         bucket[future] = error
         return key
 
@@ -266,7 +267,20 @@ class Deadlines:
         if bucket is not None:
             bucket.pop(future, None)
 
+    def close(self, error: BaseException) -> None:
+        """Fail every ask still waiting with ``error`` and cancel the timers (the system
+        closed: nothing of it stays scheduled)."""
+        timers, self._timers = self._timers, {}
+        for timer in timers.values():
+            timer.cancel()
+        buckets, self._buckets = self._buckets, {}
+        for bucket in buckets.values():
+            for future in bucket:
+                if not future.done():
+                    future.set_exception(error)
+
     def _expire(self, key: int) -> None:
+        self._timers.pop(key, None)
         bucket = self._buckets.pop(key, None)
         if bucket:
             for future, error in bucket.items():

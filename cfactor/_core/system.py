@@ -274,6 +274,7 @@ class ActorSystem:
             self._remote.fail_pending(SystemClosed("the actor system was closed"))
         if self._transport is not None:
             await self._transport.aclose()
+        self.deadlines.close(SystemClosed("the actor system was closed"))
         self._flush_dead_letter_log()
 
     # -- actors ---------------------------------------------------------------------------

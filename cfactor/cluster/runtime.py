@@ -707,7 +707,9 @@ class ClusterMember:
             self.outage.sync(reachable=reachable, peers=peers)
             if reachable:
                 continue
-            await asyncio.gather(*(self._ask_peer(address) for address in self.outage.peers))
+            await asyncio.gather(
+                *(self._ask_peer(address) for address in sorted(self.outage.peers))
+            )
 
     async def _ask_peer(self, address: str) -> None:
         sent_at = self.system.clock.now()
@@ -947,7 +949,7 @@ class ClusterMember:
             target.wire_address().address for name, target in self.routes.items() if name in routed
         }
         await asyncio.gather(
-            *(self._ask_peer(address) for address in hosts if address != self.system.address)
+            *(self._ask_peer(a) for a in sorted(hosts) if a != self.system.address)
         )
         log.info(
             "left gracefully: %d tells held, %d forwarded to the new activations",

@@ -44,8 +44,15 @@ class FlowThreads:
         self._trim: Cancellable | None = None
         self._closed = False
 
-    def pool(self, kind: Kind) -> ThreadPoolExecutor:
-        """The pool for ``kind``, started on first use."""
+    def pool(self, kind: Kind) -> ThreadPoolExecutor | None:
+        """The pool for ``kind``, started on first use.
+
+        ``None`` on a loop that runs sync functions inline (``runs_functions_inline``:
+        the simulation's, cfactor/testing/sim/loop.py), where threads would make the
+        order of events depend on the OS.
+        """
+        if getattr(self._system.loop, "runs_functions_inline", False):
+            return None
         executor = self._pools.get(kind)
         if executor is None:
             executor = self._pools[kind] = ThreadPoolExecutor(

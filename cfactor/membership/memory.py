@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cfactor._core.clock import LoopClock
 from cfactor.abc import Activation, MemberInfo
@@ -78,13 +79,16 @@ class _Lease:
 class _Client:
     """One member's connection to the store: what ``disconnect`` cuts."""
 
-    __slots__ = ("cursor", "member_id", "view", "watching")
+    __slots__ = ("context", "cursor", "member_id", "view", "watching")
 
     def __init__(self, view: ClusterView) -> None:
         self.member_id = ""
         self.view = view
         self.watching = False
         self.cursor = 0
+        # The member's watch callbacks run in its own context, as they would in its own
+        # process, not in the context of whichever member wrote the change.
+        self.context = contextvars.copy_context()
 
 
 class MemoryStore:
@@ -117,6 +121,12 @@ class MemoryStore:
         self._disconnected: set[str] = set()
         self._clients: list[_Client] = []
         self._pump_scheduled = False
+        # The store's own timers (lease expiry, watch delivery) run in the context it was
+        # made in, not in that of the member whose call set them: it is its own process.
+        self._context = contextvars.copy_context()
+        #: Watchers hear of changes this much later (a slow store, for simulations); a
+        #: claim waits for its own change to come back, so it is slowed as much.
+        self.watch_delay_s = 0.0
 
     def __repr__(self) -> str:
         state = "available" if self._available else "unavailable"
@@ -167,6 +177,9 @@ class MemoryStore:
 
     # -- the store's operations, for MemoryMembership ------------------------------------
 
+    def _later(self, delay: float, callback: Callable[..., object], *args: Any) -> Cancellable:
+        return self._context.copy().run(self.clock.call_later, delay, callback, *args)
+
     def _check(self, client: _Client) -> None:
         if not self._reachable(client):
             raise MembershipUnavailable("the membership store cannot be reached")
@@ -178,7 +191,7 @@ class MemoryStore:
         self._check(client)
         lease = _Lease(next(self._lease_ids), ttl_s, self.clock.now() + ttl_s, client)
         self._leases[lease.lease_id] = lease
-        lease.timer = self.clock.call_later(ttl_s, self._check_lease, lease.lease_id)
+        lease.timer = self._later(ttl_s, self._check_lease, lease.lease_id)
         return lease.lease_id, ttl_s
 
     def _keepalive(self, client: _Client, lease_id: int) -> float:
@@ -308,7 +321,7 @@ class MemoryStore:
         if now >= lease.deadline:
             self._drop_lease(lease_id)
         else:
-            lease.timer = self.clock.call_later(lease.deadline - now, self._check_lease, lease_id)
+            lease.timer = self._later(lease.deadline - now, self._check_lease, lease_id)
 
     def _record(self, event: StoreEvent) -> None:
         self._log.append(event)
@@ -327,13 +340,16 @@ class MemoryStore:
         # code that writes and then reads its own view behaves as it would against etcd.
         if not self._pump_scheduled:
             self._pump_scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
+            if self.watch_delay_s > 0:
+                self._later(self.watch_delay_s, self._pump)
+            else:
+                asyncio.get_running_loop().call_soon(self._pump, context=self._context.copy())
 
     def _pump(self) -> None:
         self._pump_scheduled = False
         for client in tuple(self._clients):
             if client.watching and self._reachable(client):
-                self._deliver(client)
+                client.context.copy().run(self._deliver, client)
 
     def _deliver(self, client: _Client) -> None:
         if client.cursor < self._compacted:

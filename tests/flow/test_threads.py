@@ -80,7 +80,9 @@ async def test_a_trim_due_when_the_system_closes_is_done_then(
     )
     async with cf.ActorSystem() as system:
         threads = flow_threads(system)
-        threads.pool("nodes").submit(int).result()
+        pool = threads.pool("nodes")
+        assert pool is not None  # None only on a loop that runs functions inline
+        pool.submit(int).result()
         threads.release_memory_soon()  # due in a second; the system closes first
     assert trims == ["cfactor-flow-join"]
 
@@ -91,7 +93,9 @@ async def test_closing_does_not_hang_on_a_function_that_does_not_return(
     release = threading.Event()
     system = cf.ActorSystem(stop_timeout_s=0.2)
     async with system:
-        running = flow_threads(system).pool("services").submit(release.wait, 30)
+        pool = flow_threads(system).pool("services")
+        assert pool is not None
+        running = pool.submit(release.wait, 30)
     assert not running.done()
     assert "flow threads still busy" in caplog.text
     release.set()

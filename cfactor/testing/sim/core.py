@@ -1,0 +1,476 @@
+"""``Simulation``: a whole cluster in one process, on virtual time, with seeded faults.
+
+One seed decides everything: the order of every callback (``SimLoop``), which frames the
+network drops, delays or repeats (``SimNetwork``), when members crash, pause or lose the
+store, and the workload's choices. ``run_seed(seed)`` runs the mixed workload once and
+returns a ``SeedResult``: the invariant that broke, if one did, and the trace hash (equal
+for two runs of one seed, or the run was not deterministic).
+
+The members are full ``ActorSystem``s with the real cluster, autoscale and flow layers,
+on the memory transport and the memory store; only the wire and the clock are simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import gc
+import logging
+import random
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cfactor as cf
+from cfactor.membership import MemoryStore
+from cfactor.testing.memory import MemoryTransport
+from cfactor.testing.sim.ledger import LEDGER, Ledger, Violation
+from cfactor.testing.sim.loop import MEMBER, SimLoop, SimulationError
+from cfactor.testing.sim.network import FaultRates, SimNetwork, Trace
+from cfactor.testing.sim.workload import FLOW_EXPECTED, Doubler, Keeper, flow_app
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+log = logging.getLogger("cfactor.sim")
+
+FAULT_KINDS = ("crash", "pause", "partition", "one-way", "isolate", "store-outage", "store-slow")
+
+
+@dataclass
+class SimConfig:
+    """What one simulated run does. The defaults are the CI mix."""
+
+    members: int = 5
+    named: int = 6
+    streams: int = 4
+    tells_per_stream: int = 25
+    asks: int = 30
+    ask_timeout_s: float = 1.0
+    replicas: bool = True
+    flow: bool = True
+    faults: bool = True
+    fault_window_s: float = 10.0
+    ttl_s: float = 3.0
+    #: After the faults heal, every named actor must answer again within this.
+    replace_bound_s: float = 30.0
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    violation: Violation | None
+    error: BaseException | None
+    trace_hash: str
+    virtual_s: float
+    wall_s: float
+    events: int
+    checks: int
+    faults: Counter[str] = field(default_factory=Counter)
+    recent: list[str] = field(default_factory=list)
+    traceback: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None and self.error is None
+
+
+class Member:
+    """One simulated member: an ``ActorSystem`` and the context its code runs in."""
+
+    def __init__(self, name: str, context: contextvars.Context, system: cf.ActorSystem) -> None:
+        self.name = name
+        self.context = context
+        self.system = system
+        self.address = f"mem://{name}"
+
+    @property
+    def member_id(self) -> str:
+        runtime: Any = self.system.cluster
+        return str(runtime.member_id)
+
+    def __repr__(self) -> str:
+        return f"<Member {self.name}>"
+
+
+class Simulation:
+    """One seeded run of a cluster of ``config.members`` members."""
+
+    def __init__(self, seed: int, config: SimConfig, loop: SimLoop) -> None:
+        self.seed = seed
+        self.config = config
+        self.loop = loop
+        self.rng = loop.rng
+        self.trace = Trace()
+        self.members: dict[str, Member] = {}
+        self._contexts: dict[str, contextvars.Context] = {}
+        self.network = SimNetwork(self.rng, self.trace, self._contexts.get, self._on_envelope)
+        self.store = MemoryStore()
+        # Ask deadlines fire in 2 ms buckets (cfactor/_core/clock.py, Deadlines).
+        self.ledger = Ledger(
+            now=loop.time, is_alive=lambda m: m not in loop.crashed, ask_slack_s=0.0025
+        )
+        self._incarnations: Counter[int] = Counter()
+        self._paused_at: dict[str, list[tuple[float, float]]] = {}
+
+    # -- members ----------------------------------------------------------------------
+
+    def live(self) -> list[Member]:
+        return [m for m in self.members.values() if m.name not in self.loop.crashed]
+
+    def in_member(self, member: Member, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as ``member``'s code (paused with it, cancelled by its crash)."""
+        return self.loop.create_task(coro, context=member.context.copy())
+
+    async def start_member(self, index: int) -> Member:
+        incarnation = self._incarnations[index]
+        self._incarnations[index] += 1
+        name = f"m{index}" if incarnation == 0 else f"m{index}r{incarnation}"
+        context = contextvars.copy_context()
+        context.run(MEMBER.set, name)
+        self._contexts[f"mem://{name}"] = context
+        transport = MemoryTransport(self.network, send_queue_limit=256, credit_window=64)
+        system = cf.ActorSystem(
+            listen=f"mem://{name}",
+            transport=transport,
+            cluster=cf.Cluster(
+                name="sim", ttl_s=self.config.ttl_s, store=self.store, placement_timeout_s=5.0
+            ),
+            ask_timeout_s=2.0,
+            stop_timeout_s=1.0,
+            seed=self.rng.getrandbits(32),
+        )
+        ledger = self.ledger
+        dead_letter = system.dead_letter
+
+        def counted(target: str, message: Any, reason: str) -> None:
+            ledger.dead_letter(message)
+            dead_letter(target, message, reason)
+
+        system.dead_letter = counted  # type: ignore[method-assign]
+        member = Member(name, context, system)
+        self.members[name] = member
+        await self.in_member(member, system.start())
+        self.trace.add(self.loop.time(), f"start {name}")
+        return member
+
+    # -- faults -----------------------------------------------------------------------
+
+    def _on_envelope(self, event: str, source: str, dest: str, envelope: Any) -> None:
+        self.ledger.network(event, f"{source}>{dest}", envelope.payload)
+
+    def crash(self, member: Member) -> None:
+        self.trace.add(self.loop.time(), f"crash {member.name}")
+        self.ledger.crashes.append(self.loop.time())
+        self.loop.crash(member.name)
+        self.network.kill(member.address)
+        with contextlib.suppress(Exception):
+            self.store.disconnect(member.member_id)
+
+    def pause(self, member: Member) -> None:
+        self.trace.add(self.loop.time(), f"pause {member.name}")
+        self.loop.pause(member.name)
+        self.network.pause(member.address)
+        self._paused_at.setdefault(member.name, []).append((self.loop.time(), float("inf")))
+
+    def resume(self, member: Member) -> None:
+        if member.name not in self.loop.paused:
+            return
+        self.trace.add(self.loop.time(), f"resume {member.name}")
+        self.loop.resume(member.name)
+        self.network.resume(member.address)
+        start, _ = self._paused_at[member.name][-1]
+        self._paused_at[member.name][-1] = (start, self.loop.time())
+
+    def was_paused(self, name: str, start: float, end: float) -> bool:
+        return any(a <= end and b >= start for a, b in self._paused_at.get(name, ()))
+
+    async def inject_faults(self) -> None:
+        """The seed's fault schedule over the fault window, then everything healed."""
+        rng, config = self.rng, self.config
+        self.network.rates = FaultRates(
+            drop=rng.choice((0.0, 0.001, 0.01)),
+            duplicate=rng.choice((0.0, 0.0, 0.002)),
+            delay=rng.choice((0.0, 0.05, 0.2)),
+            delay_max_s=rng.choice((0.005, 0.05, 0.3)),
+        )
+        events = sorted(
+            (rng.uniform(0.0, config.fault_window_s * 0.7), rng.choice(FAULT_KINDS))
+            for _ in range(rng.randint(1, 3))
+        )
+        start = self.loop.time()
+        undo: list[tuple[float, Callable[[], None]]] = []
+        for at, kind in events:
+            await asyncio.sleep(max(0.0, start + at - self.loop.time()))
+            live = self.live()
+            if len(live) < 3:
+                continue
+            victim = rng.choice(live)
+            other = rng.choice([m for m in live if m is not victim])
+            duration = rng.uniform(0.5, config.ttl_s * 2.5)
+            self.network.faults[kind] += 1
+            self.trace.add(
+                self.loop.time(), f"fault {kind} {victim.name} {other.name} {duration:.3f}"
+            )
+            match kind:
+                case "crash":
+                    self.crash(victim)
+                case "pause":
+                    self.pause(victim)
+                    undo.append(
+                        (self.loop.time() + duration, functools.partial(self.resume, victim))
+                    )
+                case "partition":
+                    self.network.partition(victim.address, other.address)
+                    undo.append((self.loop.time() + duration, self.network.heal))
+                case "one-way":
+                    self.network.partition(victim.address, other.address, both_ways=False)
+                    undo.append((self.loop.time() + duration, self.network.heal))
+                case "isolate":
+                    for m in live:
+                        if m is not victim:
+                            self.network.partition(victim.address, m.address)
+                    self.store.disconnect(victim.member_id)
+                    undo.append((self.loop.time() + duration, self.network.heal))
+                    undo.append(
+                        (
+                            self.loop.time() + duration,
+                            functools.partial(self.store.reconnect, victim.member_id),
+                        )
+                    )
+                case "store-outage":
+                    self.store.set_available(False)
+                    undo.append(
+                        (
+                            self.loop.time() + duration,
+                            functools.partial(self.store.set_available, available=True),
+                        )
+                    )
+                case "store-slow":
+                    self.store.watch_delay_s = rng.uniform(0.05, 0.5)
+                    undo.append(
+                        (
+                            self.loop.time() + duration,
+                            functools.partial(setattr, self.store, "watch_delay_s", 0.0),
+                        )
+                    )
+            for when, action in sorted(undo, key=lambda u: u[0]):
+                if when <= self.loop.time():
+                    action()
+            undo = [u for u in undo if u[0] > self.loop.time()]
+        for when, action in sorted(undo, key=lambda u: u[0]):
+            await asyncio.sleep(max(0.0, when - self.loop.time()))
+            action()
+        await asyncio.sleep(max(0.0, start + config.fault_window_s - self.loop.time()))
+        self.network.rates = FaultRates()
+        self.network.heal()
+        self.store.set_available(True)
+        self.store.watch_delay_s = 0.0
+        for member in self.live():
+            self.resume(member)
+            with contextlib.suppress(Exception):
+                self.store.reconnect(member.member_id)
+        self.trace.add(self.loop.time(), "healed")
+
+    # -- the workload -------------------------------------------------------------------
+
+    async def stream(self, index: int) -> None:
+        """Tells with sequence numbers from one member to one named actor."""
+        via = self.rng.choice(self.live())
+        target = f"k{self.rng.randrange(self.config.named)}"
+        ref = via.system.ref(target)
+        name = f"s{index}"
+
+        async def send() -> None:
+            for seq in range(self.config.tells_per_stream):
+                message_id = f"{name}-{seq}"
+                self.ledger.tell_sent(message_id, target)
+                try:
+                    await ref.tell(("tell", name, seq, message_id))
+                except cf.CfactorError:
+                    self.ledger.tell_refused(message_id)
+                await asyncio.sleep(self.rng.uniform(0.0, 0.4))
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.in_member(via, send())
+
+    async def ask_one(self, index: int) -> None:
+        await asyncio.sleep(self.rng.uniform(0.0, self.config.fault_window_s))
+        live = self.live()
+        via = self.rng.choice(live)
+        replicated = self.config.replicas and self.rng.random() < 0.3
+        target = "pool" if replicated else f"k{self.rng.randrange(self.config.named)}"
+        timeout = self.config.ask_timeout_s
+        record = self.ledger.ask_started(target, timeout)
+
+        async def ask() -> str:
+            message = ("double", index) if replicated else ("ask", index)
+            try:
+                answer = await via.system.ref(target).ask(message, timeout=timeout)
+            except cf.CfactorError as exc:
+                return type(exc).__name__
+            expected = 2 * index if replicated else index + 1
+            if answer != expected:
+                raise Violation("answers are right", f"{target} answered {answer!r} to {message!r}")
+            return "ok"
+
+        task = self.in_member(via, ask())
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            outcome = "crashed"
+        if outcome == "crashed" or self.was_paused(via.name, record.sent, record.sent + timeout):
+            record.ended, record.outcome = self.loop.time(), f"{outcome} (excused)"
+        else:
+            self.ledger.ask_ended(record, outcome)
+
+    async def run_flow(self) -> None:
+        await asyncio.sleep(self.rng.uniform(0.0, self.config.fault_window_s / 2))
+        via = self.rng.choice(self.live())
+        app = flow_app(self.seed % 100_000)
+
+        async def run() -> None:
+            try:
+                async with asyncio.timeout(60.0):
+                    result = await app.run(via.system, progress=False)
+            except cf.CfactorError as exc:
+                self.trace.add(self.loop.time(), f"flow failed typed: {type(exc).__name__}")
+                return
+            except TimeoutError:
+                raise Violation("a flow run ends", "no end 60 virtual s after it started") from None
+            output = result.output
+            got = sum(output) if isinstance(output, list) else output
+            if got != FLOW_EXPECTED:
+                raise Violation(
+                    "a flow run is right or fails typed", f"sum {got!r}, expected {FLOW_EXPECTED}"
+                )
+            self.trace.add(self.loop.time(), "flow ok")
+
+        task = self.in_member(via, run())
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def until_all_answer(self) -> None:
+        """After the heal, every named actor answers from a live member within the bound."""
+        healed = self.loop.time()
+        last = ""
+        for i in range(self.config.named):
+            while True:
+                via = self.rng.choice(self.live())
+                task = self.in_member(via, via.system.ref(f"k{i}").ask(("ask", -1), timeout=1.0))
+                try:
+                    if await task == 0:
+                        break
+                except (cf.CfactorError, asyncio.CancelledError) as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                self.ledger.checks += 1
+                if self.loop.time() - healed > self.config.replace_bound_s:
+                    raise Violation(
+                        "re-placement within its bound",
+                        f"k{i} does not answer {self.config.replace_bound_s:g} s after the faults "
+                        f"healed (last: {last}; the store has it on "
+                        f"{self._activation_of(f'k{i}')})",
+                    )
+                await asyncio.sleep(0.5)
+
+    def _activation_of(self, name: str) -> str:
+        for member in self.live():
+            runtime: Any = member.system.cluster
+            found = runtime.membership.activations().get(name)
+            return (
+                "nothing"
+                if found is None
+                else f"{found.address} "
+                f"(crashed: {found.address.removeprefix('mem://') in self.loop.crashed})"
+            )
+        return "?"
+
+    async def run(self) -> None:
+        LEDGER.set(self.ledger)
+        config = self.config
+        for index in range(config.members):
+            await self.start_member(index)
+        for i in range(config.named):
+            via = self.rng.choice(self.live())
+            await self.in_member(via, via.system.spawn(Keeper, name=f"k{i}"))
+        if config.replicas:
+            via = self.rng.choice(self.live())
+            replicas = cf.Replicas(
+                min=1, max=3, target_depth=2.0, scale_out_window_s=0.5, scale_in_cooldown_s=2.0
+            )
+            await self.in_member(via, via.system.spawn(Doubler, name="pool", replicas=replicas))
+        work: list[Awaitable[None]] = [self.stream(i) for i in range(config.streams)]
+        work += [self.ask_one(i) for i in range(config.asks)]
+        if config.flow:
+            work.append(self.run_flow())
+        if config.faults:
+            work.append(self.inject_faults())
+        await asyncio.gather(*work)
+        await self.until_all_answer()
+        await asyncio.sleep(2 * config.ttl_s)  # in-flight tells land or are counted
+        self.ledger.check_end()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Close every live member; then nothing of the runtime may be left running."""
+        for member in self.live():
+            await self.in_member(member, member.system.aclose())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        me = asyncio.current_task()
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        self.ledger.checks += 1
+        if left:
+            raise Violation(
+                "no task left behind", f"{len(left)} tasks after shutdown, e.g. {left[0]!r}"
+            )
+        timers = self.loop.timers()
+        if timers:
+            raise Violation(
+                "no timer left behind", f"{len(timers)} timers after shutdown, e.g. {timers[0]!r}"
+            )
+
+
+def run_seed(seed: int, config: SimConfig | None = None) -> SeedResult:
+    """Run the mixed workload once under ``seed``; never raises for what it finds."""
+    config = config or SimConfig()
+    loop = SimLoop(random.Random(seed))
+    sim = Simulation(seed, config, loop)
+    violation: Violation | None = None
+    error: BaseException | None = None
+    trace_text = ""
+    started = time.perf_counter()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection at a random moment would run finalizers out of order
+    try:
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            try:
+                runner.run(sim.run())
+            except Violation as exc:
+                violation = exc
+            except (SimulationError, Exception) as exc:
+                error = exc
+                trace_text = "".join(traceback.format_exception(exc))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        gc.collect()
+    return SeedResult(
+        seed=seed,
+        violation=violation,
+        error=error,
+        trace_hash=sim.trace.hexdigest(),
+        virtual_s=loop.time() - 1000.0,
+        wall_s=time.perf_counter() - started,
+        events=sim.trace.events,
+        checks=sim.ledger.checks,
+        faults=sim.network.faults,
+        recent=list(sim.trace.recent),
+        traceback=trace_text,
+    )
