@@ -665,6 +665,11 @@ class Remote:
                     f"{envelope.target!r} is not the current activation on {self.system.address}"
                 )
             )
+        else:
+            # A tell nobody will handle: a dead letter (counted, and logged at a rate).
+            self.system.dead_letter(
+                envelope.target, envelope.payload, f"stale activation (from {peer})"
+            )
 
     async def _stop_and_reply(self, stopping: Any, reply: RemoteReply | None) -> None:
         await stopping

@@ -21,6 +21,7 @@ from cfactor.testing.sim.core import SeedResult, SimConfig, run_seed
 def replay_command(seed: int, args: argparse.Namespace) -> str:
     extra = f" --bug {args.bug}" if args.bug else ""
     extra += " --no-faults" if args.no_faults else ""
+    extra += " --silent-drops" if args.silent_drops else ""
     return f"python -m cfactor.testing.sim --seed {seed}{extra} --verbose"
 
 
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-faults", action="store_true", help="the workload without injected faults"
     )
     parser.add_argument(
+        "--silent-drops",
+        action="store_true",
+        help="also lose single frames on live links (the flow layer does not survive it yet)",
+    )
+    parser.add_argument(
         "--keep-going", action="store_true", help="do not stop at the first failing seed"
     )
     parser.add_argument("--verbose", action="store_true", help="show the runtime's warnings")
@@ -75,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.verbose else logging.CRITICAL, format="%(name)s: %(message)s"
     )
-    config = SimConfig(faults=not args.no_faults)
+    config = SimConfig(faults=not args.no_faults, silent_drops=args.silent_drops)
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     failed: list[int] = []
     faults: Counter[str] = Counter()
+    known: Counter[str] = Counter()
     checks = events = 0
     virtual = 0.0
     started = time.perf_counter()
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         for done, seed in enumerate(seeds, 1):
             result = run_seed(seed, config)
             faults.update(result.faults)
+            known.update(result.known)
             checks += result.checks
             events += result.events
             virtual += result.virtual_s

@@ -7,7 +7,7 @@ here is imported by the runtime itself.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -26,3 +26,46 @@ def reintroduce(name: str | None) -> Iterator[None]:
         yield
     finally:
         undo()
+
+
+def _stale_tells_vanish() -> Callable[[], None]:
+    """Until issue 12's simulation found it, a tell to a stale activation was dropped
+    with only a debug line: counted in ``stale_rejected``, but no dead letter."""
+    from cfactor._core.remote import Remote  # noqa: PLC0415 - only when reintroducing
+
+    fixed = Remote._reject_stale
+
+    def old(self: Remote, peer: str, envelope: Any, reply: Any) -> None:
+        self.stale_rejected += 1
+        self.transport.credit(peer)
+        if reply is not None:
+            fixed(self, peer, envelope, reply)
+            self.stale_rejected -= 1
+
+    Remote._reject_stale = old  # type: ignore[method-assign]
+    return lambda: setattr(Remote, "_reject_stale", fixed)
+
+
+def _ask_ignores_deadline() -> Callable[[], None]:
+    """Issue 10's first fault: a remote ask whose deadline nothing enforced (it waited
+    for an answer that a cut link never brought)."""
+    from cfactor._core.clock import Deadlines  # noqa: PLC0415 - only when reintroducing
+
+    fixed = Deadlines.add
+
+    def old(self: Deadlines, future: Any, timeout: float, error: Any) -> int:
+        del self, future, timeout, error
+        return 0  # registered nowhere: the ask waits as long as its answer takes
+
+    Deadlines.add = old  # type: ignore[method-assign]
+    return lambda: setattr(Deadlines, "add", fixed)
+
+
+BUGS["stale-tells-vanish"] = (
+    "a tell to a stale activation is dropped without a dead letter",
+    _stale_tells_vanish,
+)
+BUGS["ask-ignores-deadline"] = (
+    "an ask whose deadline nothing enforces",
+    _ask_ignores_deadline,
+)

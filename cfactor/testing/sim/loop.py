@@ -77,7 +77,7 @@ class SimLoop(asyncio.BaseEventLoop):
     _timer_cancelled_count: int
 
     def __init__(
-        self, rng: random.Random, *, start: float = 1000.0, max_iterations: int = 5_000_000
+        self, rng: random.Random, *, start: float = 1000.0, max_iterations: int = 1_000_000
     ) -> None:
         super().__init__()
         self._selector = _NoIO()
