@@ -38,7 +38,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cfactor.sim")
 
-FAULT_KINDS = ("crash", "pause", "partition", "one-way", "isolate", "store-outage", "store-slow")
+FAULT_KINDS = (
+    "crash",
+    "pause",
+    "partition",
+    "one-way",
+    "isolate",
+    "store-outage",
+    "store-slow",
+    "store-ambiguous",
+)
 
 
 @dataclass
@@ -51,6 +60,10 @@ class SimConfig:
     tells_per_stream: int = 25
     asks: int = 30
     ask_timeout_s: float = 1.0
+    #: Named actors spawned while the faults go on.
+    late_spawns: int = 3
+    #: How often every member asks every named actor (the split-brain probe).
+    probe_interval_s: float = 2.0
     replicas: bool = True
     flow: bool = True
     faults: bool = True
@@ -126,6 +139,8 @@ class Simulation:
         self.phase = "not started"
         #: Tasks of a known weakness that never ended (kept out of the leftover check).
         self.stuck: set[asyncio.Task[Any]] = set()
+        #: Tasks of crashed members: they may never end (nothing of a dead process runs).
+        self.dead_tasks: set[asyncio.Task[Any]] = set()
 
     # -- members ----------------------------------------------------------------------
 
@@ -176,7 +191,7 @@ class Simulation:
     def crash(self, member: Member) -> None:
         self.trace.add(self.loop.time(), f"crash {member.name}")
         self.ledger.crashes.append(self.loop.time())
-        self.loop.crash(member.name)
+        self.dead_tasks.update(self.loop.crash(member.name))
         self.network.kill(member.address)
         with contextlib.suppress(Exception):
             self.store.disconnect(member.member_id)
@@ -195,6 +210,13 @@ class Simulation:
         self.network.resume(member.address)
         start, _ = self._paused_at[member.name][-1]
         self._paused_at[member.name][-1] = (start, self.loop.time())
+
+    def _lose_half(self, key: str) -> bool:
+        lost = self.rng.random() < 0.5
+        if lost:
+            self.network.faults["store reply lost"] += 1
+            self.trace.add(self.loop.time(), f"store reply lost: {key}")
+        return lost
 
     def was_paused(self, name: str, start: float, end: float) -> bool:
         return any(a <= end and b >= start for a, b in self._paused_at.get(name, ()))
@@ -263,8 +285,18 @@ class Simulation:
                             functools.partial(self.store.set_available, available=True),
                         )
                     )
+                case "store-ambiguous":
+                    self.store.lose_reply = self._lose_half
+                    undo.append(
+                        (
+                            self.loop.time() + duration,
+                            functools.partial(setattr, self.store, "lose_reply", None),
+                        )
+                    )
                 case "store-slow":
-                    self.store.watch_delay_s = rng.uniform(0.05, 0.5)
+                    # Past the members' 1 s request timeout now and then: a claim that
+                    # lands after its spawn gave up.
+                    self.store.watch_delay_s = rng.uniform(0.05, 2.0)
                     undo.append(
                         (
                             self.loop.time() + duration,
@@ -283,6 +315,7 @@ class Simulation:
         self.network.heal()
         self.store.set_available(True)
         self.store.watch_delay_s = 0.0
+        self.store.lose_reply = None
         for member in self.live():
             self.resume(member)
             with contextlib.suppress(Exception):
@@ -310,12 +343,47 @@ class Simulation:
         with contextlib.suppress(asyncio.CancelledError):
             await self.in_member(via, send())
 
+    async def spawn_late(self, index: int) -> None:
+        """Spawn a named actor while the faults go on: it starts once, or fails typed."""
+        await asyncio.sleep(self.rng.uniform(0.0, self.config.fault_window_s))
+        via = self.rng.choice(self.live())
+        task = self.in_member(via, via.system.spawn(Keeper, name=f"x{index}"))
+        try:
+            await task
+            outcome = "ok"
+        except cf.CfactorError as exc:
+            outcome = type(exc).__name__
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            outcome = "crashed"
+        self.trace.add(self.loop.time(), f"spawn x{index} via {via.name}: {outcome}")
+
     async def ask_one(self, index: int) -> None:
         await asyncio.sleep(self.rng.uniform(0.0, self.config.fault_window_s))
-        live = self.live()
-        via = self.rng.choice(live)
+        via = self.rng.choice(self.live())
         replicated = self.config.replicas and self.rng.random() < 0.3
         target = "pool" if replicated else f"k{self.rng.randrange(self.config.named)}"
+        await self.ask_via(via, target, index)
+
+    async def probe(self) -> None:
+        """Every member asks every named actor, every ``probe_interval_s``: an old
+        activation that still serves after a newer one started answers one of them."""
+        rounds = int(self.config.fault_window_s / self.config.probe_interval_s) + 2
+        for round_ in range(rounds):
+            await asyncio.sleep(self.config.probe_interval_s)
+            await asyncio.gather(
+                *(
+                    self.ask_via(member, f"k{i}", 1000 * round_ + i)
+                    for member in self.live()
+                    for i in range(self.config.named)
+                )
+            )
+
+    async def ask_via(self, via: Member, target: str, index: int) -> None:
+        """Ask ``target`` from ``via``; check the answer and that the ask ended in time
+        (unless ``via`` was paused meanwhile, which holds its timers too)."""
+        replicated = target == "pool"
         timeout = self.config.ask_timeout_s
         record = self.ledger.ask_started(target, timeout)
 
@@ -362,8 +430,7 @@ class Simulation:
             self.trace.add(self.loop.time(), "flow ok")
 
         task = self.in_member(via, run())
-        await asyncio.wait({task}, timeout=60.0)
-        if not task.done():
+        if not await self.settles(task, via, 60.0):
             if not self.network.faults["cut"] + self.network.faults["drop"]:
                 raise Violation("a flow run ends", "no end 60 virtual s after it started")
             # Known, not yet fixed: a flow whose frame (an end of stream) was lost on a
@@ -371,13 +438,23 @@ class Simulation:
             self.known["flow stalled after a frame was lost"] += 1
             self.trace.add(self.loop.time(), "flow stalled (known)")
             task.cancel()
-            await asyncio.wait({task}, timeout=10.0)
-            if not task.done():
+            if not await self.settles(task, via, 10.0):
                 self.known["a stalled flow run does not end when cancelled"] += 1
                 self.stuck.add(task)
                 return
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def settles(self, task: asyncio.Task[Any], member: Member, timeout: float) -> bool:
+        """Wait until ``task`` is done or its member crashed (a dead process's tasks
+        never end: nothing of it runs); False if neither within ``timeout``."""
+        deadline = self.loop.time() + timeout
+        while not task.done() and member.name not in self.loop.crashed:
+            if self.loop.time() >= deadline:
+                return False
+            await asyncio.wait({task}, timeout=min(0.5, deadline - self.loop.time()))
+        return True
 
     async def until_all_answer(self) -> None:
         """After the heal, every named actor answers from a live member within the bound."""
@@ -425,8 +502,7 @@ class Simulation:
         if not run.done():
             waiting = self._waiting()
             run.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
+            await asyncio.wait({run}, timeout=30.0)  # a run that ignores it is left as is
             raise Violation(
                 "every phase ends",
                 f"still in phase {self.phase!r} after {self.config.max_virtual_s:g} virtual s; "
@@ -465,6 +541,8 @@ class Simulation:
         self.phase = "load and faults"
         work: list[Awaitable[None]] = [self.stream(i) for i in range(config.streams)]
         work += [self.ask_one(i) for i in range(config.asks)]
+        work.append(self.probe())
+        work += [self.spawn_late(i) for i in range(config.late_spawns)]
         if config.flow:
             work.append(self.run_flow())
         if config.faults:
@@ -474,6 +552,7 @@ class Simulation:
         await self.until_all_answer()
         await asyncio.sleep(2 * config.ttl_s)  # in-flight tells land or are counted
         self.ledger.check_end()
+        self.check_claims()
         self.phase = "shutdown"
         await self.shutdown()
 
@@ -485,10 +564,28 @@ class Simulation:
         for _ in range(3):
             await asyncio.sleep(0)
 
+    def check_claims(self) -> None:
+        """Every name the store says is active has an actor on that member (a claim with
+        no actor behind it makes the name unreachable until the member leaves)."""
+        by_address = {m.address: m for m in self.live()}
+        runtime: Any = self.live()[0].system.cluster
+        for name, activation in runtime.membership.activations().items():
+            self.ledger.checks += 1
+            member = by_address.get(activation.address)
+            host: Any = member.system.cluster if member is not None else None
+            if host is None or name not in host.hosted:
+                raise Violation(
+                    "a claimed name has an actor",
+                    f"the store has {name!r} on {activation.address} (epoch "
+                    f"{activation.epoch}), which hosts no activation of it",
+                )
+
     def check_nothing_left(self) -> None:
         me = asyncio.current_task()
         left = [
-            t for t in asyncio.all_tasks() if t is not me and not t.done() and t not in self.stuck
+            t
+            for t in asyncio.all_tasks()
+            if t is not me and not t.done() and t not in self.stuck and t not in self.dead_tasks
         ]
         self.ledger.checks += 1
         if left:
