@@ -22,19 +22,20 @@ import random
 import time
 import traceback
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cfactor as cf
 from cfactor.membership import MemoryStore
 from cfactor.testing.memory import MemoryTransport
-from cfactor.testing.sim.ledger import LEDGER, Ledger, Violation
-from cfactor.testing.sim.loop import MEMBER, SimLoop
+from cfactor.testing.sim.ledger import LEDGER, AskRecord, Ledger, Violation
+from cfactor.testing.sim.loop import MEMBER, SimLoop, SimulationError
 from cfactor.testing.sim.network import FaultRates, SimNetwork, Trace
 from cfactor.testing.sim.workload import FLOW_EXPECTED, Doubler, Keeper, flow_app
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Coroutine
 
 log = logging.getLogger("cfactor.sim")
 
@@ -69,6 +70,8 @@ class SimConfig:
     faults: bool = True
     fault_window_s: float = 10.0
     ttl_s: float = 3.0
+    #: A user's workload instead of the built-in mix: ``async def workload(sim)``.
+    workload: Workload | None = None
     #: The bound on one run, in virtual seconds.
     max_virtual_s: float = 300.0
     #: Drop single frames on live links (``--silent-drops``).
@@ -95,6 +98,14 @@ class SeedResult:
     @property
     def ok(self) -> bool:
         return self.violation is None and self.error is None
+
+
+class MemberCrashed(SimulationError):
+    """The member a workload's action ran on crashed before the action ended."""
+
+
+Workload = Callable[["Simulation"], Awaitable[None]]
+T = TypeVar("T")
 
 
 class Member:
@@ -529,6 +540,9 @@ class Simulation:
         self.phase = "start"
         for index in range(config.members):
             await self.start_member(index)
+        if config.workload is not None:
+            await self._run_workload(config.workload)
+            return
         for i in range(config.named):
             via = self.rng.choice(self.live())
             await self.in_member(via, via.system.spawn(Keeper, name=f"k{i}"))
@@ -555,6 +569,74 @@ class Simulation:
         self.check_claims()
         self.phase = "shutdown"
         await self.shutdown()
+
+    async def _run_workload(self, workload: Workload) -> None:
+        """A user's workload instead of the built-in mix, with the same faults, the
+        same end checks, and the user's own ``check``s."""
+        self.phase = "workload and faults"
+        work: list[Awaitable[None]] = [workload(self)]
+        if self.config.faults:
+            work.append(self.inject_faults())
+        await asyncio.gather(*work)
+        await asyncio.sleep(2 * self.config.ttl_s)
+        self.ledger.check_end()
+        self.check_claims()
+        self.phase = "shutdown"
+        await self.shutdown()
+
+    # -- for a user's workload (docs/testing.md) ------------------------------------------
+
+    async def on(self, member: Member, action: Callable[[cf.ActorSystem], Awaitable[T]]) -> T:
+        """``await action(member.system)`` as ``member``'s code: paused with it, ended
+        by its crash (``MemberCrashed``)."""
+
+        async def call() -> T:
+            return await action(member.system)
+
+        task = self.in_member(member, call())
+        await self.settles(task, member, self.config.max_virtual_s)
+        if not task.done() or task.cancelled():
+            raise MemberCrashed(f"{member.name} crashed while it ran {action!r}")
+        result: T = task.result()
+        return result
+
+    async def ask(
+        self, member: Member, name: str, message: Any, timeout: float | None = None
+    ) -> Any:
+        """Ask ``name`` from ``member``; the ask must end by its deadline (checked).
+
+        Raises:
+            CfactorError: The ask failed, typed (``AskTimeout``, ``ActorNotFound``...).
+            MemberCrashed: ``member`` crashed meanwhile.
+        """
+        timeout = self.config.ask_timeout_s if timeout is None else timeout
+        record = self.ledger.ask_started(name, timeout)
+        try:
+            answer = await self.on(member, lambda s: s.ref(name).ask(message, timeout=timeout))
+        except cf.CfactorError as exc:
+            self._ask_ended(record, member, type(exc).__name__)
+            raise
+        except MemberCrashed:
+            record.ended, record.outcome = self.loop.time(), "crashed (excused)"
+            raise
+        self._ask_ended(record, member, "ok")
+        return answer
+
+    def _ask_ended(self, record: AskRecord, member: Member, outcome: str) -> None:
+        if self.was_paused(member.name, record.sent, record.sent + record.timeout):
+            record.ended, record.outcome = self.loop.time(), f"{outcome} (excused)"
+        else:
+            self.ledger.ask_ended(record, outcome)
+
+    def check(self, condition: object, invariant: str, detail: str = "") -> None:
+        """A user's invariant: a ``Violation`` (and the seed's report) if not true."""
+        self.ledger.checks += 1
+        if not condition:
+            raise Violation(invariant, detail or "does not hold")
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of virtual time."""
+        await asyncio.sleep(seconds)
 
     async def shutdown(self) -> None:
         """Close every live member; then nothing of the runtime may be left running."""
