@@ -26,6 +26,7 @@ def replay_command(seed: int, args: argparse.Namespace) -> str:
     extra += f" --bug {args.bug}" if args.bug else ""
     extra += " --no-faults" if args.no_faults else ""
     extra += " --silent-drops" if args.silent_drops else ""
+    extra += " --duplicates" if args.duplicates else ""
     return f"{args.prog} --seed {seed}{extra} --verbose"
 
 
@@ -80,6 +81,11 @@ def main(
         "--silent-drops",
         action="store_true",
         help="also lose single frames on live links (the flow layer does not survive it yet)",
+    )
+    parser.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="also repeat single frames on live links (a flow's reduce counts a repeat twice)",
     )
     parser.add_argument(
         "--keep-going", action="store_true", help="do not stop at the first failing seed"
