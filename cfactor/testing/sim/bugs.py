@@ -77,23 +77,22 @@ def _no_fencing() -> Callable[[], None]:
     the store) keeps its activations running while the names are placed elsewhere."""
     from cfactor.cluster.runtime import ClusterMember  # noqa: PLC0415 - only when reintroducing
 
-    fixed_fence, fixed_changed = ClusterMember._fence, ClusterMember._activation_changed
+    fixed_fence, fixed_stop = ClusterMember._fence, ClusterMember._stop_local
 
     def old_fence(self: ClusterMember) -> None:
         if not self._closed:
             self._background(self._rejoin_forever())
 
-    def old_changed(self: ClusterMember, name: str, activation: Any) -> None:
-        if activation is None and name in self.hosted:
-            return  # ours vanished from the store: served on regardless
-        fixed_changed(self, name, activation)
+    def old_stop(self: ClusterMember, name: str) -> None:
+        if name.startswith("$"):  # the runtime's own services still stop
+            fixed_stop(self, name)
 
     ClusterMember._fence = old_fence  # type: ignore[method-assign]
-    ClusterMember._activation_changed = old_changed  # type: ignore[method-assign]
+    ClusterMember._stop_local = old_stop  # type: ignore[method-assign]
 
     def undo() -> None:
         ClusterMember._fence = fixed_fence  # type: ignore[method-assign]
-        ClusterMember._activation_changed = fixed_changed  # type: ignore[method-assign]
+        ClusterMember._stop_local = fixed_stop  # type: ignore[method-assign]
 
     return undo
 
