@@ -111,3 +111,36 @@ def test_the_ledger_reports_a_stream_out_of_order() -> None:
     ledger.handle(activation, ("tell", "s0", 2, "s0-2"))  # a gap is a loss, not disorder
     with pytest.raises(Violation, match="per sender-receiver order"):
         ledger.handle(activation, ("tell", "s0", 1, "s0-1"))
+
+
+def test_the_command_line_refuses_bad_input_with_a_clear_message() -> None:
+    for args, says in (
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--bug", "nonsense"], "invalid choice"),
+        (["--seeds", "3", "--seed", "4"], "not allowed with argument"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "cfactor.testing.sim", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 2, args
+        assert says in out.stderr, out.stderr
+
+
+def test_the_command_line_reports_rate_checks_and_faults() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "cfactor.testing.sim", "--seeds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = out.stdout.splitlines()
+    assert any(line.startswith("3 seeds in ") and "seeds/s" in line for line in summary)
+    assert any("invariant checks" in line for line in summary)
+    assert any(line.startswith("faults injected: ") for line in summary)
+    assert summary[-1] == "every invariant held"
