@@ -67,7 +67,7 @@ def test_without_faults_nothing_is_lost() -> None:
 
 
 #: How many seeds each reintroduced bug may take to be found (measured: stale-tells-vanish
-#: at seed 8, ask-ignores-deadline at 2, orphan-claims-stay at 9, no-fencing at 34).
+#: at seed 11, ask-ignores-deadline at 0, orphan-claims-stay at 1, no-fencing at 40).
 SEARCH = {
     "stale-tells-vanish": 30,
     "ask-ignores-deadline": 30,
