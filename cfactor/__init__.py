@@ -68,6 +68,7 @@ from cfactor.errors import SystemClosed as SystemClosed
 from cfactor.errors import UnsupportedVersion as UnsupportedVersion
 from cfactor.errors import WorkerLost as WorkerLost
 from cfactor.security import Curve as Curve
+from cfactor.security import EtcdTLS as EtcdTLS
 
 NodeUnreachable = MemberUnreachable
 """Deprecated: the old name of ``MemberUnreachable`` (the same class)."""
@@ -110,6 +111,7 @@ __all__ = [
     "Context",
     "Curve",
     "DeliveryError",
+    "EtcdTLS",
     "FlowError",
     "FrameTooLarge",
     "Labels",

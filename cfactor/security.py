@@ -96,3 +96,38 @@ def _read_key(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from exc
     return _check_key(f"the key in {path}", text)
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """TLS to etcd: ``cf.Cluster(etcd="https://10.0.0.5:2379", etcd_tls=cf.EtcdTLS(...))``.
+
+    Attributes:
+        ca: The PEM file of the CA that signed etcd's certificate (``None``: the
+            system's roots).
+        cert: This member's client certificate (PEM), for an etcd started with
+            ``--client-cert-auth``; give ``key`` with it.
+        key: The client certificate's private key (PEM).
+
+    Raises:
+        ConfigError: A file that does not exist, or ``cert`` without ``key``.
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("etcd TLS: give the client certificate and its key together")
+        for what, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"etcd TLS: {what} file {path!r} does not exist")
+
+    def read(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """The CA, key and certificate as bytes (gRPC's order), each ``None`` if not set."""
+
+        def load(path: str | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        return load(self.ca), load(self.key), load(self.cert)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from cfactor._core.system import ActorSystem
     from cfactor.cluster.runtime import ClusterMember
     from cfactor.membership import MemoryStore
+    from cfactor.security import EtcdTLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,13 @@ class Cluster:
     """Join a cluster: ``cf.ActorSystem(listen=..., cluster=cf.Cluster(etcd=..., name=...))``.
 
     Attributes:
-        etcd: The etcd client URL (``"http://127.0.0.1:2379"``); ``None`` for an
-            in-process cluster on ``store`` (tests, simulations).
+        etcd: The etcd client URL (``"http://127.0.0.1:2379"``; ``https://`` for TLS;
+            several IP endpoints comma-separated); ``None`` for an in-process cluster
+            on ``store`` (tests, simulations).
+        etcd_tls: The CA and client certificate for an ``https://`` etcd
+            (``cf.EtcdTLS``); the system's roots and no client certificate if omitted.
+        etcd_user: The etcd user, for an etcd with authentication on (with
+            ``etcd_password``).
         name: The cluster's name; clusters of other names share an etcd unseen.
         ttl_s: The member's lease: a member silent this long is dead to the others.
         labels: This member's labels, for ``cf.Labels`` placement.
@@ -77,6 +83,9 @@ class Cluster:
     placement_timeout_s: float = 15.0
     load_report_interval_s: float = 0.5
     leave_timeout_s: float = 10.0
+    etcd_tls: EtcdTLS | None = None
+    etcd_user: str | None = None
+    etcd_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

@@ -644,6 +644,9 @@ class ClusterMember:
             request_timeout_s=config.request_timeout_s,
             wall_clock=wall_time,
             store=config.store,
+            etcd_tls=config.etcd_tls,
+            etcd_user=config.etcd_user,
+            etcd_password=config.etcd_password,
         )
 
     async def _rejoin_forever(self) -> None:

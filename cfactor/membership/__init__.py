@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
     from cfactor.abc import Clock, Membership
     from cfactor.membership.etcd import EtcdMembership
+    from cfactor.security import EtcdTLS
 
 MEMORY_SCHEMES = frozenset({"memory"})
-ETCD_SCHEMES = frozenset({"http", "etcd"})
+ETCD_SCHEMES = frozenset({"http", "etcd", "https"})
 
 
 def make_membership(
@@ -36,6 +37,9 @@ def make_membership(
     request_timeout_s: float = 1.0,
     wall_clock: Callable[[], float] | None = None,
     store: MemoryStore | None = None,
+    etcd_tls: EtcdTLS | None = None,
+    etcd_user: str | None = None,
+    etcd_password: str | None = None,
 ) -> Membership:
     """The membership backend for ``url``.
 
@@ -49,12 +53,17 @@ def make_membership(
         wall_clock: The source of ``MemberInfo.joined_at`` (pass ``time.time``).
         store: For the memory backend: the store to share with other members; a new
             one (a cluster of its own) if omitted.
+        etcd_tls: For an ``https://`` etcd: its CA and this member's client certificate.
+        etcd_user: For an etcd with authentication: the user (with ``etcd_password``).
+        etcd_password: The user's password.
 
     Raises:
         ConfigError: An unknown scheme or a bad setting.
     """
     scheme = "memory" if url is None else url.partition("://")[0].lower()
     if scheme in MEMORY_SCHEMES:
+        if etcd_tls is not None or etcd_user is not None:
+            raise ConfigError("etcd TLS and auth settings are for an etcd URL")
         if store is None:
             store = MemoryStore(clock=clock)
         # A shared store's leases run on the store's clock, whatever this member's is.
@@ -71,6 +80,9 @@ def make_membership(
             clock=clock,
             request_timeout_s=request_timeout_s,
             wall_clock=wall_clock,
+            tls=etcd_tls,
+            user=etcd_user,
+            password=etcd_password,
         )
     raise ConfigError(f"no membership backend for {url!r} (use memory:// or http://host:port)")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +33,8 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import aetcd
 from aetcd import rpc
+from aetcd import watcher as aetcd_watcher
+from grpc import ssl_channel_credentials as rpc_ssl_credentials
 
 from cfactor.abc import Activation, MemberInfo
 from cfactor.errors import ConfigError, MembershipError, MembershipUnavailable
@@ -53,6 +56,7 @@ from cfactor.membership._common import (
     record_key,
     record_prefix,
 )
+from cfactor.security import EtcdTLS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -95,19 +99,17 @@ class _LeaseNotFound(MembershipError):
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """Split ``http://host:port`` (or ``etcd://host:port``) into host and port.
+    """Split ``http://host:port`` (or ``etcd://``, ``https://``) into host and port.
 
     Raises:
-        ConfigError: Not one plain-text etcd endpoint URL.
+        ConfigError: Not one etcd endpoint URL.
     """
     try:
         parts = urlsplit(endpoint)
         port = parts.port
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"not an etcd endpoint URL: {endpoint!r}") from exc
-    if parts.scheme == "https":
-        raise ConfigError(f"TLS to etcd is not supported yet: {endpoint!r}")
-    if parts.scheme not in {"http", "etcd"} or not parts.hostname or "," in parts.netloc:
+    if parts.scheme not in {"http", "etcd", "https"} or not parts.hostname or "," in parts.netloc:
         raise ConfigError(f"not an etcd endpoint URL (http://host:port): {endpoint!r}")
     if parts.path not in {"", "/"} or parts.query or parts.username:
         raise ConfigError(f"an etcd endpoint has no path, query or user: {endpoint!r}")
@@ -115,6 +117,86 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     if ":" in host:
         host = f"[{host}]"  # gRPC's target syntax for IPv6 literals
     return host, port if port is not None else 2379
+
+
+def parse_endpoints(url: str) -> tuple[bool, str]:
+    """``"https://a:2379,https://b:2379"``: whether it is TLS, and the gRPC target.
+
+    One endpoint is ``host:port``. Several must be IP addresses of one family (gRPC then
+    tries them in turn, ``ipv4:a:p,b:p``); for names, give one name that resolves to
+    all of them.
+
+    Raises:
+        ConfigError: A bad endpoint, mixed schemes, or several names.
+    """
+    endpoints = [e.strip() for e in url.split(",") if e.strip()]
+    if not endpoints:
+        raise ConfigError(f"no etcd endpoint in {url!r}")
+    schemes = {urlsplit(e).scheme for e in endpoints}
+    if len(schemes) > 1:
+        raise ConfigError(f"etcd endpoints mix schemes: {url!r}")
+    tls = schemes == {"https"}
+    hosts = [parse_endpoint(e) for e in endpoints]
+    if len(hosts) == 1:
+        host, port = hosts[0]
+        return tls, f"{host}:{port}"
+    families = set()
+    for host, _ in hosts:
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version)
+        except ValueError:
+            raise ConfigError(
+                f"several etcd endpoints must be IP addresses (for names, give one name that "
+                f"resolves to all of them): {url!r}"
+            ) from None
+    if len(families) > 1:
+        raise ConfigError(f"several etcd endpoints must be of one IP family: {url!r}")
+    scheme = "ipv4" if families == {4} else "ipv6"
+    return tls, f"{scheme}:" + ",".join(f"{host}:{port}" for host, port in hosts)
+
+
+class _Client(aetcd.Client):  # type: ignore[misc] # aetcd has no type information
+    """aetcd's client on a channel it does not make itself: TLS, several endpoints.
+
+    aetcd opens an insecure channel to one ``host:port`` in ``connect``; this is that
+    method with the channel made here (the rest of it as in aetcd 1.0).
+    """
+
+    _is_connecting: bool
+
+    def __init__(self, target: str, credentials: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._target = target
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        try:
+            self._is_connecting = True
+            options = self._options.items()
+            if self._credentials is None:
+                self.channel = rpc.insecure_channel(self._target, options=options)
+            else:
+                self.channel = rpc.secure_channel(self._target, self._credentials, options=options)
+            if self._username is not None and self._password is not None:
+                self.auth_stub = rpc.AuthStub(self.channel)
+                request = rpc.AuthenticateRequest(name=self._username, password=self._password)
+                response = await self.auth_stub.Authenticate(request, timeout=self._timeout)
+                self.metadata = (("token", response.token),)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = aetcd_watcher.Watcher(
+                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        finally:
+            self._is_connecting = False
 
 
 def _is_lease_not_found(exc: BaseException) -> bool:
@@ -155,9 +237,18 @@ class EtcdMembership(MembershipBase):
         request_timeout_s: float = 1.0,
         wall_clock: Callable[[], float] | None = None,
         prefix: str = DEFAULT_PREFIX,
+        tls: EtcdTLS | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         super().__init__(request_timeout_s=request_timeout_s, wall_clock=wall_clock, clock=clock)
-        self._host, self._port = parse_endpoint(endpoint)
+        secure, self._target = parse_endpoints(endpoint)
+        if tls is not None and not secure:
+            raise ConfigError(f"TLS settings for an etcd endpoint that is not https: {endpoint!r}")
+        if (user is None) != (password is None):
+            raise ConfigError("etcd auth: give the user and the password together")
+        self._tls = (tls or EtcdTLS()) if secure else None
+        self._user, self._password = user, password
         self._endpoint = endpoint
         check_name("cluster", cluster)
         if "/" in cluster:
@@ -424,11 +515,19 @@ class EtcdMembership(MembershipBase):
     def _connect(self) -> aetcd.Client:
         # Made on first use, inside the running loop: a gRPC channel belongs to one loop.
         if self._client is None:
-            self._client = aetcd.Client(
-                host=self._host,
-                port=self._port,
+            credentials = None
+            if self._tls is not None:
+                ca, key, cert = self._tls.read()
+                credentials = rpc_ssl_credentials(
+                    root_certificates=ca, private_key=key, certificate_chain=cert
+                )
+            self._client = _Client(
+                self._target,
+                credentials,
                 timeout=self._request_timeout_s,
                 options=_CHANNEL_OPTIONS,
+                username=self._user,
+                password=self._password,
             )
         return self._client
 

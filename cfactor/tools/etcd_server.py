@@ -75,10 +75,18 @@ class EtcdServer:
         die_with_parent: On Linux, etcd gets SIGKILL when the thread that started it
             exits (``prctl(PR_SET_PDEATHSIG)``): ``cfactor cluster start`` uses this so
             that its etcd never outlives it. Start it from a long-lived thread.
+        tls: Serve clients over TLS: ``(ca, cert, key)`` PEM paths; clients must then
+            present a certificate the CA signed (``--client-cert-auth``). The health
+            check goes to a plain-HTTP metrics port on loopback.
     """
 
     def __init__(
-        self, data_dir: Path | None = None, *, fast: bool = True, die_with_parent: bool = False
+        self,
+        data_dir: Path | None = None,
+        *,
+        fast: bool = True,
+        die_with_parent: bool = False,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
         self.binary = find_etcd()
         self._own_dir = data_dir is None
@@ -87,6 +95,8 @@ class EtcdServer:
         )
         self.client_port = free_port()
         self.peer_port = free_port()
+        self.metrics_port = free_port()
+        self.tls = tls
         self.fast = fast
         self.die_with_parent = die_with_parent
         self._process: subprocess.Popen[bytes] | None = None
@@ -98,8 +108,9 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        """The client URL, ``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.client_port}"
+        """The client URL, ``http://127.0.0.1:<port>`` (``https://`` with ``tls``)."""
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def running(self) -> bool:
@@ -121,7 +132,7 @@ class EtcdServer:
         return self._log_path
 
     def _command(self) -> list[str]:
-        client = f"http://127.0.0.1:{self.client_port}"
+        client = self.endpoint
         peer = f"http://127.0.0.1:{self.peer_port}"
         command = [
             str(self.binary),
@@ -135,7 +146,16 @@ class EtcdServer:
             "--initial-cluster-state=new",
             "--log-level=error",
             "--logger=zap",
+            f"--listen-metrics-urls=http://127.0.0.1:{self.metrics_port}",
         ]
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            command += [
+                f"--trusted-ca-file={ca}",
+                f"--cert-file={cert}",
+                f"--key-file={key}",
+                "--client-cert-auth",
+            ]
         if self.fast:
             command += ["--heartbeat-interval=50", "--election-timeout=500", "--unsafe-no-fsync"]
         return command
@@ -172,8 +192,8 @@ class EtcdServer:
     def healthy(self) -> bool:
         """True if etcd answers ``/health`` with a leader elected."""
         try:
-            url = f"{self.endpoint}/health"  # always http://127.0.0.1:<port>
-            with urllib.request.urlopen(url, timeout=0.5) as reply:  # noqa: S310
+            url = f"http://127.0.0.1:{self.metrics_port}/health"  # plain HTTP, loopback
+            with urllib.request.urlopen(url, timeout=0.5) as reply:
                 return bool(json.loads(reply.read()).get("health") == "true")
         except (OSError, ValueError, urllib.error.URLError):
             return False

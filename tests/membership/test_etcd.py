@@ -15,7 +15,7 @@ import pytest
 from cfactor.abc import MemberInfo
 from cfactor.errors import ConfigError, MembershipError, MembershipUnavailable
 from cfactor.membership import make_membership
-from cfactor.membership.etcd import EtcdMembership, parse_endpoint
+from cfactor.membership.etcd import EtcdMembership, parse_endpoint, parse_endpoints
 from tests.membership.etcd_server import free_port
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ async def wait_for(predicate: object, within: float = 5.0) -> None:
         ("http://localhost", ("localhost", 2379)),
         ("etcd://10.0.0.5:23790/", ("10.0.0.5", 23790)),
         ("http://[::1]:2379", ("[::1]", 2379)),
+        ("https://127.0.0.1:2379", ("127.0.0.1", 2379)),
     ],
 )
 def test_endpoints_that_parse(endpoint: str, expected: tuple[str, int]) -> None:
@@ -61,7 +62,6 @@ def test_endpoints_that_parse(endpoint: str, expected: tuple[str, int]) -> None:
 @pytest.mark.parametrize(
     "endpoint",
     [
-        "https://127.0.0.1:2379",  # TLS is not supported yet: say so, do not fall back
         "127.0.0.1:2379",
         "http://",
         "http://127.0.0.1:notaport",
@@ -262,3 +262,30 @@ async def test_close_while_etcd_is_down_is_quick(etcd: EtcdServer) -> None:
         assert loop.time() - started < 2.5
     finally:
         await etcd.astart()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:2379", (False, "127.0.0.1:2379")),
+        ("https://etcd.example:2379", (True, "etcd.example:2379")),
+        ("https://10.0.0.1:2379,https://10.0.0.2:2379", (True, "ipv4:10.0.0.1:2379,10.0.0.2:2379")),
+        ("http://[::1]:1, http://[::2]:2", (False, "ipv6:[::1]:1,[::2]:2")),
+    ],
+)
+def test_several_endpoints_become_one_grpc_target(url: str, expected: tuple[bool, str]) -> None:
+    assert parse_endpoints(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://10.0.0.1:2379,http://10.0.0.2:2379", "mix schemes"),
+        ("http://a:1,http://b:2", "must be IP addresses"),
+        ("http://10.0.0.1:1,http://[::1]:2", "one IP family"),
+        (",", "no etcd endpoint"),
+    ],
+)
+def test_several_endpoints_that_cannot_be_one_target(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        parse_endpoints(url)
