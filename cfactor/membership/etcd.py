@@ -173,7 +173,8 @@ class _Client(aetcd.Client):  # type: ignore[misc] # aetcd has no type informati
         if self._connected.is_set():
             return
         if self._is_connecting:
-            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            # Bounded by the caller (every call runs under the clock's request timeout).
+            await self._connected.wait()
             return
         try:
             self._is_connecting = True
