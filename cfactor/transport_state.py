@@ -126,12 +126,10 @@ class PeerState:
         """Envelopes the credit window lets go now (0 or less: wait for a credit)."""
         return self.config.window - (self.sent - self.acked)
 
-    def data_written(self, count: int, credited: int) -> None:
-        """A batch of ``count`` envelopes left, carrying the credited total ``credited``
-        (what :attr:`credited` was when its header was written)."""
+    def data_written(self, count: int) -> None:
+        """A batch of ``count`` envelopes left. (A credit riding on it is
+        :meth:`credit_written` as well.)"""
         self.sent += count
-        self.credit_sent = credited
-        self.credit_due = False
 
     def credit_received(self, credited: int) -> bool:
         """The peer credited ``credited`` envelopes of ours in total.
@@ -148,7 +146,8 @@ class PeerState:
     # -- receiving side -----------------------------------------------------------------
 
     def data_received(self, seq: int, count: int) -> int:
-        """A batch of ``count`` envelopes came, the first with sequence number ``seq``.
+        """A batch of ``count`` envelopes came, the first with sequence number ``seq``
+        (a transport without sequence numbers passes :attr:`received`).
 
         Returns:
             How many envelopes before it were written off: a batch ahead of
@@ -193,7 +192,8 @@ class PeerState:
         )
 
     def credit_written(self, credited: int) -> None:
-        """A CREDIT with the total ``credited`` left."""
+        """The credited total ``credited`` left: in a CREDIT of its own, or riding on a
+        data batch (what :attr:`credited` was when its header was written)."""
         self.credit_sent = credited
         self.credit_due = False
 

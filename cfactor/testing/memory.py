@@ -12,7 +12,7 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from cfactor.abc import Envelope, Kind, TransportStatistics
+from cfactor.abc import Envelope, TransportStatistics
 from cfactor.errors import (
     CfactorError,
     ConfigError,
@@ -21,12 +21,11 @@ from cfactor.errors import (
     ProtocolError,
     SystemClosed,
 )
+from cfactor.transport_state import ANSWERS, PeerConfig, PeerState
 from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
     from cfactor.abc import TransportHandler
-
-_ANSWERS = frozenset({Kind.REPLY, Kind.ERROR})
 
 
 class MemoryNetwork:
@@ -64,14 +63,16 @@ class MemoryNetwork:
             other._lose(address)
 
 
-class _MemoryPeer:
-    __slots__ = ("lost", "queue", "unacked", "waiters")
+class _MemoryPeer(PeerState):
+    """A peer's protocol state (the zmq transport's: ``cfactor.transport_state``), and
+    here its send queue and waiting senders."""
 
-    def __init__(self) -> None:
+    __slots__ = ("queue", "waiters")
+
+    def __init__(self, config: PeerConfig) -> None:
+        super().__init__(config, 0.0)
         self.queue: deque[bytes] = deque()
-        self.unacked = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
-        self.lost = False
 
 
 class MemoryTransport:
@@ -79,7 +80,9 @@ class MemoryTransport:
 
     Every envelope is encoded and decoded with the wire codec (so what cannot cross a
     real wire cannot cross this one), per-peer queues are bounded, and a receiver
-    grants credit only for envelopes its handler accepted.
+    grants credit only for envelopes its handler accepted (or that were rejected): the
+    credit window is the zmq transport's, ``cfactor.transport_state.PeerState``. Credits
+    cross the network as grants (deltas), which ``MemoryNetwork.deliver_credit`` carries.
     """
 
     def __init__(
@@ -101,7 +104,13 @@ class MemoryTransport:
         self._handler: TransportHandler | None = None
         self._codec: MsgpackCodec | None = None
         self._peers: dict[str, _MemoryPeer] = {}
-        self._credits: dict[str, int] = {}
+        self._peer_config = PeerConfig(
+            window=credit_window,
+            credit_batch=1,  # every credit goes at the end of the loop iteration
+            heartbeat_timeout_s=float("inf"),
+            forget_after_s=float("inf"),
+        )
+        self._credits: dict[str, None] = {}
         self._dirty: dict[str, None] = {}
         self._flush_scheduled = False
         self._credit_scheduled = False
@@ -130,18 +139,18 @@ class MemoryTransport:
     def _peer(self, address: str) -> _MemoryPeer:
         peer = self._peers.get(address)
         if peer is None:
-            peer = self._peers[address] = _MemoryPeer()
+            peer = self._peers[address] = _MemoryPeer(self._peer_config)
         return peer
 
     def send_nowait(self, peer: str, envelope: Envelope) -> None:
         if self._closed or self._codec is None:
             raise SystemClosed("this transport is closed")
         state = self._peer(peer)
-        if state.lost or peer not in self.network.members:
+        if not state.reachable or peer not in self.network.members:
             self._lose(peer)
             raise MemberUnreachable(f"member {peer} is unreachable")
         # Answers are bounded by the asks the peer sent, which its credit bounds.
-        if len(state.queue) >= self.send_queue_limit and envelope.kind not in _ANSWERS:
+        if len(state.queue) >= self.send_queue_limit and envelope.kind not in ANSWERS:
             raise MailboxFull(f"send queue to {peer} is full ({self.send_queue_limit} envelopes)")
         state.queue.append(self._codec.encode(envelope))
         self._dirty[peer] = None
@@ -153,7 +162,7 @@ class MemoryTransport:
         if self._closed:
             raise SystemClosed("this transport is closed")
         state = self._peer(peer)
-        while len(state.queue) >= self.send_queue_limit and not state.lost:
+        while len(state.queue) >= self.send_queue_limit and state.reachable:
             waiter = asyncio.get_running_loop().create_future()
             state.waiters.append(waiter)
             await waiter
@@ -164,7 +173,7 @@ class MemoryTransport:
         if self._closed:
             raise SystemClosed("this transport is closed")
         state = self._peer(peer)
-        if len(state.queue) < self.send_queue_limit or envelope.kind in _ANSWERS:
+        if len(state.queue) < self.send_queue_limit or envelope.kind in ANSWERS:
             self.send_nowait(peer, envelope)
             return
         task = asyncio.get_running_loop().create_task(self._park(peer, envelope, waiter))
@@ -174,7 +183,7 @@ class MemoryTransport:
     async def _park(self, peer: str, envelope: Envelope, waiter: asyncio.Future[Any]) -> None:
         state = self._peer(peer)
         try:
-            while len(state.queue) >= self.send_queue_limit and not state.lost:
+            while len(state.queue) >= self.send_queue_limit and state.reachable:
                 if waiter.done():
                     self.abandoned += 1
                     return
@@ -198,11 +207,11 @@ class MemoryTransport:
             if dest is None:
                 self._lose(address)
                 continue
-            count = min(len(state.queue), self.credit_window - state.unacked)
+            count = min(len(state.queue), state.room())
             if count <= 0:
                 continue
             frames = [state.queue.popleft() for _ in range(count)]
-            state.unacked += count
+            state.data_written(count)
             self._sent += count
             self.network.deliver(self._address, dest, frames)
             while state.waiters and len(state.queue) < self.send_queue_limit:
@@ -213,35 +222,48 @@ class MemoryTransport:
     def _receive(self, source: str, frames: list[bytes]) -> None:
         if self._closed or self._killed or self._handler is None or self._codec is None:
             return
+        state = self._peer(source)
+        state.data_received(state.received, len(frames))
         for frame in frames:
             try:
                 envelope = self._codec.decode(frame)
             except ProtocolError:
                 self._rejected += 1
+                self.credit(source)  # written off, as the zmq transport does
                 continue
             self._received += 1
             self._handler.envelope_received(source, envelope)
 
     def credit(self, peer: str, count: int = 1) -> None:
-        self._credits[peer] = self._credits.get(peer, 0) + count
+        if count < 1:
+            raise ConfigError(f"credit count must be at least 1, not {count!r}")
+        state = self._peers.get(peer)
+        if state is None:
+            return  # (as the zmq transport: credits for an unknown peer are ignored)
+        state.credit(count)
+        self._credits[peer] = None
         if not self._credit_scheduled:
             self._credit_scheduled = True
             asyncio.get_running_loop().call_soon(self._send_credits)
 
     def _send_credits(self) -> None:
         self._credit_scheduled = False
-        granted, self._credits = self._credits, {}
-        for address, count in granted.items():
+        owed, self._credits = self._credits, {}
+        for address in owed:
+            state = self._peers[address]
+            credited = state.credited
+            count = credited - state.credit_sent
             dest = self.network.members.get(address)
-            if dest is not None:
+            if count > 0 and dest is not None:
+                state.credit_written(credited)
                 self.network.deliver_credit(self._address, dest, count)
 
     def _credited(self, peer: str, count: int) -> None:
+        # A grant of ``count`` (the network's unit: a delta); the state keeps totals.
         state = self._peers.get(peer)
         if state is None:
             return
-        state.unacked = max(0, state.unacked - count)
-        if state.queue:
+        if state.credit_received(state.acked + count) and state.queue:
             self._dirty[peer] = None
             if not self._flush_scheduled:
                 self._flush_scheduled = True
@@ -249,9 +271,9 @@ class MemoryTransport:
 
     def _lose(self, address: str) -> None:
         state = self._peer(address)
-        if state.lost:
+        if not state.reachable:
             return
-        state.lost = True
+        state.reachable = False
         state.queue.clear()
         while state.waiters:
             waiter = state.waiters.popleft()
@@ -262,12 +284,12 @@ class MemoryTransport:
 
     def is_reachable(self, peer: str) -> bool:
         state = self._peers.get(peer)
-        return not (state is not None and state.lost) and peer in self.network.members
+        return (state is None or state.reachable) and peer in self.network.members
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
             peers=len(self._peers),
-            unreachable=sum(1 for p in self._peers.values() if p.lost),
+            unreachable=sum(1 for p in self._peers.values() if not p.reachable),
             frames_sent=self._sent,
             frames_received=self._received,
             frames_rejected=self._rejected,

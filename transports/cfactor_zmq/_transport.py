@@ -985,7 +985,8 @@ class ZmqTransport:
                 # part is accepted, the rest is too.
                 send(_join_items(frames), _NOBLOCK)
                 count = len(frames)
-                p.data_written(count, credited)
+                p.credit_written(credited)
+                p.data_written(count)
                 self._frames_sent += count
                 if p.waiters:
                     self._admit(p)
