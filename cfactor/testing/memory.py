@@ -1,17 +1,20 @@
 """Several members in one process: ``MemoryNetwork`` and ``MemoryTransport``.
 
 Every frame one member sends another passes through ``MemoryNetwork.deliver`` (and every
-credit grant through ``MemoryNetwork.deliver_credit``), so a subclass can drop, delay or
-reorder them: the simulation (``cfactor.testing.sim``) injects its faults there.
+credit grant through ``MemoryNetwork.deliver_credit``, every heartbeat through
+``MemoryNetwork.deliver_beat``), so a subclass can drop, delay or reorder them: the
+simulation (``cfactor.testing.sim``) injects its faults there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from cfactor._core.clock import LoopClock
 from cfactor.abc import Envelope, TransportStatistics
 from cfactor.errors import (
     CfactorError,
@@ -20,12 +23,15 @@ from cfactor.errors import (
     MemberUnreachable,
     ProtocolError,
     SystemClosed,
+    check_positive,
 )
-from cfactor.transport_state import ANSWERS, PeerConfig, PeerState
+from cfactor.transport_state import ANSWERS, REGAINED, PeerConfig, PeerState, Verdict
 from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
-    from cfactor.abc import TransportHandler
+    from cfactor.abc import Cancellable, Clock, TransportHandler
+
+logger = logging.getLogger("cfactor.transport")
 
 
 class MemoryNetwork:
@@ -34,7 +40,9 @@ class MemoryNetwork:
     Give each ``ActorSystem`` a ``MemoryTransport(network)``; they reach each other by
     ``mem://`` address. ``kill(address)`` makes a member vanish without a word, as a
     SIGKILL would; the others notice it at once (a real transport needs its heartbeat
-    timeout).
+    timeout). A member cut off without a word (by a subclass that drops its frames and
+    heartbeats) is found by its silence, if its peers' transports beat
+    (``MemoryTransport(heartbeat_interval_s=...)``).
     """
 
     def __init__(self) -> None:
@@ -55,6 +63,11 @@ class MemoryNetwork:
         """Carry a credit grant of ``count`` frames from ``source`` to ``dest``."""
         asyncio.get_running_loop().call_soon(dest._credited, source, count)
 
+    def deliver_beat(self, source: str, dest: MemoryTransport) -> None:
+        """Carry a heartbeat from ``source`` to ``dest`` (transports that beat send one
+        to each peer every interval; any frame, credit or heartbeat is a sign of life)."""
+        asyncio.get_running_loop().call_soon(dest._beat, source)
+
     def kill(self, address: str) -> None:
         member = self.members.pop(address, None)
         if member is not None:
@@ -69,14 +82,27 @@ class _MemoryPeer(PeerState):
 
     __slots__ = ("queue", "waiters")
 
-    def __init__(self, config: PeerConfig) -> None:
-        super().__init__(config, 0.0)
+    def __init__(self, config: PeerConfig, now: float) -> None:
+        super().__init__(config, now)
         self.queue: deque[bytes] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
 
 
 class MemoryTransport:
     """An in-process ``cf.abc.Transport`` with the real one's contract.
+
+    Args:
+        network: The members it can reach.
+        send_queue_limit: Envelopes queued per peer before ``send`` waits.
+        credit_window: Envelopes sent to a peer and not yet credited back by it.
+        max_frame_size: The largest encoded envelope.
+        security: Ignored: nothing to secure in one process.
+        clock: Where heartbeat timing reads time; defaults to the running loop's.
+        heartbeat_interval_s: If set, a heartbeat goes to each peer this often, and a
+            peer not heard from for ``heartbeat_timeout_s`` is lost (as with the zmq
+            transport, ``cfactor.transport_state``), and found again when heard. Off by
+            default: ``MemoryNetwork.kill`` tells every member at once.
+        heartbeat_timeout_s: See ``heartbeat_interval_s``.
 
     Every envelope is encoded and decoded with the wire codec (so what cannot cross a
     real wire cannot cross this one), per-peer queues are bounded, and a receiver
@@ -93,9 +119,20 @@ class MemoryTransport:
         credit_window: int = 8_192,
         max_frame_size: int = 4 * 1024 * 1024,
         security: object | None = None,
-        clock: object | None = None,
+        clock: Clock | None = None,
+        heartbeat_interval_s: float | None = None,
+        heartbeat_timeout_s: float = 2.0,
     ) -> None:
-        del security, clock  # nothing to secure or time in one process
+        del security  # nothing to secure in one process
+        if heartbeat_interval_s is not None:
+            check_positive("heartbeat_interval_s", heartbeat_interval_s)
+            check_positive("heartbeat_timeout_s", heartbeat_timeout_s)
+            if heartbeat_timeout_s <= heartbeat_interval_s:
+                raise ConfigError("heartbeat_timeout_s must be longer than heartbeat_interval_s")
+        self._interval = heartbeat_interval_s
+        self._clock_arg = clock
+        self._clock: Clock | None = None
+        self._tick_handle: Cancellable | None = None
         self.network = network
         self.send_queue_limit = send_queue_limit
         self.credit_window = credit_window
@@ -107,8 +144,8 @@ class MemoryTransport:
         self._peer_config = PeerConfig(
             window=credit_window,
             credit_batch=1,  # every credit goes at the end of the loop iteration
-            heartbeat_timeout_s=float("inf"),
-            forget_after_s=float("inf"),
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            forget_after_s=float("inf"),  # no sockets to free: a lost peer is kept
         )
         self._credits: dict[str, None] = {}
         self._dirty: dict[str, None] = {}
@@ -135,12 +172,45 @@ class MemoryTransport:
         self._handler = handler
         self._codec = MsgpackCodec(max_frame_size=self.max_frame_size, make_ref=handler.make_ref)
         self.network.members[address] = self
+        if self._interval is not None:
+            clock = self._clock_arg or LoopClock(asyncio.get_running_loop())
+            self._clock = clock
+            self._tick_handle = clock.call_later(self._interval, self._tick)
 
     def _peer(self, address: str) -> _MemoryPeer:
         peer = self._peers.get(address)
         if peer is None:
-            peer = self._peers[address] = _MemoryPeer(self._peer_config)
+            now = self._clock.now() if self._clock is not None else 0.0
+            peer = self._peers[address] = _MemoryPeer(self._peer_config, now)
         return peer
+
+    def _heard(self, state: _MemoryPeer, address: str) -> None:
+        # Without heartbeats a lost peer stays lost (MemoryNetwork.kill is final).
+        if self._clock is not None and state.hear(1) & REGAINED:
+            logger.info("peer %s is reachable again", address)
+
+    def _beat(self, source: str) -> None:
+        if not (self._closed or self._killed):
+            self._heard(self._peer(source), source)
+
+    def _tick(self) -> None:
+        # Every heartbeat interval: lose the silent, beat to all (the zmq transport's).
+        self._tick_handle = None
+        clock = self._clock
+        if self._closed or self._killed or clock is None or self._interval is None:
+            return
+        now = clock.now()
+        for address, state in list(self._peers.items()):
+            if state.tick(now) is Verdict.LOST:
+                logger.warning(
+                    "peer %s lost: not heard from for %.2f s", address, state.silent_for(now)
+                )
+                self._lost(address, state)
+            dest = self.network.members.get(address)
+            if dest is not None:
+                self.network.deliver_beat(self._address, dest)
+            state.need_beat = False
+        self._tick_handle = clock.call_later(self._interval, self._tick)
 
     def send_nowait(self, peer: str, envelope: Envelope) -> None:
         if self._closed or self._codec is None:
@@ -223,6 +293,7 @@ class MemoryTransport:
         if self._closed or self._killed or self._handler is None or self._codec is None:
             return
         state = self._peer(source)
+        self._heard(state, source)
         state.data_received(state.received, len(frames))
         for frame in frames:
             try:
@@ -263,6 +334,7 @@ class MemoryTransport:
         state = self._peers.get(peer)
         if state is None:
             return
+        self._heard(state, peer)
         if state.credit_received(state.acked + count) and state.queue:
             self._dirty[peer] = None
             if not self._flush_scheduled:
@@ -274,6 +346,9 @@ class MemoryTransport:
         if not state.reachable:
             return
         state.reachable = False
+        self._lost(address, state)
+
+    def _lost(self, address: str, state: _MemoryPeer) -> None:
         state.queue.clear()
         while state.waiters:
             waiter = state.waiters.popleft()
@@ -300,5 +375,8 @@ class MemoryTransport:
         if self._closed:
             return
         self._closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
         if self.network.members.get(self._address) is self:
             self.network.kill(self._address)

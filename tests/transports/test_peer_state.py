@@ -24,6 +24,16 @@ def peer(now: float = 0.0, config: PeerConfig = CONFIG) -> PeerState:
     return PeerState(config, now)
 
 
+def owing(count: int) -> PeerState:
+    """A peer that received ``count`` envelopes from incarnation 7 and credited them all,
+    none of it sent back yet."""
+    p = peer()
+    p.hear(7)
+    p.data_received(0, count)
+    p.credit(count)
+    return p
+
+
 # -- the sending side: the window ---------------------------------------------------------
 
 
@@ -56,10 +66,7 @@ def test_credit_beyond_what_was_sent_is_ignored() -> None:
 
 
 def test_a_batch_carries_the_credited_total_so_no_lone_credit_is_due() -> None:
-    p = peer()
-    p.hear(7)
-    p.data_received(0, 3)
-    p.credit(3)
+    p = owing(3)
     assert p.lone_credit_due()  # 3 waiting >= credit_batch 2
     p.credit_written(p.credited)
     p.data_written(1)
@@ -79,10 +86,7 @@ def test_the_receiver_credits_only_what_it_received() -> None:
 
 
 def test_a_lone_credit_waits_for_a_batch_of_credits_a_beat_or_the_timer() -> None:
-    p = peer()
-    p.hear(7)
-    p.data_received(0, 1)
-    p.credit(1)
+    p = owing(1)
     assert not p.lone_credit_due()  # 1 < credit_batch: it rides on the next batch
     assert p.lone_credit_due(beat=True)
     # The timer: held back at the end of a flush, overdue when it fires.
@@ -95,10 +99,7 @@ def test_a_lone_credit_waits_for_a_batch_of_credits_a_beat_or_the_timer() -> Non
 
 
 def test_a_credit_carried_by_a_batch_before_the_timer_fires_is_not_sent_again() -> None:
-    p = peer()
-    p.hear(7)
-    p.data_received(0, 1)
-    p.credit(1)
+    p = owing(1)
     assert p.hold_credit()
     p.credit_written(p.credited)
     p.data_written(1)  # rode on a batch
@@ -192,10 +193,7 @@ def test_a_bye_counts_only_for_the_incarnation_we_know() -> None:
 
 
 def test_a_forgotten_peer_is_owed_no_credit() -> None:
-    p = peer()
-    p.hear(7)
-    p.data_received(0, 3)
-    p.credit(3)
+    p = owing(3)
     p.hold_credit()
     p.forgotten()
     assert not p.hold_credit()
