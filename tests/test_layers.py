@@ -351,6 +351,24 @@ def test_the_autoscaling_policy_imports_nothing_that_runs() -> None:
     assert "cfactor.autoscale.controller" not in loaded
 
 
+def test_the_per_peer_transport_state_is_sans_io() -> None:
+    # docs/transport.md, "Module map": counts and time in, decisions out. Both the zmq
+    # and the memory transport keep their per-peer protocol state in it, so it must not
+    # pull in sockets, an event loop, a clock or a codec (nor the core that runs them).
+    module = RUNTIME / "transport_state.py"
+    allowed = {"__future__", "enum", "dataclasses", "typing", "cfactor.abc"}
+    assert imports_of(module) <= allowed, imports_of(module) - allowed
+    runtime_imports = {
+        alias.name if isinstance(node, ast.Import) else node.module
+        for node in ast.parse((RUNTIME / "abc.py").read_text()).body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not runtime_imports & {"asyncio", "socket", "selectors", "zmq", "msgpack"}
+    for user in (TRANSPORTS / "cfactor_zmq" / "_transport.py", RUNTIME / "testing" / "memory.py"):
+        assert "cfactor.transport_state" in imports_of(user), f"{user.name} keeps its own"
+
+
 @pytest.mark.parametrize(
     "path",
     # The simulator's event loop works on asyncio's own handles (``_run``, ``_when``), whose

@@ -24,7 +24,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from cfactor._core.clock import LoopClock
-from cfactor.abc import Clock, Envelope, Kind, TransportStatistics
+from cfactor.abc import Clock, Envelope, TransportStatistics
 from cfactor.errors import (
     ConfigError,
     MailboxFull,
@@ -35,6 +35,15 @@ from cfactor.errors import (
     check_positive,
 )
 from cfactor.security import Curve
+from cfactor.transport_state import (
+    ANSWERS,
+    REGAINED,
+    RESTARTED,
+    Departures,
+    PeerConfig,
+    PeerState,
+    Verdict,
+)
 from cfactor.wire.codec import DEFAULT_MAX_FRAME_SIZE, MsgpackCodec
 from cfactor_zmq import _protocol as proto
 from cfactor_zmq._auth import ZapHandler
@@ -112,11 +121,6 @@ _HANDSHAKE_FAILURES: Final = (
 
 _NEW, _RUNNING, _CLOSED = "new", "running", "closed"
 
-# Answers are never refused or held for queue space: their number is bounded by the
-# asks the peer sent (which its own credit window bounds), and refusing one would only
-# turn a slow peer into a lost answer.
-_ANSWERS: Final = frozenset({Kind.REPLY, Kind.ERROR})
-
 
 def generate_keypair() -> tuple[str, str]:
     """A new CURVE key pair for a member (what ``cfactor keys generate`` writes).
@@ -171,42 +175,33 @@ class _Parked:
             self.waiter.set_exception(error)
 
 
-class _Peer:
-    """What a member knows about one peer: its DEALER, send queue and counters.
+class _Peer(PeerState):
+    """What a member knows about one peer: its protocol state (counts, credits,
+    liveness: :class:`cfactor.transport_state.PeerState`), and here its DEALER, send
+    queue and waiting senders.
 
-    Envelopes are counted per direction and per incarnation of the sending member,
-    cumulatively, so that no message that gets lost or duplicated (a CREDIT, a
-    heartbeat, a batch in a connection that broke) can leave the counts wrong for good:
-    the next heartbeat or batch carries the sender's total and repairs them.
+    A subclass rather than a field, so that the hot paths read the counts as attributes
+    of the peer they already hold.
     """
 
     __slots__ = (
-        "acked",
         "address",
         "blocked",
-        "credit_due",
-        "credit_held",
-        "credit_sent",
-        "credited",
         "dealer",
         "dirty",
         "fd",
-        "heard",
-        "incarnation",
         "key",
-        "last_heard",
-        "need_beat",
         "need_hello",
         "queue",
-        "reachable",
-        "received",
         "rid",
-        "sent",
         "server_key",
         "waiters",
     )
 
-    def __init__(self, address: str, dealer: zmq.Socket[bytes], now: float) -> None:
+    def __init__(
+        self, address: str, dealer: zmq.Socket[bytes], config: PeerConfig, now: float
+    ) -> None:
+        super().__init__(config, now)
         self.address = address
         #: The routing id its DEALER last wrote to our ROUTER with (b"": none yet).
         self.rid = b""
@@ -218,29 +213,13 @@ class _Peer:
         self.queue: list[bytes] = []
         #: Senders waiting for room in ``queue``, oldest first, with their frame.
         self.waiters: deque[tuple[bytes, asyncio.Future[None] | _Parked]] = deque()
-        self.reachable = True
-        self.heard = False
-        self.last_heard = now
         self.dirty = False
         self.blocked = False  # zmq said Again: waiting for POLLOUT on the DEALER
         self.need_hello = True
-        self.need_beat = False
         #: The CURVE key bound to this address (the first one seen), if any.
         self.key: str | None = None
         #: The CURVE server key its DEALER expects.
         self.server_key: str | None = None
-        # -- sending side: envelopes written to this peer, and credited back by it.
-        self.sent = 0
-        self.acked = 0
-        # -- receiving side, for the peer's incarnation ``incarnation`` (0: unknown).
-        self.incarnation = 0
-        self.received = 0
-        self.credited = 0
-        self.credit_sent = 0
-        #: The credited total held back when the credit timer was armed, and whether
-        #: it is overdue (a lone CREDIT goes with the next write).
-        self.credit_held = 0
-        self.credit_due = False
 
 
 class ZmqTransport:
@@ -299,7 +278,6 @@ class ZmqTransport:
         self._timeout = timeout
         self._max_frame_size = max_frame_size
         self._queue_limit = send_queue_limit
-        self._window = credit_window
         self._clock_arg = clock
 
         self._state = _NEW
@@ -313,9 +291,15 @@ class ZmqTransport:
         self._flush_handle: asyncio.Handle | None = None
         self._credit_timer: Cancellable | None = None
         self._held: list[_Peer] = []
-        # A lone CREDIT is written once this many envelopes wait to be credited back;
-        # fewer ride on the next data batch to that peer, or go after CREDIT_DELAY_S.
-        self._credit_batch = max(1, credit_window // 4)
+        self._peer_config = PeerConfig(
+            window=credit_window,
+            # A lone CREDIT is written once this many envelopes wait to be credited
+            # back; fewer ride on the next data batch to that peer, or go after
+            # CREDIT_DELAY_S.
+            credit_batch=max(1, credit_window // 4),
+            heartbeat_timeout_s=timeout,
+            forget_after_s=FORGET_AFTER_S,
+        )
         self._tick_handle: Cancellable | None = None
         self._prebound: dict[str, str] = {}
         self._frames_sent = 0
@@ -334,9 +318,9 @@ class ZmqTransport:
         #: CURVE: address -> the first key that claimed it, kept after the peer is
         #: forgotten so the binding outlives it (bounded: oldest bindings go first).
         self._bound: dict[str, str] = {}
-        #: Peers that said BYE -> when: sends to them fail fast for FORGET_AFTER_S
-        #: (as to a lost peer), though their sockets are closed at once.
-        self._departed: dict[str, float] = {}
+        #: Peers that said BYE: sends to them fail fast for FORGET_AFTER_S (as to a
+        #: lost peer), though their sockets are closed at once.
+        self._departed = Departures(FORGET_AFTER_S)
 
     # -- public surface -----------------------------------------------------------------
 
@@ -421,7 +405,7 @@ class ZmqTransport:
         p = self._peers.get(peer)
         if p is None or not p.reachable:
             p = self._peer_for_send(peer, p)
-        if (p.waiters or len(p.queue) >= self._queue_limit) and envelope.kind not in _ANSWERS:
+        if (p.waiters or len(p.queue) >= self._queue_limit) and envelope.kind not in ANSWERS:
             raise MailboxFull(f"the send queue to {peer} is full ({self._queue_limit} envelopes)")
         p.queue.append(self._encode(envelope))
         if not p.dirty:
@@ -446,7 +430,7 @@ class ZmqTransport:
         if p is None or not p.reachable:
             p = self._peer_for_send(peer, p)
         frame = self._encode(envelope)
-        if (not p.waiters and len(p.queue) < self._queue_limit) or envelope.kind in _ANSWERS:
+        if (not p.waiters and len(p.queue) < self._queue_limit) or envelope.kind in ANSWERS:
             p.queue.append(frame)
             self._mark(p)
             return
@@ -480,7 +464,7 @@ class ZmqTransport:
             p = self._peer_for_send(peer, p)
         frame = self._encode(envelope)
         waiters = p.waiters
-        if (not waiters and len(p.queue) < self._queue_limit) or envelope.kind in _ANSWERS:
+        if (not waiters and len(p.queue) < self._queue_limit) or envelope.kind in ANSWERS:
             p.queue.append(frame)
             self._mark(p)
             return
@@ -787,7 +771,7 @@ class ZmqTransport:
                 # It said BYE: fail fast, as for a lost peer, but dial it again (a lost
                 # peer's DEALER redials too), so that a member restarted on that
                 # address is found: it answers our HELLO, and is heard.
-                del self._departed[peer]
+                self._departed.discard(peer)
                 self._add_peer(peer).reachable = False
                 raise MemberUnreachable(f"{peer} is unreachable: it closed")
             return self._add_peer(peer)
@@ -798,7 +782,9 @@ class ZmqTransport:
     def _add_peer(self, address: str, key: str | None = None) -> _Peer:
         key = self._prebound.get(address) or self._bound.get(address) or key
         server_key = self._server_key(address, key)
-        p = _Peer(address, self._new_dealer(address, server_key), self._clock.now())
+        p = _Peer(
+            address, self._new_dealer(address, server_key), self._peer_config, self._clock.now()
+        )
         p.key = key
         p.server_key = server_key
         self._peers[address] = p
@@ -831,7 +817,7 @@ class ZmqTransport:
         except MemberUnreachable as exc:
             self._reject(address, str(exc))
             return None
-        self._departed.pop(address, None)  # it came back
+        self._departed.discard(address)  # it came back
         logger.debug("new peer %s", address)
         return p
 
@@ -860,7 +846,7 @@ class ZmqTransport:
         # Blocked for good: a flush that still holds this peer skips it; and it is
         # owed no credit, or the credit timer would take it up again and again.
         p.blocked = True
-        p.credited = p.credit_sent = p.credit_held = 0
+        p.forgotten()
         p.dealer.close(linger=0)
         logger.debug("forgot peer %s: %s; dropped %d queued envelopes", p.address, why, dropped)
 
@@ -877,28 +863,19 @@ class ZmqTransport:
         if self._state is not _RUNNING:
             return
         now = self._clock.now()
-        timeout = self._timeout
-        departed = self._departed
-        while departed:  # oldest first: insertion order is departure order
-            address, when = next(iter(departed.items()))
-            if now - when <= FORGET_AFTER_S:
-                break
-            del departed[address]
+        self._departed.expire(now)
         for p in list(self._peers.values()):
-            if p.heard:
-                p.heard = False
-                p.last_heard = now
-            elif p.reachable and now - p.last_heard > timeout:
-                self._lose(p, now)
-            elif not p.reachable and now - p.last_heard > FORGET_AFTER_S:
-                self._forget(p, f"not heard from for {now - p.last_heard:.0f} s")
+            verdict = p.tick(now)
+            if verdict is Verdict.FORGET:
+                self._forget(p, f"not heard from for {p.silent_for(now):.0f} s")
                 continue
-            p.need_beat = True
-            self._mark(p)
+            if verdict is Verdict.LOST:
+                self._lose(p, now)
+            self._mark(p)  # a BEAT is due
         self._tick_handle = self._clock.call_later(self._interval, self._tick)
 
     def _lose(self, p: _Peer, now: float) -> None:
-        p.reachable = False
+        # (``p.tick`` made it unreachable.)
         dropped = len(p.queue) + sum(1 for _, admitted in p.waiters if not admitted.done())
         p.queue.clear()
         self._fail_waiters(
@@ -910,7 +887,7 @@ class ZmqTransport:
         logger.warning(
             "peer %s lost: not heard from for %.2f s; dropped %d queued envelopes",
             p.address,
-            now - p.last_heard,
+            p.silent_for(now),
             dropped,
         )
         self._report_lost(p)
@@ -927,22 +904,7 @@ class ZmqTransport:
         if p.reachable:
             self._report_lost(p)
         self._forget(p, "it closed")
-        self._departed[p.address] = self._clock.now()
-
-    def _regained(self, p: _Peer) -> None:
-        p.reachable = True
-        p.last_heard = self._clock.now()
-        logger.info("peer %s is reachable again", p.address)
-
-    def _new_incarnation(self, p: _Peer, incarnation: int) -> None:
-        # The peer (re)started: counts of what it sent start again, and if it had an
-        # earlier incarnation, whatever waited on that one is gone with it.
-        old = p.incarnation
-        p.incarnation = incarnation
-        p.received = p.credited = p.credit_sent = 0
-        if old and p.reachable:
-            logger.warning("peer %s restarted", p.address)
-            self._report_lost(p)
+        self._departed.add(p.address, self._clock.now())
 
     @staticmethod
     def _fail_waiters(p: _Peer, error: type[Exception], message: str) -> None:
@@ -967,8 +929,7 @@ class ZmqTransport:
             p.dirty = False
             if not p.blocked:
                 self._write(p)
-            if arm and p.credited != p.credit_sent:
-                p.credit_held = p.credited
+            if arm and p.hold_credit():
                 self._held.append(p)
         if arm and self._held and self._state is _RUNNING:
             self._credit_timer = self._clock.call_later(CREDIT_DELAY_S, self._send_credits)
@@ -982,8 +943,7 @@ class ZmqTransport:
         if self._state is not _RUNNING:
             return
         for p in held:
-            if p.credit_sent < p.credit_held:
-                p.credit_due = True
+            if p.credit_overdue():
                 self._mark(p)
 
     def _write(self, p: _Peer) -> None:
@@ -994,23 +954,21 @@ class ZmqTransport:
                 send(proto.HELLO, _MORE)
                 send(self._hello, _NOBLOCK)
                 p.need_hello = False
-            if p.need_beat:
+            beat = p.need_beat
+            if beat:
                 send(proto.BEAT, _MORE)
                 send(proto.encode_beat(incarnation, p.sent), _NOBLOCK)
                 p.need_beat = False
-            credited = p.credited
-            if credited != p.credit_sent and (
-                # Else the credit rides on the next data batch to this peer, or goes
-                # after CREDIT_DELAY_S: a lone CREDIT for every envelope received made
-                # an ask four zmq messages instead of two.
-                p.credit_due or p.need_beat or credited - p.credit_sent >= self._credit_batch
-            ):
+            # Else the credit rides on the next data batch to this peer, or goes after
+            # CREDIT_DELAY_S: a lone CREDIT for every envelope received made an ask
+            # four zmq messages instead of two.
+            if p.lone_credit_due(beat):
+                credited = p.credited
                 send(proto.CREDIT, _MORE)
                 send(proto.encode_credit(incarnation, p.incarnation, credited), _NOBLOCK)
-                p.credit_sent = credited
-                p.credit_due = False
+                p.credit_written(credited)
             while p.queue:
-                room = self._window - (p.sent - p.acked)
+                room = p.room()
                 if room <= 0:
                     break  # the rest waits for CREDIT
                 frames = _take(p, min(room, proto.BATCH_FRAMES))
@@ -1023,13 +981,12 @@ class ZmqTransport:
                 except zmq.Again:
                     p.queue[0:0] = frames
                     raise
-                p.credit_sent = credited
-                p.credit_due = False
                 # zmq delivers a multipart message whole or not at all: once its first
                 # part is accepted, the rest is too.
                 send(_join_items(frames), _NOBLOCK)
                 count = len(frames)
-                p.sent += count
+                p.credit_written(credited)
+                p.data_written(count)
                 self._frames_sent += count
                 if p.waiters:
                     self._admit(p)
@@ -1148,20 +1105,17 @@ class ZmqTransport:
             return self._handle_data(p, header, frames)
         assert control is not None
         if type(control) is proto.Bye:
-            # (A BYE of an earlier incarnation of this address says nothing of this one.)
-            if not p.incarnation or control.incarnation == p.incarnation:
+            if p.bye_received(control.incarnation):
                 self._bye(p)
             return 0
         self._heard(p, control.incarnation)
         if type(control) is proto.Credit:
             if control.peer_incarnation == self._incarnation:
                 self._acked(p, control.credited)
-        elif type(control) is proto.Beat and control.sent > p.received:
+        elif type(control) is proto.Beat and p.beat_received(control.sent):
             # Envelopes sent before this heartbeat that never came were written to a
-            # connection that broke: nobody else will credit them.
-            lost = control.sent - p.received
-            p.received = control.sent
-            self._written_off(p, lost)
+            # connection that broke: nobody else will credit them; credit them back.
+            self._mark(p)
         return 0
 
     def _authenticate(self, rid: bytes, key: str | None, p: _Peer | None) -> _Peer | None:
@@ -1222,11 +1176,8 @@ class ZmqTransport:
         self._mark(p)
 
     def _acked(self, p: _Peer, credited: int) -> None:
-        credited = min(credited, p.sent)
-        if credited > p.acked:
-            p.acked = credited
-            if p.queue:
-                self._mark(p)
+        if p.credit_received(credited) and p.queue:
+            self._mark(p)
 
     def _handle_data(self, p: _Peer, header: bytes, frames: list[Envelope | ProtocolError]) -> int:
         _, incarnation, seq, mine, credited = _unpack_data_header(header)
@@ -1234,14 +1185,10 @@ class ZmqTransport:
         if mine == self._incarnation:
             # A credit riding on the batch (as in CREDIT).
             self._acked(p, credited)
-        received = p.received
-        if seq > received:
-            # The envelopes in between were written to a connection that broke.
-            p.received = seq
-            self._written_off(p, seq - received)
-            received = seq
         count = len(frames)
-        p.received = received + count
+        if p.data_received(seq, count):
+            # The envelopes in between were written to a connection that broke.
+            self._mark(p)
         deliver = self._deliver
         address = p.address
         remaining = iter(frames)
@@ -1267,17 +1214,19 @@ class ZmqTransport:
         return count
 
     def _heard(self, p: _Peer, incarnation: int) -> None:
-        if incarnation != p.incarnation:
-            self._new_incarnation(p, incarnation)
-        p.heard = True
-        if not p.reachable:
-            self._regained(p)
+        news = p.hear(incarnation)
+        if news:
+            if news & RESTARTED:
+                # Whatever waited on its earlier incarnation is gone with it.
+                logger.warning("peer %s restarted", p.address)
+                self._report_lost(p)
+            if news & REGAINED:
+                logger.info("peer %s is reachable again", p.address)
 
     def _written_off(self, p: _Peer, count: int) -> None:
-        # Envelopes the handler will never see (lost on the way, or rejected) are
+        # Envelopes the handler will never see (rejected, or its handler raised) are
         # credited here, so the sender's window does not shrink for good.
-        credited = p.credited + count
-        p.credited = min(credited, p.received)
+        p.credit(count)
         self._mark(p)
 
     def _on_monitor(self) -> None:
