@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from cfactor._core.actor import Actor
@@ -34,6 +34,17 @@ from cfactor.errors import (
 )
 from cfactor.flow.context import Endpoint, endpoint_ref
 from cfactor.flow.functions import portable
+from cfactor.flow.messages import (
+    Batch,
+    EdgePlan,
+    EndOfStream,
+    Failed,
+    NodePlan,
+    Progress,
+    ReplicaCount,
+    Start,
+    Where,
+)
 from cfactor.flow.model import Auto, Shell
 from cfactor.flow.progress import Display, render
 from cfactor.flow.sending import BATCH_ITEMS
@@ -223,21 +234,19 @@ class RunMonitor(Actor):
     async def receive(self, message: Any) -> Any:
         state = self.state
         match message:
-            case ("batch", (str(path), _index), items):
+            case Batch(sender=(path, _), items=items):
                 state.outputs[path].extend(items)
-            case ("eos", (str(path), int(index))):
+            case EndOfStream(sender=(path, index)):
                 state.ended[path].add(index)
                 state.check_done(path)
-            case ("progress", str(path), int(index), n_in, n_out, finished, dropped):
+            case Progress(path, index, n_in, n_out, finished, dropped):
                 stats = state.nodes.get(path)
                 if stats is not None:
                     stats.update(index, n_in, n_out, finished, dropped)
-            case ("replicas", str(path), int(count)):
+            case ReplicaCount(path, count):
                 if path in state.nodes:
                     state.nodes[path].replicas = count
-            case ("failed", str(path), int(index), str(item), str(type_name), text, _) if (
-                item.startswith("(") and _lost(type_name)
-            ):
+            case Failed(path, index, item, type_name, text, delivery=True) if _lost(type_name):
                 state.fail(
                     path,
                     WorkerLost(
@@ -245,7 +254,7 @@ class RunMonitor(Actor):
                         f"{type_name}: {text}"
                     ),
                 )
-            case ("failed", str(path), int(index), item, type_name, text, traceback):
+            case Failed(path, index, item, type_name, text, traceback):
                 state.fail(
                     path,
                     NodeFailed(
@@ -586,42 +595,46 @@ class Driver:
                 stats.replicas = node.parallelism
             self.state.nodes[node.path] = result.nodes[node.name] = stats
         for node in reversed(order):
-            edges: list[tuple[Any, ...]] = []
+            edges: list[EdgePlan] = []
             for child in node.children:
+                targets = tuple(endpoints[child.name])
                 if isinstance(child.parallelism, Auto):
-                    edges.append(("auto", endpoints[child.name], gates[child.name], None))
+                    edges.append(EdgePlan("auto", targets, gates[child.name], None))
                 else:
                     mode = "part" if child.kind == "reduce" else "spread"
                     partition = portable(child.partition, remote=self.remote)
-                    edges.append((mode, endpoints[child.name], None, partition))
+                    edges.append(EdgePlan(mode, targets, None, partition))
             if not node.children:  # a leaf: its outputs are the flow's
-                edges.append(("spread", [self.monitor_endpoint], None, None))
+                edges.append(EdgePlan("spread", (self.monitor_endpoint,), None, None))
                 self.state.outputs[node.path] = []
                 self.state.expected[node.path] = senders[node.name]
                 self.state.ended[node.path] = set()
-            plan = {
-                "kind": node.kind,
-                "node": node.path,
-                "index": 0,
-                "replicas": 0 if isinstance(node.parallelism, Auto) else node.parallelism,
-                "fn": portable(node.fn, remote=self.remote),
-                "arg": node.arg,
-                "retries": node.retries,
-                "expected": senders[node.parent.name] if node.parent is not None else 0,
-                "edges": edges,
-                "monitor": self.monitor_endpoint,
-                "store": self.stores[flow.session.name],
-                "services": self.services,
-                "batch": BATCH_ITEMS,
-            }
+            plan = NodePlan(
+                kind=node.kind,
+                node=node.path,
+                index=0,
+                replicas=0 if isinstance(node.parallelism, Auto) else node.parallelism,
+                fn=portable(node.fn, remote=self.remote),
+                arg=node.arg,
+                retries=node.retries,
+                expected=senders[node.parent.name] if node.parent is not None else 0,
+                edges=tuple(edges),
+                monitor=self.monitor_endpoint,
+                store=self.stores[flow.session.name],
+                services=self.services,
+                batch=BATCH_ITEMS,
+            )
             refs: list[ActorRef] = []
             if isinstance(node.parallelism, Auto):
                 host = await self._spawn(
-                    AutoHost, plan, _auto_dict(node.parallelism), name=f"{node.path}-{self.run_id}"
+                    AutoHost,
+                    plan.to_args(),
+                    _auto_dict(node.parallelism),
+                    name=f"{node.path}-{self.run_id}",
                 )
                 refs.append(host)
                 gates[node.name] = await self._endpoint(host)
-                address, group = await host.ask("where")
+                address, group = await host.ask(Where())
                 endpoints[node.name] = [(address, group)]
             else:
                 count = node.parallelism
@@ -629,7 +642,7 @@ class Driver:
                 for index in range(count):
                     ref = await self._spawn(
                         NodeWorker,
-                        {**plan, "index": index},
+                        replace(plan, index=index).to_args(),
                         name=f"{node.path}.{index}-{self.run_id}",
                     )
                     refs.append(ref)
@@ -637,7 +650,7 @@ class Driver:
             self.workers[node.path] = refs
         for source in flow.sources():
             for ref in self.workers[source.path]:
-                await ref.tell("start")
+                await ref.tell(Start())
 
     async def _spawn(self, cls: type[Actor], *args: Any, name: str) -> ActorRef:
         ref = await self.system.spawn(
