@@ -8,7 +8,10 @@ Who sends what (docs/flow.md has the picture):
 - a replica asks each replica downstream (or the monitor, for a leaf) to take a
   ``Batch`` and, when its upstream has all ended, an ``EndOfStream``;
 - a replica tells the monitor its ``Progress`` and, once, that it ``Failed``; an
-  ``AutoHost`` tells it its group's ``ReplicaCount``.
+  ``AutoHost`` tells it its group's ``ReplicaCount``;
+- a Node function asks its session's store (``StoreGet``, ``StorePut``, ``StoreAdd``,
+  ``StoreItems``) and calls a function service (``Call``); the driver asks a step's
+  actor to ``RunStep`` and gets a ``StepOutcome``.
 
 Each message is a frozen dataclass registered with the codec under a stable name
 (``cfactor.flow.*``: the name, not the module, is the wire contract). A message from
@@ -171,6 +174,85 @@ class ReplicaCount:
         _require(self, path=str, count=int)
 
 
+# -- the session's services and steps ----------------------------------------------------
+
+
+@message(name="cfactor.flow.StoreGet")
+@dataclass(frozen=True, slots=True)
+class StoreGet:
+    """Answer: the value at ``key`` in the session's store, or ``default``."""
+
+    key: Any
+    default: Any = None
+
+
+@message(name="cfactor.flow.StorePut")
+@dataclass(frozen=True, slots=True)
+class StorePut:
+    """Set ``key`` to ``value``. Answer: None."""
+
+    key: Any
+    value: Any
+
+
+@message(name="cfactor.flow.StoreAdd")
+@dataclass(frozen=True, slots=True)
+class StoreAdd:
+    """Add ``delta`` to the number at ``key`` (0 if unset). Answer: the new value."""
+
+    key: Any
+    delta: int | float = 1
+
+    def __post_init__(self) -> None:
+        _require(self, delta=(int, float))
+
+
+@message(name="cfactor.flow.StoreItems")
+@dataclass(frozen=True, slots=True)
+class StoreItems:
+    """Answer: a copy of the whole store, a dict."""
+
+
+@message(name="cfactor.flow.Call")
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call the function registered with ``app.reg`` (a ``FunctionService``) with
+    ``args``. Answer: its return value."""
+
+    args: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        _require(self, args=tuple)
+
+
+@message(name="cfactor.flow.RunStep")
+@dataclass(frozen=True, slots=True)
+class RunStep:
+    """Driver -> a step's actor: run the step once. Answer: ``StepOutcome``."""
+
+
+@message(name="cfactor.flow.StepOutcome")
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """How a step's command or function ended (its output's tails)."""
+
+    ok: bool
+    exit_code: int | None  #: a shell step's; None for a function, or one killed
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def __post_init__(self) -> None:
+        _require(
+            self,
+            ok=bool,
+            exit_code=(int, type(None)),
+            stdout=str,
+            stderr=str,
+            seconds=(int, float),
+        )
+
+
 # -- the plan a replica is built from ----------------------------------------------------
 
 
@@ -267,3 +349,5 @@ class NodePlan:
 ReplicaRequest = Start | Batch | EndOfStream
 #: What the run's monitor is asked or told.
 MonitorRequest = Batch | EndOfStream | Progress | Failed | ReplicaCount
+#: What a session's store is asked.
+StoreRequest = StoreGet | StorePut | StoreAdd | StoreItems

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -32,17 +33,22 @@ from cfactor.errors import (
     WorkerLost,
     wire_error_type,
 )
-from cfactor.flow.context import Endpoint, endpoint_ref
+from cfactor.flow.context import endpoint_ref
 from cfactor.flow.functions import portable
 from cfactor.flow.messages import (
     Batch,
+    Call,
     EdgePlan,
     EndOfStream,
+    Endpoint,
     Failed,
     NodePlan,
     Progress,
     ReplicaCount,
+    RunStep,
     Start,
+    StepOutcome,
+    StoreItems,
     Where,
 )
 from cfactor.flow.model import Auto, Shell
@@ -374,7 +380,7 @@ class Running:
         Raises:
             RemoteActorError: The function raised (its type, message, traceback).
         """
-        return await self.service(name).ask(("call", args), timeout=timeout)
+        return await self.service(name).ask(Call(args), timeout=timeout)
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -459,7 +465,7 @@ class Driver:
     async def _snapshot_stores(self) -> None:
         for session, endpoint in self.stores.items():
             try:
-                items = await endpoint_ref(self.system, endpoint).ask(("items",))
+                items = await endpoint_ref(self.system, endpoint).ask(StoreItems())
             except CfactorError as exc:
                 log.warning("reading session %s's store: %r", session, exc)
                 continue
@@ -526,14 +532,19 @@ class Driver:
                     return
             log.info("step %s started", step.path)
             try:
-                ok, code, out, err, seconds = await workers[step.name].ask(
-                    "run", timeout=float("inf")
-                )
+                ended: StepOutcome = await workers[step.name].ask(RunStep(), timeout=math.inf)
             except CfactorError as exc:  # its actor (or its member) is gone
-                ok, code, out, seconds = False, None, "", 0.0
-                err = f"the step's actor did not answer: {type(exc).__name__}: {exc}"
-            outcome = StepResult(step.path, "ok" if ok else "failed", code, out, err, seconds)
-            log.info("step %s %s in %.2f s", step.path, outcome.status, seconds)
+                why = f"the step's actor did not answer: {type(exc).__name__}: {exc}"
+                ended = StepOutcome(ok=False, exit_code=None, stdout="", stderr=why, seconds=0.0)
+            outcome = StepResult(
+                step.path,
+                "ok" if ended.ok else "failed",
+                ended.exit_code,
+                ended.stdout,
+                ended.stderr,
+                ended.seconds,
+            )
+            log.info("step %s %s in %.2f s", step.path, outcome.status, ended.seconds)
             result.steps[step.name] = outcome
             done[step.name].set_result(outcome)
 

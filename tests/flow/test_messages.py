@@ -51,6 +51,14 @@ SAMPLES: list[Any] = [
     m.Failed("app.s.f.count", 1, "'x'", "ValueError", "bad x", "Traceback ...", delivery=False),
     m.Failed("app.s.f.count", 1, "(sending downstream)", "ActorStopped", "gone", "", delivery=True),
     m.ReplicaCount("app.s.f.auto", 3),
+    m.StoreGet("seen", 0),
+    m.StorePut(("a", 1), {"nested": [1.5, None]}),
+    m.StoreAdd("total", 2.5),
+    m.StoreItems(),
+    m.Call((1, "two", [3])),
+    m.RunStep(),
+    m.StepOutcome(ok=True, exit_code=0, stdout="done\n", stderr="", seconds=0.25),
+    m.StepOutcome(ok=False, exit_code=None, stdout="", stderr="Traceback ...", seconds=1),
     *EDGES,
     PLAN,
     dataclasses.replace(PLAN, kind="source", arg=[1, 2], auto_replica=True, edges=()),
@@ -101,6 +109,12 @@ def test_a_hand_written_message_frame_decodes() -> None:
             },
         ),
         ("cfactor.flow.ReplicaCount", {"path": "p", "count": 2.5}),
+        ("cfactor.flow.StoreAdd", {"key": "k", "delta": "1"}),
+        ("cfactor.flow.Call", {"args": [1, 2]}),  # a list, no tuple
+        (
+            "cfactor.flow.StepOutcome",
+            {"ok": 1, "exit_code": 0, "stdout": "", "stderr": "", "seconds": 0.1},
+        ),
         (
             "cfactor.flow.EdgePlan",
             {"mode": "sideways", "targets": [], "gate": None, "partition": None},
