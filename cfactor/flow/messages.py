@@ -201,10 +201,9 @@ class StoreAdd:
     """Add ``delta`` to the number at ``key`` (0 if unset). Answer: the new value."""
 
     key: Any
-    delta: int | float = 1
-
-    def __post_init__(self) -> None:
-        _require(self, delta=(int, float))
+    #: Any number the store's value adds to (not checked: a numpy int is no ``int``,
+    #: and adding is what checks it).
+    delta: Any = 1
 
 
 @message(name="cfactor.flow.StoreItems")

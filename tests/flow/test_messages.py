@@ -109,7 +109,6 @@ def test_a_hand_written_message_frame_decodes() -> None:
             },
         ),
         ("cfactor.flow.ReplicaCount", {"path": "p", "count": 2.5}),
-        ("cfactor.flow.StoreAdd", {"key": "k", "delta": "1"}),
         ("cfactor.flow.Call", {"args": [1, 2]}),  # a list, no tuple
         (
             "cfactor.flow.StepOutcome",
