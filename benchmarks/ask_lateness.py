@@ -26,6 +26,7 @@ import gc
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,44 +105,55 @@ async def raw_run(count: int) -> dict[str, Any]:
     }
 
 
-async def local_run(gc_on: bool) -> dict[str, Any]:
-    async with cf.ActorSystem(stop_timeout_s=0.2) as system:
-        hung = await system.spawn(Hung, name="hung")
-        healthy = await system.spawn(Echo, name="healthy")
-        await hung.tell("hang")
-        await asyncio.sleep(0)
+@dataclass(frozen=True)
+class Case:
+    """What differs between the local and the remote case, besides where the hung actor
+    lives: how many asks flood it, and how long its mailbox gets to let go of the ended
+    asks before it is read."""
+
+    count: int
+    settle_s: float
+
+
+LOCAL = Case(count=10_000, settle_s=0.05)
+REMOTE = Case(count=20_000, settle_s=0.2)
+
+
+async def start_targets(system: cf.ActorSystem) -> tuple[cf.ActorRef, cf.ActorRef]:
+    """The hung actor (busy with its first message for good) and its healthy neighbour."""
+    hung = await system.spawn(Hung, name="hung")
+    healthy = await system.spawn(Echo, name="healthy")
+    await hung.tell("hang")
+    await asyncio.sleep(0)
+    return hung, healthy
+
+
+async def case_run(address: str | None, case: Case, gc_on: bool) -> dict[str, Any]:
+    """Flood the hung actor with ``case.count`` asks: in this process (``address``
+    None) or in the member at ``address``."""
+    options: dict[str, Any] = (
+        {"stop_timeout_s": 0.2} if address is None else {"listen": "tcp://127.0.0.1:0"}
+    )
+    async with cf.ActorSystem(**options) as system:
+        if address is None:
+            hung, healthy = await start_targets(system)
+        else:
+            hung, healthy = system.ref("hung", at=address), system.ref("healthy", at=address)
+            await healthy.ask("warm up", timeout=10)
         if not gc_on:
             gc.disable()
         try:
-            figures = await flood(hung, healthy, 10_000)
+            figures = await flood(hung, healthy, case.count)
         finally:
             gc.enable()
-        await asyncio.sleep(0.05)
-        figures["left"] = await healthy.ask("left", timeout=10)
-        return figures
-
-
-async def remote_run(address: str, gc_on: bool) -> dict[str, Any]:
-    async with cf.ActorSystem(listen="tcp://127.0.0.1:0") as me:
-        hung = me.ref("hung", at=address)
-        healthy = me.ref("healthy", at=address)
-        await healthy.ask("warm up", timeout=10)
-        if not gc_on:
-            gc.disable()
-        try:
-            figures = await flood(hung, healthy, 20_000)
-        finally:
-            gc.enable()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(case.settle_s)
         figures["left"] = await healthy.ask("left", timeout=10)
         return figures
 
 
 async def serve_member() -> None:
     async with cf.ActorSystem(listen="tcp://127.0.0.1:0", stop_timeout_s=0.2) as system:
-        hung = await system.spawn(Hung, name="hung")
-        await system.spawn(Echo, name="healthy")
-        await hung.tell("hang")
+        await start_targets(system)
         print("ADDRESS", system.address, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
@@ -196,10 +208,12 @@ def main() -> None:
             )
         for gc_on in (True, False):
             tag = f"run {run + 1}" + ("" if gc_on else ", gc off")
-            print(row(f"local 10k, {tag}", cf.run(local_run(gc_on))), flush=True)
+            local = cf.run(case_run(None, LOCAL, gc_on))
+            print(row(f"local 10k, {tag}", local), flush=True)
             process, address = member()
             try:
-                print(row(f"remote 20k, {tag}", cf.run(remote_run(address, gc_on))), flush=True)
+                remote = cf.run(case_run(address, REMOTE, gc_on))
+                print(row(f"remote 20k, {tag}", remote), flush=True)
             finally:
                 process.communicate(timeout=10)
 

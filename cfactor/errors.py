@@ -247,10 +247,10 @@ def check_positive(
 
 class SystemClosed(CfactorError, RuntimeError):
     """The actor system (or its transport) is not running: not entered yet, or closed
-    by you. Asks still waiting for another member's answer when you close the system
-    end with this error, as do later sends to other members (never
-    ``MemberUnreachable``: closed is not broken). A ref to a local actor follows its
-    actor, which the close stopped: a tell is a dead letter, an ask ``ActorStopped``."""
+    by you. Asks still waiting for an answer when you close the system end with this
+    error, as does every later ask or tell, to another member's actor or a local one
+    (never ``MemberUnreachable``: closed is not broken; never ``ActorStopped`` or a
+    dead letter, which mean an actor stopped while its system runs)."""
 
 
 # -- the wire table ---------------------------------------------------------------------

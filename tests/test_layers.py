@@ -9,6 +9,8 @@
   ``loop.time()``, ``loop.call_later``), in every layer and the transports.
 - ``import cfactor`` loads no transport or membership library, and not the flow layer
   (loaded when first used), its HTTP endpoint or ctypes.
+- The flow layer sends and matches only the message classes of
+  ``cfactor/flow/messages.py``: no string, and no string-tagged tuple, as a message.
 """
 
 from __future__ import annotations
@@ -386,3 +388,74 @@ def test_the_layers_above_use_the_hosting_api_not_the_cores_private_state(path: 
     own = private_names_defined_in([path])
     reached = (private_reads_of_others(path) & CORE_PRIVATE) - own
     assert not reached, f"{path.name} reaches into the core: {sorted(reached)}; use system.hosting"
+
+
+# -- each layer's own protocol in one module (issue 11 item 3) ----------------------------
+
+FLOW = RUNTIME / "flow"
+SENDS = {"ask", "tell", "tell_nowait"}
+
+
+def _tagged(node: ast.AST) -> bool:
+    """A string, or a tuple (or its pattern) that starts with one: protocol 1's tags."""
+    if isinstance(node, ast.MatchValue):
+        node = node.value
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.Tuple | ast.MatchSequence):
+        items = node.elts if isinstance(node, ast.Tuple) else node.patterns
+        return bool(items) and _tagged(items[0])
+    return False
+
+
+def string_tagged_messages(source: str) -> list[str]:
+    """Each ``case`` arm, and each message sent with ask/tell, that is a string or a
+    string-tagged tuple instead of a message class."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.match_case) and _tagged(node.pattern):
+            found.append(f"line {node.pattern.lineno}: case {ast.unparse(node.pattern)}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SENDS
+            and node.args
+            and _tagged(node.args[0])
+        ):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(FLOW.glob("*.py")), ids=lambda p: p.name)
+def test_the_flow_layer_speaks_only_the_messages_of_its_messages_module(path: Path) -> None:
+    # cfactor/flow/messages.py declares the flow protocol (docs/flow.md, "Messages").
+    found = string_tagged_messages(path.read_text())
+    assert found == [], f"{path.name} uses string-tagged messages: {found}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "match m:\n    case ('progress', str(path), int(index)): pass",
+        "match m:\n    case 'where': pass",
+        "await ref.ask(('eos', sender), timeout=math.inf)",
+        "await ref.tell('start')",
+        "monitor.tell_nowait(('replicas', node, count))",
+    ],
+)
+def test_the_flow_message_rule_catches(source: str) -> None:
+    assert len(string_tagged_messages(source)) == 1
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "match m:\n    case Progress(path, index): pass",
+        "match m:\n    case (1, 2): pass",
+        "await ref.ask(EndOfStream(sender), timeout=math.inf)",
+        "await ref.tell(Start())",
+        "action = ('shell', command)",
+    ],
+)
+def test_the_flow_message_rule_allows(source: str) -> None:
+    assert string_tagged_messages(source) == []

@@ -308,7 +308,7 @@ class ActorCell(Mailbox, SupervisorMixin):
 
     async def tell(self, message: Any) -> None:
         if self.state >= STOPPING:
-            self.system.dead_letter(self.name, message, "the actor is stopped")
+            self.system.to_stopped(self.name, message, "the actor is stopped")
             return
         if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
             # Full: wait behind the other blocked senders. If the actor stops
@@ -322,7 +322,7 @@ class ActorCell(Mailbox, SupervisorMixin):
 
     def tell_nowait(self, message: Any) -> None:
         if self.state >= STOPPING:
-            self.system.dead_letter(self.name, message, "the actor is stopped")
+            self.system.to_stopped(self.name, message, "the actor is stopped")
             return
         if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
             raise MailboxFull(f"mailbox of {self.name!r} is full ({self.capacity} messages)")
@@ -337,7 +337,7 @@ class ActorCell(Mailbox, SupervisorMixin):
         elif not timeout > 0:  # also catches NaN
             raise ConfigError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
         if self.state >= STOPPING:
-            raise ActorStopped(f"actor {self.name!r} is stopped")
+            raise system.stopped_error(ActorStopped(f"actor {self.name!r} is stopped"))
         loop = system.loop
         future: asyncio.Future[Any] = loop.create_future()
         if self.waiters or (self.queue is not None and len(self.queue) >= self.capacity):
@@ -423,7 +423,8 @@ class ActorCell(Mailbox, SupervisorMixin):
                 self.current = None
                 reply = unfinished[1]
                 if reply is not None and not reply.done():
-                    reply.set_exception(ActorStopped(f"actor {self.name!r} was stopped"))
+                    stopped = ActorStopped(f"actor {self.name!r} was stopped")
+                    reply.set_exception(self.system.stopped_error(stopped))
             if not queue and self.queue is queue:
                 self.queue = None  # an idle actor keeps no deque
 
@@ -602,7 +603,8 @@ class ActorCell(Mailbox, SupervisorMixin):
             if reply is None:
                 self.system.dead_letter(self.name, message, "the actor stopped")
             elif not reply.done():
-                reply.set_exception(ActorStopped(f"actor {self.name!r} stopped before answering"))
+                stopped = ActorStopped(f"actor {self.name!r} stopped before answering")
+                reply.set_exception(self.system.stopped_error(stopped))
 
     def _finish_stop(self) -> None:
         self.state = STOPPED

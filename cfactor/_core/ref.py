@@ -67,7 +67,11 @@ class ActorRef:
     def tell(self, message: Any) -> Coroutine[Any, Any, None]:
         """Send ``message``; wait only for mailbox space. At most once.
 
-        A message to a stopped actor is counted as a dead letter, not raised.
+        A message to an actor that stopped while the system runs is counted as a
+        dead letter, not raised.
+
+        Raises:
+            SystemClosed: You closed the system (``aclose``).
         """
         return self._cell.tell(message)
 
@@ -76,6 +80,7 @@ class ActorRef:
 
         Raises:
             MailboxFull: The mailbox is at capacity; the message was not sent.
+            SystemClosed: You closed the system (``aclose``).
         """
         self._cell.tell_nowait(message)
 
@@ -91,6 +96,7 @@ class ActorRef:
             AskTimeout: No answer in time (the message may still be handled later).
             RemoteActorError: The handler raised; carries its type name and traceback.
             ActorStopped: The actor stopped before answering, or was stopped already.
+            SystemClosed: You closed the system (``aclose``), also while this waited.
         """
         return self._cell.ask(message, timeout)
 

@@ -308,7 +308,7 @@ class ReplicaSet(Mailbox):
 
     async def tell(self, message: Any) -> None:
         if self.state >= STOPPING:
-            self.system.dead_letter(self.name, message, "the replicated actor is stopped")
+            self.system.to_stopped(self.name, message, "the replicated actor is stopped")
             return
         entry = self.entry(message, None)
         if self.has_room():
@@ -319,7 +319,7 @@ class ReplicaSet(Mailbox):
 
     def tell_nowait(self, message: Any) -> None:
         if self.state >= STOPPING:
-            self.system.dead_letter(self.name, message, "the replicated actor is stopped")
+            self.system.to_stopped(self.name, message, "the replicated actor is stopped")
             return
         entry = self.entry(message, None)
         if not self.has_room():
@@ -334,7 +334,7 @@ class ReplicaSet(Mailbox):
         elif not timeout > 0:
             raise ConfigError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
         if self.state >= STOPPING:
-            raise ActorStopped(f"replicated actor {self.name!r} is stopped")
+            raise system.stopped_error(ActorStopped(f"replicated actor {self.name!r} is stopped"))
         future: asyncio.Future[Any] = system.loop.create_future()
         entry = self.entry(message, future)
         remaining = timeout
@@ -505,7 +505,8 @@ class ReplicaSet(Mailbox):
             if reply is None:
                 self.system.dead_letter(self.name, message, "the replicated actor stopped")
             elif not reply.done():
-                reply.set_exception(ActorStopped(f"replicated actor {self.name!r} stopped"))
+                stopped = ActorStopped(f"replicated actor {self.name!r} stopped")
+                reply.set_exception(self.system.stopped_error(stopped))
         replicas, self.replicas = self.replicas, []
         # All at once: a replica stuck in a handler costs stop_timeout_s once, not N times.
         await asyncio.gather(*(replica.cell.terminate() for replica in replicas))

@@ -19,6 +19,8 @@ from cfactor._core.supervision import Restart, Supervision, parse_restart
 from cfactor.errors import (
     ActorNotFound,
     ActorStartFailed,
+    ActorStopped,
+    CfactorError,
     ConfigError,
     NameTaken,
     SystemClosed,
@@ -572,6 +574,26 @@ class ActorSystem:
 
     def count_escalation(self) -> None:
         self._escalations += 1
+
+    def to_stopped(self, target: str, message: Any, reason: str) -> None:
+        """A tell to an actor that stopped: a dead letter while the system runs.
+
+        Off the hot path: only a send to a stopped actor comes here.
+
+        Raises:
+            SystemClosed: You closed (or are closing) the system: closed is neither
+                broken nor a dead letter.
+        """
+        if self._closed:
+            raise SystemClosed(f"the actor system was closed (a message to {target!r})")
+        self.dead_letter(target, message, reason)
+
+    def stopped_error(self, error: ActorStopped) -> CfactorError:
+        """What an ask to an actor that stopped raises: ``error`` while the system
+        runs, ``SystemClosed`` once you closed it (also for asks the close cut short)."""
+        if self._closed:
+            return SystemClosed(f"the actor system was closed ({error})")
+        return error
 
     def dead_letter(self, target: str, message: Any, reason: str) -> None:
         """Count a message that reached no actor; log at debug level, at most once a second."""

@@ -10,12 +10,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from cfactor.errors import ConfigError
+from cfactor.flow.messages import Call, Endpoint, StoreAdd, StoreGet, StoreItems, StorePut
 
 if TYPE_CHECKING:
     from cfactor._core.ref import ActorRef
     from cfactor._core.system import ActorSystem
-
-Endpoint = tuple[str | None, str]  # (member address or None for this one, actor name)
+    from cfactor.flow.messages import StoreRequest
 
 
 def endpoint_ref(system: ActorSystem, endpoint: Endpoint) -> ActorRef:
@@ -37,7 +37,7 @@ class Store:
         self._ref = ref
         self._loop = loop
 
-    def _call(self, message: tuple[Any, ...]) -> Any:
+    def _call(self, message: StoreRequest) -> Any:
         coro = self._ref.ask(message)
         try:
             asyncio.get_running_loop()
@@ -46,17 +46,17 @@ class Store:
         return coro
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._call(("get", key, default))
+        return self._call(StoreGet(key, default))
 
     def put(self, key: str, value: Any) -> Any:
-        return self._call(("put", key, value))
+        return self._call(StorePut(key, value))
 
     def add(self, key: str, delta: float = 1) -> Any:
         """Add ``delta`` to the number at ``key`` (0 if unset); the new value."""
-        return self._call(("add", key, delta))
+        return self._call(StoreAdd(key, delta))
 
     def items(self) -> Any:
-        return self._call(("items",))
+        return self._call(StoreItems())
 
 
 class Context:
@@ -104,7 +104,7 @@ class Context:
     def call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Call a function the app registered with ``app.reg`` (awaitable in async
         functions; the value itself in sync ones)."""
-        coro = self.service(name).ask(("call", args), timeout=timeout)
+        coro = self.service(name).ask(Call(args), timeout=timeout)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

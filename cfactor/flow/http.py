@@ -36,6 +36,7 @@ from cfactor.errors import (
     MemberUnreachable,
     RemoteActorError,
 )
+from cfactor.flow.messages import Call
 
 if TYPE_CHECKING:
     from cfactor.flow.run import Running
@@ -195,7 +196,7 @@ class ServiceEndpoint:
         if spec is None:
             raise HttpError(404, f"no service {name!r}")
         ref = self.running.service(name)
-        message = ("call", tuple(value) if isinstance(value, list) else (value,))
+        message = Call(tuple(value) if isinstance(value, list) else (value,))
         try:
             result = await ref.ask(message if spec.is_function else value)
         except RemoteActorError as exc:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from cfactor._core.actor import Actor
@@ -32,8 +33,24 @@ from cfactor.errors import (
     WorkerLost,
     wire_error_type,
 )
-from cfactor.flow.context import Endpoint, endpoint_ref
+from cfactor.flow.context import endpoint_ref
 from cfactor.flow.functions import portable
+from cfactor.flow.messages import (
+    Batch,
+    Call,
+    EdgePlan,
+    EndOfStream,
+    Endpoint,
+    Failed,
+    NodePlan,
+    Progress,
+    ReplicaCount,
+    RunStep,
+    Start,
+    StepOutcome,
+    StoreItems,
+    Where,
+)
 from cfactor.flow.model import Auto, Shell
 from cfactor.flow.progress import Display, render
 from cfactor.flow.sending import BATCH_ITEMS
@@ -223,21 +240,19 @@ class RunMonitor(Actor):
     async def receive(self, message: Any) -> Any:
         state = self.state
         match message:
-            case ("batch", (str(path), _index), items):
+            case Batch(sender=(path, _), items=items):
                 state.outputs[path].extend(items)
-            case ("eos", (str(path), int(index))):
+            case EndOfStream(sender=(path, index)):
                 state.ended[path].add(index)
                 state.check_done(path)
-            case ("progress", str(path), int(index), n_in, n_out, finished, dropped):
+            case Progress(path, index, n_in, n_out, finished, dropped):
                 stats = state.nodes.get(path)
                 if stats is not None:
                     stats.update(index, n_in, n_out, finished, dropped)
-            case ("replicas", str(path), int(count)):
+            case ReplicaCount(path, count):
                 if path in state.nodes:
                     state.nodes[path].replicas = count
-            case ("failed", str(path), int(index), str(item), str(type_name), text, _) if (
-                item.startswith("(") and _lost(type_name)
-            ):
+            case Failed(path, index, item, type_name, text, delivery=True) if _lost(type_name):
                 state.fail(
                     path,
                     WorkerLost(
@@ -245,7 +260,7 @@ class RunMonitor(Actor):
                         f"{type_name}: {text}"
                     ),
                 )
-            case ("failed", str(path), int(index), item, type_name, text, traceback):
+            case Failed(path, index, item, type_name, text, traceback):
                 state.fail(
                     path,
                     NodeFailed(
@@ -365,7 +380,7 @@ class Running:
         Raises:
             RemoteActorError: The function raised (its type, message, traceback).
         """
-        return await self.service(name).ask(("call", args), timeout=timeout)
+        return await self.service(name).ask(Call(args), timeout=timeout)
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -450,7 +465,7 @@ class Driver:
     async def _snapshot_stores(self) -> None:
         for session, endpoint in self.stores.items():
             try:
-                items = await endpoint_ref(self.system, endpoint).ask(("items",))
+                items = await endpoint_ref(self.system, endpoint).ask(StoreItems())
             except CfactorError as exc:
                 log.warning("reading session %s's store: %r", session, exc)
                 continue
@@ -517,14 +532,19 @@ class Driver:
                     return
             log.info("step %s started", step.path)
             try:
-                ok, code, out, err, seconds = await workers[step.name].ask(
-                    "run", timeout=float("inf")
-                )
+                ended: StepOutcome = await workers[step.name].ask(RunStep(), timeout=math.inf)
             except CfactorError as exc:  # its actor (or its member) is gone
-                ok, code, out, seconds = False, None, "", 0.0
-                err = f"the step's actor did not answer: {type(exc).__name__}: {exc}"
-            outcome = StepResult(step.path, "ok" if ok else "failed", code, out, err, seconds)
-            log.info("step %s %s in %.2f s", step.path, outcome.status, seconds)
+                why = f"the step's actor did not answer: {type(exc).__name__}: {exc}"
+                ended = StepOutcome(ok=False, exit_code=None, stdout="", stderr=why, seconds=0.0)
+            outcome = StepResult(
+                step.path,
+                "ok" if ended.ok else "failed",
+                ended.exit_code,
+                ended.stdout,
+                ended.stderr,
+                ended.seconds,
+            )
+            log.info("step %s %s in %.2f s", step.path, outcome.status, ended.seconds)
             result.steps[step.name] = outcome
             done[step.name].set_result(outcome)
 
@@ -586,42 +606,46 @@ class Driver:
                 stats.replicas = node.parallelism
             self.state.nodes[node.path] = result.nodes[node.name] = stats
         for node in reversed(order):
-            edges: list[tuple[Any, ...]] = []
+            edges: list[EdgePlan] = []
             for child in node.children:
+                targets = tuple(endpoints[child.name])
                 if isinstance(child.parallelism, Auto):
-                    edges.append(("auto", endpoints[child.name], gates[child.name], None))
+                    edges.append(EdgePlan("auto", targets, gates[child.name], None))
                 else:
                     mode = "part" if child.kind == "reduce" else "spread"
                     partition = portable(child.partition, remote=self.remote)
-                    edges.append((mode, endpoints[child.name], None, partition))
+                    edges.append(EdgePlan(mode, targets, None, partition))
             if not node.children:  # a leaf: its outputs are the flow's
-                edges.append(("spread", [self.monitor_endpoint], None, None))
+                edges.append(EdgePlan("spread", (self.monitor_endpoint,), None, None))
                 self.state.outputs[node.path] = []
                 self.state.expected[node.path] = senders[node.name]
                 self.state.ended[node.path] = set()
-            plan = {
-                "kind": node.kind,
-                "node": node.path,
-                "index": 0,
-                "replicas": 0 if isinstance(node.parallelism, Auto) else node.parallelism,
-                "fn": portable(node.fn, remote=self.remote),
-                "arg": node.arg,
-                "retries": node.retries,
-                "expected": senders[node.parent.name] if node.parent is not None else 0,
-                "edges": edges,
-                "monitor": self.monitor_endpoint,
-                "store": self.stores[flow.session.name],
-                "services": self.services,
-                "batch": BATCH_ITEMS,
-            }
+            plan = NodePlan(
+                kind=node.kind,
+                node=node.path,
+                index=0,
+                replicas=0 if isinstance(node.parallelism, Auto) else node.parallelism,
+                fn=portable(node.fn, remote=self.remote),
+                arg=node.arg,
+                retries=node.retries,
+                expected=senders[node.parent.name] if node.parent is not None else 0,
+                edges=tuple(edges),
+                monitor=self.monitor_endpoint,
+                store=self.stores[flow.session.name],
+                services=self.services,
+                batch=BATCH_ITEMS,
+            )
             refs: list[ActorRef] = []
             if isinstance(node.parallelism, Auto):
                 host = await self._spawn(
-                    AutoHost, plan, _auto_dict(node.parallelism), name=f"{node.path}-{self.run_id}"
+                    AutoHost,
+                    plan.to_args(),
+                    _auto_dict(node.parallelism),
+                    name=f"{node.path}-{self.run_id}",
                 )
                 refs.append(host)
                 gates[node.name] = await self._endpoint(host)
-                address, group = await host.ask("where")
+                address, group = await host.ask(Where())
                 endpoints[node.name] = [(address, group)]
             else:
                 count = node.parallelism
@@ -629,7 +653,7 @@ class Driver:
                 for index in range(count):
                     ref = await self._spawn(
                         NodeWorker,
-                        {**plan, "index": index},
+                        replace(plan, index=index).to_args(),
                         name=f"{node.path}.{index}-{self.run_id}",
                     )
                     refs.append(ref)
@@ -637,7 +661,7 @@ class Driver:
             self.workers[node.path] = refs
         for source in flow.sources():
             for ref in self.workers[source.path]:
-                await ref.tell("start")
+                await ref.tell(Start())
 
     async def _spawn(self, cls: type[Actor], *args: Any, name: str) -> ActorRef:
         ref = await self.system.spawn(

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from cfactor.errors import FrameTooLarge
 from cfactor.flow.context import endpoint_ref
 from cfactor.flow.functions import ItemFailed, resolve
+from cfactor.flow.messages import Batch, EndOfStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cfactor._core.ref import ActorRef
     from cfactor._core.system import ActorSystem
+    from cfactor.flow.messages import EdgePlan
 
 #: Items per batch, and the bytes (roughly) after which a batch goes early.
 BATCH_ITEMS = 256
@@ -249,7 +251,7 @@ class Emitter:
 
     def launch(self, edge: Edge, target: int, items: list[Any]) -> None:
         edge.unanswered[target] += 1
-        ask = edge.refs[target].ask(("batch", self.sender, items), timeout=math.inf)
+        ask = edge.refs[target].ask(Batch(self.sender, items), timeout=math.inf)
         future = asyncio.ensure_future(ask)
         self.pending.add(future)
         future.add_done_callback(partial(self._answered, edge, target, items))
@@ -291,7 +293,9 @@ class Emitter:
         """Drain, then tell everyone downstream that this sender is done."""
         await self.drain()
         ends = [
-            ref.ask(("eos", self.sender), timeout=math.inf) for e in self.edges for ref in e.ends()
+            ref.ask(EndOfStream(self.sender), timeout=math.inf)
+            for e in self.edges
+            for ref in e.ends()
         ]
         await asyncio.gather(*ends)
 
@@ -311,12 +315,13 @@ class Emitter:
         return buffered, in_flight
 
 
-def make_edges(system: ActorSystem, plan: Any) -> list[Edge]:
+def make_edges(system: ActorSystem, plans: tuple[EdgePlan, ...]) -> list[Edge]:
     """The edges a plan describes, as refs on this member."""
     out = []
-    for mode, targets, gate, partition in plan:
-        refs = [endpoint_ref(system, tuple(t)) for t in targets]
-        local = [address is None or address == system.address for address, _ in targets]
-        gate_ref = endpoint_ref(system, tuple(gate)) if gate is not None else None
-        out.append(Edge(mode, refs, gate_ref, resolve(partition), local))
+    for plan in plans:
+        refs = [endpoint_ref(system, target) for target in plan.targets]
+        local = [address is None or address == system.address for address, _ in plan.targets]
+        gate = plan.gate
+        gate_ref = endpoint_ref(system, gate) if gate is not None else None
+        out.append(Edge(plan.mode, refs, gate_ref, resolve(plan.partition), local))
     return out

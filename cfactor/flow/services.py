@@ -6,6 +6,7 @@ from typing import Any
 
 from cfactor._core.actor import Actor
 from cfactor.flow.functions import is_async, resolve
+from cfactor.flow.messages import Call, StoreAdd, StoreGet, StoreItems, StorePut
 from cfactor.flow.threads import flow_threads
 
 
@@ -17,31 +18,31 @@ class SessionStore(Actor):
 
     async def receive(self, message: Any) -> Any:
         match message:
-            case ("get", key, default):
+            case StoreGet(key, default):
                 return self.data.get(key, default)
-            case ("put", key, value):
+            case StorePut(key, value):
                 self.data[key] = value
                 return None
-            case ("add", key, delta):
+            case StoreAdd(key, delta):
                 self.data[key] = self.data.get(key, 0) + delta
                 return self.data[key]
-            case ("items",):
+            case StoreItems():
                 return dict(self.data)
         raise ValueError(f"the session store got an unknown message {message!r:.100}")
 
 
 class FunctionService(Actor):
-    """A function registered with ``app.reg``: ``("call", args)`` runs it."""
+    """A function registered with ``app.reg``: ``Call(args)`` runs it."""
 
     def __init__(self, fn: Any) -> None:
         self.fn = resolve(fn)
 
     async def receive(self, message: Any) -> Any:
         match message:
-            case ("call", args):
+            case Call(args):
                 if is_async(self.fn):
                     return await self.fn(*args)
                 return await self.system.loop.run_in_executor(
                     flow_threads(self.system).pool("services"), self.fn, *args
                 )
-        raise ValueError(f"expected ('call', args), got {message!r:.100}")
+        raise ValueError(f"expected Call(args), got {message!r:.100}")

@@ -9,8 +9,9 @@ import traceback as tb_module
 from typing import Any
 
 from cfactor._core.actor import Actor
-from cfactor.flow.context import Context, Endpoint, Store, endpoint_ref
+from cfactor.flow.context import Context, Store, endpoint_ref
 from cfactor.flow.functions import is_async, resolve
+from cfactor.flow.messages import Endpoint, RunStep, StepOutcome
 from cfactor.flow.threads import flow_threads
 
 step_log = logging.getLogger("cfactor.flow.step")
@@ -28,14 +29,16 @@ class StepWorker(Actor):
         self.services = services
 
     async def receive(self, message: Any) -> Any:
-        if message != "run":
-            raise ValueError(f"a step got an unknown message {message!r:.100}")
-        started = self.system.clock.now()
-        if isinstance(self.action, tuple) and self.action and self.action[0] == "shell":
-            outcome = await self._shell(*self.action[1:])
-        else:
-            outcome = await self._call()
-        return (*outcome, self.system.clock.now() - started)
+        match message:
+            case RunStep():
+                started = self.system.clock.now()
+                action = self.action
+                if isinstance(action, tuple) and action and action[0] == "shell":
+                    ok, code, out, err = await self._shell(*action[1:])
+                else:
+                    ok, code, out, err = await self._call()
+                return StepOutcome(ok, code, out, err, self.system.clock.now() - started)
+        raise ValueError(f"a step got an unknown message {message!r:.100}")
 
     async def _shell(
         self, command: str, cwd: str | None, env: dict[str, str] | None, timeout_s: float | None

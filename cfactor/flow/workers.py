@@ -5,13 +5,15 @@ How items move (docs/flow.md has the picture):
 - A replica's outputs go downstream in batches, a bounded window of them unanswered
   (``cfactor.flow.sending``): a slow Node holds its upstream back.
 - End of stream: when a replica's upstream has all finished, it flushes, waits for
-  every batch it sent to be answered, then sends ``("eos", sender)`` to each replica
-  downstream. A replica finishes when it has an end of stream from every upstream
+  every batch it sent to be answered, then asks each replica downstream to take an
+  ``EndOfStream``. A replica finishes when it has an end of stream from every upstream
   sender; a reduce calls its function then. Because the batches were answered first,
   no ordering between senders is assumed (it holds across members too).
 - A ``cf.Auto`` map is a replicated group behind one ref (it autoscales on its
   backlog). Its replicas forward each batch's outputs before answering it, and the
   group's host actor counts the ends of stream and speaks for the group downstream.
+
+The messages (and the plan a replica is built from) are in ``cfactor.flow.messages``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import inspect
 import logging
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cfactor._core.actor import Actor
@@ -34,6 +37,16 @@ from cfactor.flow.functions import (
     is_async,
     reduce_sync,
     resolve,
+)
+from cfactor.flow.messages import (
+    Batch,
+    EndOfStream,
+    Failed,
+    NodePlan,
+    Progress,
+    ReplicaCount,
+    Start,
+    Where,
 )
 from cfactor.flow.sending import SOURCE_LINGER_S, Emitter, make_edges, take
 from cfactor.flow.threads import flow_threads
@@ -50,18 +63,22 @@ REPORT_EVERY_S = 0.25
 class NodeWorker(Actor):
     """One replica of a Node: a source, a map or a reduce (see the module docstring).
 
-    Its constructor takes one plan (plain values, so it can be placed on any member).
+    Its constructor takes one plan, as ``NodePlan.to_args()`` (plain values, so it can
+    be placed on any member).
+
+    Raises:
+        TypeError: The plan is not one (``NodePlan.from_args``).
     """
 
     def __init__(self, plan: dict[str, Any]) -> None:
-        self.plan = plan
-        self.kind: str = plan["kind"]
-        self.path: str = plan["node"]
-        self.index: int = plan["index"]
-        self.expected: int = plan["expected"]
-        self.retries: int = plan["retries"]
-        self.auto: bool = plan.get("auto_replica", False)
-        self.ends: set[tuple[Any, ...]] = set()
+        self.plan = NodePlan.from_args(plan)
+        self.kind = self.plan.kind
+        self.path = self.plan.node
+        self.index = self.plan.index
+        self.expected = self.plan.expected
+        self.retries = self.plan.retries
+        self.auto = self.plan.auto_replica
+        self.ends: set[tuple[str, int]] = set()
         self.items: list[Any] = []
         self.n_in = 0
         self.n_out = 0
@@ -76,20 +93,15 @@ class NodeWorker(Actor):
         self.threads = flow_threads(system)
         if self.auto:
             self.index = self.ref.uid
-        self.fn = resolve(plan["fn"])
+        self.fn = resolve(plan.fn)
         self.sync = not is_async(self.fn)
-        self.monitor = endpoint_ref(system, plan["monitor"])
-        store = Store(endpoint_ref(system, plan["store"]), system.loop)
+        self.monitor = endpoint_ref(system, plan.monitor)
+        store = Store(endpoint_ref(system, plan.store), system.loop)
         self.ctx = Context(
-            system,
-            self.path,
-            self.index,
-            store,
-            dict(plan["services"]),
-            replicas=plan.get("replicas", 1),
+            system, self.path, self.index, store, dict(plan.services), replicas=plan.replicas
         )
-        edges = make_edges(system, plan["edges"])
-        self.emitter = Emitter((self.path, self.index), edges, plan["batch"])
+        edges = make_edges(system, plan.edges)
+        self.emitter = Emitter((self.path, self.index), edges, plan.batch)
 
     async def on_stop(self) -> None:
         self.emitter.cancel()
@@ -98,13 +110,13 @@ class NodeWorker(Actor):
 
     async def receive(self, message: Any) -> Any:
         match message:
-            case ("batch", _sender, items):
+            case Batch(items=items):
                 await self._batch(list(items))
                 return None
-            case ("eos", sender):
-                await self._end_from(tuple(sender))
+            case EndOfStream(sender=sender):
+                await self._end_from(sender)
                 return None
-            case "start" if self.kind == "source":
+            case Start() if self.kind == "source":
                 await self._run_source()
                 return None
         raise ValueError(f"a {self.kind} replica got an unknown message {message!r:.100}")
@@ -135,9 +147,9 @@ class NodeWorker(Actor):
             elif self.ref.statistics().depth == 0:
                 self.emitter.flush()  # nothing more queued: do not sit on a partial batch
         except ItemFailed as exc:
-            await self._fail(exc.item, exc.type_name, exc.message, exc.traceback)
+            await self._fail_on(exc)
         except CfactorError as exc:
-            await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+            await self._fail_sending("(sending downstream)", exc)
         self._report()
 
     async def _emit(self, out: list[Any]) -> None:
@@ -149,7 +161,7 @@ class NodeWorker(Actor):
                 await emitter.pace()
         emitter._raise()
 
-    async def _end_from(self, sender: tuple[Any, ...]) -> None:
+    async def _end_from(self, sender: tuple[str, int]) -> None:
         if sender in self.ends:
             log.warning(
                 "%s[%d]: a second end of stream from %r ignored", self.path, self.index, sender
@@ -167,14 +179,14 @@ class NodeWorker(Actor):
                 out = await self._reduce(items)
                 await self._emit(out)
             except ItemFailed as exc:
-                await self._fail(exc.item, exc.type_name, exc.message, exc.traceback)
+                await self._fail_on(exc)
             except CfactorError as exc:
-                await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+                await self._fail_sending("(sending downstream)", exc)
         try:
             if not self.failed:
                 await self.emitter.drain()
         except CfactorError as exc:
-            await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+            await self._fail_sending("(sending downstream)", exc)
         # The final figures go before the end of stream, so the run's totals are whole.
         self.finished = True
         await self._final_report()
@@ -182,7 +194,7 @@ class NodeWorker(Actor):
             if not self.failed:
                 await self.emitter.end()
         except CfactorError as exc:
-            await self._fail("(end of stream)", type(exc).__name__, str(exc), "")
+            await self._fail_sending("(end of stream)", exc)
 
     async def _reduce(self, items: list[Any]) -> list[Any]:
         what = f"<{len(items)} items of partition {self.index}>"
@@ -219,7 +231,7 @@ class NodeWorker(Actor):
         try:
             last_flush = clock.now()
             if inspect.isasyncgenfunction(fn):
-                async for item in fn(ctx, self.plan["arg"]):
+                async for item in fn(ctx, self.plan.arg):
                     await self._emit([item])
                     if clock.now() - last_flush >= SOURCE_LINGER_S:
                         self.emitter.flush()
@@ -227,9 +239,9 @@ class NodeWorker(Actor):
                         self._report()
             else:
                 produced = (
-                    await fn(ctx, self.plan["arg"])
+                    await fn(ctx, self.plan.arg)
                     if inspect.iscoroutinefunction(fn)
-                    else await loop.run_in_executor(nodes, fn, ctx, self.plan["arg"])
+                    else await loop.run_in_executor(nodes, fn, ctx, self.plan.arg)
                 )
                 iterator = iter(() if produced is None else produced)
                 until = clock.now
@@ -247,20 +259,39 @@ class NodeWorker(Actor):
                     self.emitter.flush()  # a chunk is a batch's worth, or all there was
                     self._report()
         except ItemFailed as exc:  # a partition function, on the way out
-            await self._fail(exc.item, exc.type_name, exc.message, exc.traceback)
+            await self._fail_on(exc)
         except CfactorError as exc:
-            await self._fail("(sending downstream)", type(exc).__name__, str(exc), "")
+            await self._fail_sending("(sending downstream)", exc)
         except Exception as exc:  # the user's function or async generator raised
             await self._source_failed(exc)
         await self._finish()
 
     async def _source_failed(self, exc: Exception) -> None:
-        failed = ItemFailed(None, exc, label=f"<source after {self.n_out} items>")
-        await self._fail(failed.item, failed.type_name, failed.message, failed.traceback)
+        await self._fail_on(ItemFailed(None, exc, label=f"<source after {self.n_out} items>"))
 
     # -- reporting --------------------------------------------------------------------
 
-    async def _fail(self, item: str, type_name: str, message: str, traceback: str) -> None:
+    async def _fail_on(self, exc: ItemFailed) -> None:
+        """The Node's function failed (for good) on ``exc.item``."""
+        failed = Failed(
+            self.path,
+            self.index,
+            exc.item,
+            exc.type_name,
+            exc.message,
+            exc.traceback,
+            delivery=False,
+        )
+        await self._fail(failed)
+
+    async def _fail_sending(self, doing: str, exc: CfactorError) -> None:
+        """Sending downstream (or ending the stream, ``doing`` says) failed."""
+        failed = Failed(
+            self.path, self.index, doing, type(exc).__name__, str(exc), "", delivery=True
+        )
+        await self._fail(failed)
+
+    async def _fail(self, failed: Failed) -> None:
         self.failed = True
         buffered, in_flight = self.emitter.cancel()
         if buffered or in_flight:
@@ -274,14 +305,18 @@ class NodeWorker(Actor):
             )
         # A Node function's failure is the news; a send failing after it (the run is
         # being stopped) is only its echo.
-        level = logging.WARNING if item.startswith("(") else logging.ERROR
+        level = logging.WARNING if failed.delivery else logging.ERROR
         log.log(
-            level, "%s[%d] failed on %s: %s: %s", self.path, self.index, item, type_name, message
+            level,
+            "%s[%d] failed on %s: %s: %s",
+            self.path,
+            self.index,
+            failed.item,
+            failed.type_name,
+            failed.message,
         )
         try:
-            await self.monitor.tell(
-                ("failed", self.path, self.index, item, type_name, message, traceback)
-            )
+            await self.monitor.tell(failed)
         except CfactorError:
             log.exception("%s[%d]: could not report the failure", self.path, self.index)
 
@@ -291,16 +326,8 @@ class NodeWorker(Actor):
         except CfactorError:
             log.exception("%s[%d]: could not report its figures", self.path, self.index)
 
-    def _figures(self) -> tuple[Any, ...]:
-        return (
-            "progress",
-            self.path,
-            self.index,
-            self.n_in,
-            self.n_out,
-            self.finished,
-            self.dropped,
-        )
+    def _figures(self) -> Progress:
+        return Progress(self.path, self.index, self.n_in, self.n_out, self.finished, self.dropped)
 
     def _report(self) -> None:
         now = self.system.clock.now()
@@ -324,9 +351,14 @@ class AutoHost(Actor):
     """
 
     def __init__(self, plan: dict[str, Any], auto: dict[str, Any]) -> None:
-        self.plan = plan
+        """Args: ``plan``, as ``NodePlan.to_args()``; ``auto``, ``cf.Auto``'s fields.
+
+        Raises:
+            TypeError: The plan is not one (``NodePlan.from_args``).
+        """
+        self.plan = NodePlan.from_args(plan)
         self.auto = auto
-        self.ends: set[tuple[Any, ...]] = set()
+        self.ends: set[tuple[str, int]] = set()
         self.group: ActorRef | None = None
         self.reporting: Any = None
 
@@ -337,17 +369,17 @@ class AutoHost(Actor):
     async def on_start(self) -> None:
         from cfactor.flow.model import Auto  # noqa: PLC0415
 
-        replica_plan = {**self.plan, "auto_replica": True}
+        replica_plan = replace(self.plan, auto_replica=True)
         self.group = await self.system.spawn(
             NodeWorker,
-            replica_plan,
+            replica_plan.to_args(),
             name=self.group_name,
             placement="local",
             replicas=Auto(**self.auto).replicas(),
             mailbox_capacity=1000,
         )
-        self.monitor = endpoint_ref(self.system, self.plan["monitor"])
-        self.edges = make_edges(self.system, self.plan["edges"])
+        self.monitor = endpoint_ref(self.system, self.plan.monitor)
+        self.edges = make_edges(self.system, self.plan.edges)
         self._schedule_report()
 
     def _schedule_report(self) -> None:
@@ -358,9 +390,9 @@ class AutoHost(Actor):
         if group is None:
             return
         try:
-            self.monitor.tell_nowait(("replicas", self.plan["node"], group.count))
+            self.monitor.tell_nowait(ReplicaCount(self.plan.node, group.count))
         except CfactorError:
-            log.debug("%s: replica count report skipped", self.plan["node"])
+            log.debug("%s: replica count report skipped", self.plan.node)
         self._schedule_report()
 
     async def on_stop(self) -> None:
@@ -371,23 +403,21 @@ class AutoHost(Actor):
 
     async def receive(self, message: Any) -> Any:
         match message:
-            case "where":
+            case Where():
                 return (self.system.address, self.group_name)
-            case ("eos", sender):
-                sender = tuple(sender)
+            case EndOfStream(sender=sender):
+                node = self.plan.node
                 if sender in self.ends:
-                    log.warning(
-                        "%s: a second end of stream from %r ignored", self.plan["node"], sender
-                    )
+                    log.warning("%s: a second end of stream from %r ignored", node, sender)
                     return None
                 self.ends.add(sender)
-                if len(self.ends) == self.plan["expected"]:
-                    me = (self.plan["node"], -1)
+                if len(self.ends) == self.plan.expected:
+                    me = (node, -1)
                     # Done: shown as finished (it has no items of its own to count).
-                    await self.monitor.tell(("progress", self.plan["node"], -1, 0, 0, True, 0))
+                    await self.monitor.tell(Progress(node, -1, 0, 0, finished=True, dropped=0))
                     await asyncio.gather(
                         *(
-                            ref.ask(("eos", me), timeout=math.inf)
+                            ref.ask(EndOfStream(me), timeout=math.inf)
                             for e in self.edges
                             for ref in e.ends()
                         )

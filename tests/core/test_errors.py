@@ -14,7 +14,7 @@ from cfactor.cluster.messages import Refused
 from cfactor.cluster.runtime import check_reply, refusal
 from cfactor.flow.run import _lost
 from cfactor.testing import MemoryNetwork, MemoryTransport
-from tests.core.actors import KeyGate
+from tests.core.actors import Counter, KeyGate
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +134,41 @@ async def test_closing_the_system_yourself_is_closed_not_unreachable() -> None:
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_closing_the_system_yourself_is_closed_for_local_refs_too() -> None:
+    system = cf.ActorSystem(stop_timeout_s=0.1)  # the gate's handler never returns
+    async with system:
+        counter = await system.spawn(Counter, name="counter")
+        group = await system.spawn(Counter, name="group", replicas=cf.Replicas(min=2, max=2))
+        gate = await system.spawn(KeyGate, {}, name="gate")
+        pending = asyncio.create_task(gate.ask(("wait", "forever"), timeout=30))
+        queued = asyncio.create_task(gate.ask("behind it", timeout=30))
+        await asyncio.sleep(0.01)
+        assert not pending.done()
+    # Asks the close cut short, and every ask and tell after it: closed, not stopped.
+    for cut_short in (pending, queued):
+        with pytest.raises(cf.SystemClosed):
+            await cut_short
+    for ref in (counter, group, gate):
+        with pytest.raises(cf.SystemClosed):
+            await ref.ask("get", timeout=1)
+        with pytest.raises(cf.SystemClosed):
+            await ref.tell(("add", 1))
+        with pytest.raises(cf.SystemClosed):
+            ref.tell_nowait(("add", 1))
+    assert system.statistics().dead_letters == 0
+
+
+async def test_an_actor_that_stopped_while_the_system_runs_is_stopped_not_closed() -> None:
+    async with cf.ActorSystem() as system:
+        counter = await system.spawn(Counter)
+        group = await system.spawn(Counter, replicas=cf.Replicas(min=2, max=2))
+        for ref in (counter, group):
+            await ref.stop()
+            with pytest.raises(cf.ActorStopped) as info:
+                await ref.ask("get", timeout=1)
+            assert not isinstance(info.value, cf.SystemClosed)
+            await ref.tell(("add", 1))
+            ref.tell_nowait(("add", 1))
+        assert system.statistics().dead_letters == 4

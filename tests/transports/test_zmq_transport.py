@@ -29,6 +29,7 @@ from cfactor.errors import (
     SystemClosed,
 )
 from cfactor.security import Curve
+from cfactor.testing._check_transport import Recorder as ShippedRecorder
 from cfactor.wire import MsgpackCodec
 
 if TYPE_CHECKING:
@@ -42,28 +43,17 @@ TIMEOUT = 0.3
 LOSS_BOUND = TIMEOUT + INTERVAL + 0.35
 
 
-class Recorder:
-    """A TransportHandler that records what arrives; credits at once unless told not to."""
+class Recorder(ShippedRecorder):
+    """The conformance suite's recorder, plus when each loss was reported (these tests
+    bound how late it may be) and the payloads alone."""
 
-    def __init__(self, *, auto_credit: bool = True) -> None:
-        self.auto_credit = auto_credit
-        self.transport: ZmqTransport | None = None
-        self.received: list[tuple[str, Envelope]] = []
-        self.lost: list[str] = []
+    def __init__(self, *, credit: bool = True) -> None:
+        super().__init__(credit=credit)
         self.lost_at: list[float] = []
 
-    def envelope_received(self, peer: str, envelope: Envelope) -> None:
-        self.received.append((peer, envelope))
-        if self.auto_credit:
-            assert self.transport is not None
-            self.transport.credit(peer)
-
     def peer_lost(self, peer: str) -> None:
-        self.lost.append(peer)
+        super().peer_lost(peer)
         self.lost_at.append(time.monotonic())
-
-    def make_ref(self, address: RefAddress) -> RefAddress:
-        return address
 
     def payloads(self) -> list[Any]:
         return [envelope.payload for _, envelope in self.received]
@@ -216,7 +206,8 @@ async def test_envelopes_cross_with_refs_built_by_the_handler(cluster: Cluster) 
     ref = RefAddress(a.address, "worker", 3)
     a.send_nowait(b.address, tell(("job", ref, b"\x00\xff", {"k": [1.5, None]})))
     await eventually(lambda: len(got.received) == 1)
-    assert got.payloads() == [("job", ref, b"\x00\xff", {"k": [1.5, None]})]
+    # The handler's make_ref built the ref (the shipped recorder tags it).
+    assert got.payloads() == [("job", ("ref", ref), b"\x00\xff", {"k": [1.5, None]})]
 
 
 async def test_encoding_errors_reach_the_caller_and_nothing_is_queued(cluster: Cluster) -> None:
@@ -256,7 +247,7 @@ async def test_a_receiver_that_withholds_credit_fills_the_senders_queue(
     cluster: Cluster,
 ) -> None:
     a, _ = await cluster.start(credit_window=100, send_queue_limit=50)
-    b, got = await cluster.start(handler=Recorder(auto_credit=False))
+    b, got = await cluster.start(handler=Recorder(credit=False))
     for i in range(150):  # 100 go out on credit, 50 wait in the queue
         await a.send(b.address, tell(i))
     await eventually(lambda: len(got.received) == 100)
@@ -280,7 +271,7 @@ async def test_a_receiver_that_withholds_credit_fills_the_senders_queue(
 
 async def test_waiting_senders_are_admitted_in_order(cluster: Cluster) -> None:
     a, _ = await cluster.start(credit_window=10, send_queue_limit=5)
-    b, got = await cluster.start(handler=Recorder(auto_credit=False))
+    b, got = await cluster.start(handler=Recorder(credit=False))
     for i in range(15):
         await a.send(b.address, tell(i))
     await eventually(lambda: len(got.received) == 10)
@@ -299,7 +290,7 @@ async def test_credits_for_more_than_was_sent_do_not_widen_the_window(
     cluster: Cluster,
 ) -> None:
     a, _ = await cluster.start(credit_window=10)
-    b, got = await cluster.start(handler=Recorder(auto_credit=False))
+    b, got = await cluster.start(handler=Recorder(credit=False))
     a.send_nowait(b.address, tell(0))
     await eventually(lambda: len(got.received) == 1)
     b.credit(a.address, 1_000_000)  # clamped to the one received
@@ -472,7 +463,7 @@ async def test_a_peer_that_comes_back_on_its_address_is_reachable_again(
     address = f"tcp://127.0.0.1:{free_port()}"
     a, a_got = await cluster.start(credit_window=20)
     b = ZmqTransport(heartbeat_interval_s=INTERVAL, heartbeat_timeout_s=TIMEOUT)
-    b_got = Recorder(auto_credit=False)  # never credits: A's window fills up
+    b_got = Recorder(credit=False)  # never credits: A's window fills up
     b_got.transport = b
     await b.start(address, b_got)
     for i in range(30):
