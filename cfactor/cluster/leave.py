@@ -45,34 +45,33 @@ class GracefulLeave:
         (``on_stop``); only then release its name, so placement re-places it
         elsewhere; forward the held tells to the new activation. The lease is revoked
         after this, by ``aclose``."""
-        if not self.member.membership.joined or self.member.ride.recovering:
+        member = self.member
+        if not member.membership.joined or member.ride.recovering:
             return
         leaving = [
             (name, activation, cell)
-            for name, activation in self.member.hosted.items()
-            if (cell := self.member.hosting.cell(name)) is not None and cell.state < STOPPING
+            for name, activation in member.hosted.items()
+            if (cell := member.hosting.cell(name)) is not None and cell.state < STOPPING
         ]
         if not leaving:
             return
         self.leaving = True
-        timeout = self.member.config.leave_timeout_s
+        timeout = member.config.leave_timeout_s
         loop = asyncio.get_running_loop()
-        clock = self.member.system.clock
+        clock = member.system.clock
         deadline = clock.now() + timeout
         try:
-            placer = await self.member.directory.placer()
-            await placer.ask(
-                m.Leaving(self.member.member_id), timeout=self.member.config.request_timeout_s
-            )
+            placer = await member.directory.placer()
+            await placer.ask(m.Leaving(member.member_id), timeout=member.config.request_timeout_s)
         except CfactorError as exc:
             log.warning("could not tell placement that we leave: %r", exc)
         # Hold: from now on a tell to one of these activations is kept, not delivered.
         for name, activation, _cell in leaving:
             self._held[name] = collections.deque()
             self._held_epochs[name] = activation.epoch
-            self.member.epochs.pop(name, None)
-            self.member.epoch_aliases.pop(name, None)
-        self.member.directory.redirecting = True
+            member.epochs.pop(name, None)
+            member.epoch_aliases.pop(name, None)
+        member.directory.redirecting = True
         log.info("leaving: draining %d named actors", len(leaving))
         # Drain what each accepted, then stop it (on_stop runs).
         cells = [cell for _name, _activation, cell in leaving]
@@ -81,13 +80,13 @@ class GracefulLeave:
         ):
             await clock.sleep(0.005)
         for name, _activation, _cell in leaving:
-            self.member.hosted.pop(name, None)
-            self.member.tokens.pop(name, None)
-            self.member.directory.routes.pop(name, None)
+            member.hosted.pop(name, None)
+            member.tokens.pop(name, None)
+            member.directory.routes.pop(name, None)
         await asyncio.gather(*(cell.stop() for cell in cells))
         # Only now may another member activate them.
         await asyncio.gather(
-            *(self.member.activations.release(activation) for _n, activation, _c in leaving)
+            *(member.activations.release(activation) for _n, activation, _c in leaving)
         )
         remaining = max(0.5, deadline - clock.now())
         routed: set[str] = set()
@@ -110,15 +109,11 @@ class GracefulLeave:
         # ordered connection): then they are there, and closing cannot drop them.
         hosts = {
             target.wire_address().address
-            for name, target in self.member.directory.routes.items()
+            for name, target in member.directory.routes.items()
             if name in routed
         }
         await asyncio.gather(
-            *(
-                self.member.ride.ask_peer(a)
-                for a in sorted(hosts)
-                if a != self.member.system.address
-            )
+            *(member.ride.ask_peer(a) for a in sorted(hosts) if a != member.system.address)
         )
         log.info(
             "left gracefully: %d tells held, %d forwarded to the new activations",

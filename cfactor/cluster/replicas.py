@@ -54,6 +54,7 @@ class ClusterReplicas:
             ActorStartFailed: The replica's constructor or ``on_start`` raised there.
             MembershipUnavailable: A placement constraint no member meets now.
         """
+        member = self.member
         if group.name in self._local_only:
             return None
         try:
@@ -72,8 +73,8 @@ class ClusterReplicas:
             return None
         try:
             placed = expect(
-                await self.member.spawner.ask_placer(
-                    m.ChooseReplica(spec.placement), self.member.config.request_timeout_s
+                await member.spawner.ask_placer(
+                    m.ChooseReplica(spec.placement), member.config.request_timeout_s
                 ),
                 m.Placed,
             )
@@ -85,12 +86,12 @@ class ClusterReplicas:
             log.info("placing a replica of %r here (placement: %r)", group.name, exc)
             return None
         member_id, address = placed.member_id, placed.address
-        if member_id == self.member.member_id or address == self.member.system.address:
+        if member_id == member.member_id or address == member.system.address:
             return None
         try:
-            reply = await self.member.agent_of(address).ask(
-                m.HostReplica(data, group.in_flight, self.member.system.address),
-                timeout=self.member.config.placement_timeout_s,
+            reply = await member.agent_of(address).ask(
+                m.HostReplica(data, group.in_flight, member.system.address),
+                timeout=member.config.placement_timeout_s,
             )
         except (MemberUnreachable, AskTimeout, ActorNotFound, ActorStopped) as exc:
             if spec.placement is not None:
@@ -102,7 +103,7 @@ class ClusterReplicas:
             )
             return None
         hosted = expect(reply, m.ReplicaHosted)
-        return self.member.system.ref(hosted.name, at=hosted.address)
+        return member.system.ref(hosted.name, at=hosted.address)
 
     async def host_replica(self, data: bytes, in_flight: int, owner: str) -> tuple[str, str]:
         """Start a replica here for the group on member ``owner``: (address, name).
@@ -128,14 +129,15 @@ class ClusterReplicas:
         """Every ``load_report_interval_s``: report this member's replica load to the
         placement actor (over the transport, not the store), and forget replicas
         whose other end (owner or host) has left the cluster."""
-        interval = self.member.config.load_report_interval_s
+        member = self.member
+        interval = member.config.load_report_interval_s
         while True:
-            await self.member.system.clock.sleep(interval)
+            await member.system.clock.sleep(interval)
             self._forget_departed()
             try:
-                placer = await self.member.directory.placer()
+                placer = await member.directory.placer()
                 await placer.tell(
-                    m.LoadReport(self.member.member_id, self.replicas_here(), self.group_loads())
+                    m.LoadReport(member.member_id, self.replicas_here(), self.group_loads())
                 )
             except CfactorError as exc:
                 log.debug("load report not sent: %r", exc)

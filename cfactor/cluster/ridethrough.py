@@ -139,24 +139,26 @@ class RideThrough:
         return False
 
     def start_recovery(self) -> None:
-        if self.recovering or self.member.closed:
+        member = self.member
+        if self.recovering or member.closed:
             return
         self.recovering = True
         log.warning(
             "member %s: the store dropped our lease during an outage; re-claiming %d names",
-            self.member.member_id,
-            len(self.member.hosted),
+            member.member_id,
+            len(member.hosted),
         )
-        self.member.background(self._recover())
+        member.background(self._recover())
 
     async def _recover(self) -> None:
         """Re-join and re-claim every hosted name, watched: the moment riding through
         stops being safe (a peer regained the store ``ttl_s`` ago minus the margin),
         give up and fence whatever is not re-claimed yet."""
+        member = self.member
         work = asyncio.get_running_loop().create_task(self._reclaim_all())
         try:
             while True:
-                done, _ = await self.member.system.clock.wait([work], timeout=0.1)
+                done, _ = await member.system.clock.wait([work], timeout=0.1)
                 if done:
                     break
                 if not self.outage.may_ride_through():
@@ -172,78 +174,81 @@ class RideThrough:
             log.warning("re-claiming after the outage failed: %r", failed)
         self.recovering = False
         if not ok:
-            if not self.member.closed:
-                self.member.lifecycle.fence()
-        elif not self.member.membership.joined:
+            if not member.closed:
+                member.lifecycle.fence()
+        elif not member.membership.joined:
             self.lease_lost()  # the new lease went too, while we were busy
         else:
-            self.member.directory.changed()
+            member.directory.changed()
 
     async def _reclaim_all(self) -> bool:
         """A new incarnation (the old lease is gone), then a compare-and-set claim of
         every name we still serve; a name someone else holds is stopped at once.
         False if riding through stopped being safe before all were claimed."""
-        await self.member.lifecycle.drop_incarnation()  # revokes the old lease if it can
+        member = self.member
+        await member.lifecycle.drop_incarnation()  # revokes the old lease if it can
         while True:
             if not self.outage.may_ride_through():
                 return False
-            self.member.lifecycle.new_incarnation()
+            member.lifecycle.new_incarnation()
             try:
-                await self.member.lifecycle.join()
+                await member.lifecycle.join()
             except CfactorError as exc:
                 with contextlib.suppress(CfactorError):
-                    await self.member.membership.aclose()
+                    await member.membership.aclose()
                 log.info("re-joining after the outage failed (%r); again", exc)
-                await self.member.system.clock.sleep(0.2)
+                await member.system.clock.sleep(0.2)
                 continue
             break
-        for name, before in list(self.member.hosted.items()):
+        for name, before in list(member.hosted.items()):
             if not self.outage.may_ride_through():
                 return False
-            cell = self.member.hosting.cell(name)
+            cell = member.hosting.cell(name)
             if cell is None or cell.state >= STOPPING:
                 continue  # stopping anyway: its stop gives the name back
             accepted = self._accept_epochs(cell, before)
             accepted.newer_than = before.epoch
             try:
-                activation = await self.member.membership.claim(name)
+                activation = await member.membership.claim(name)
             finally:
                 accepted.newer_than = None
             if activation is None:
                 log.error("%r was claimed elsewhere during the outage: stopping ours", name)
-                self.member.hosted.pop(name, None)
-                self.member.epochs.pop(name, None)
-                self.member.directory.routes.pop(name, None)
-                self.member.stop_local(name)
+                member.hosted.pop(name, None)
+                member.epochs.pop(name, None)
+                member.directory.routes.pop(name, None)
+                member.stop_local(name)
                 continue
             self._adopt(cell, activation)
-        log.warning("member %s re-claimed its names after the outage", self.member.member_id)
+        log.warning("member %s re-claimed its names after the outage", member.member_id)
         return True
 
     def _accept_epochs(self, cell: ActorCell, before: Activation) -> AcceptedEpochs:
         """The epochs, besides the current one, that the running actor still accepts:
         its earlier ones, dropped when it stops."""
+        member = self.member
         name = before.name
-        accepted = self.member.epoch_aliases.get(name)
+        accepted = member.epoch_aliases.get(name)
         if not isinstance(accepted, AcceptedEpochs):
             accepted = AcceptedEpochs()
-            self.member.epoch_aliases[name] = accepted
+            member.epoch_aliases[name] = accepted
 
             def stopped() -> None:
-                if self.member.epoch_aliases.get(name) is accepted:
-                    del self.member.epoch_aliases[name]
+                if member.epoch_aliases.get(name) is accepted:
+                    del member.epoch_aliases[name]
 
-            self.member.hosting.on_stopped(cell.ref, stopped)
+            member.hosting.on_stopped(cell.ref, stopped)
         accepted.add(before.epoch)
         return accepted
 
     def _adopt(self, cell: ActorCell, activation: Activation) -> None:
         """The running actor is now ``activation``."""
+        member = self.member
         name = activation.name
-        self.member.hosted[name] = activation
-        self.member.epochs[name] = activation.epoch
-        self.member.directory.routes[name] = cell
+        member.hosted[name] = activation
+        member.epochs[name] = activation.epoch
+        member.directory.routes[name] = cell
         self.reclaimed += 1
-        self.member.hosting.on_stopped(
-            cell.ref, lambda: self.member.activations.local_stopped(name, activation)
+        member.hosting.on_stopped(
+            cell.ref, lambda: member.activations.local_stopped(name, activation)
         )

@@ -176,9 +176,8 @@ class ClusterMember:
         placement: Any,
         restart: str,
     ) -> ActorRef:
-        return await self.spawner.spawn(
-            cls, args, kwargs, name=name, placement=placement, restart=restart
-        )
+        spec = ActorSpec.of(cls, args, kwargs, name=name, restart=restart, placement=placement)
+        return await self.spawner.spawn(spec)
 
     async def place_replica(self, group: ReplicaSet) -> ActorRef | None:
         return await self.replicas.place_replica(group)

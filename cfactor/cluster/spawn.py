@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from cfactor.cluster import messages as m
 from cfactor.cluster.messages import SPECS, check_reply, expect
-from cfactor.cluster.spec import ActorSpec
 from cfactor.errors import (
     ActorNotFound,
     ActorStopped,
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from cfactor._core.ref import ActorRef
     from cfactor.abc import Activation
     from cfactor.cluster.runtime import ClusterMember
+    from cfactor.cluster.spec import ActorSpec
 
 log = logging.getLogger("cfactor.cluster")
 
@@ -49,17 +49,9 @@ class Spawner:
     def __init__(self, member: ClusterMember) -> None:
         self.member = member
 
-    async def spawn(
-        self,
-        cls: type,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        name: str,
-        placement: Any,
-        restart: str,
-    ) -> ActorRef:
-        """``ClusterRuntime.spawn``: reserve, activate, confirm; the ref that follows it.
+    async def spawn(self, spec: ActorSpec) -> ActorRef:
+        """``ClusterRuntime.spawn`` of ``spec``: reserve, activate, confirm; the ref that
+        follows it.
 
         Raises:
             SpawnOutcomeUnknown: The actor may be running (see ``activate_on``), or it
@@ -68,7 +60,7 @@ class Spawner:
                 start, and never will.
         """
         member = self.member
-        spec = ActorSpec.of(cls, args, kwargs, name=name, restart=restart, placement=placement)
+        name = spec.name
         # The token makes a retry of this same spawn find the earlier attempt.
         spec = spec.with_token(member.system.address)  # the member's id changes on a rejoin
         data = spec.encode()  # refuse what cannot cross the wire before asking anyone
@@ -137,13 +129,14 @@ class Spawner:
 
     async def remove(self, name: str) -> None:
         """Forget ``name`` (so it is not re-placed), then stop its activation."""
-        await self.member.membership.delete_record(SPECS, name)
+        member = self.member
+        await member.membership.delete_record(SPECS, name)
         await self.ask_placer(m.Forget(name))
-        current = await self.member.membership.lookup(name)  # the store, not a lagging view
+        current = await member.membership.lookup(name)  # the store, not a lagging view
         if current is not None:
             check_reply(
-                await self.member.agent_of(current.address).ask(
-                    m.Deactivate(name), timeout=self.member.agent_timeout_s
+                await member.agent_of(current.address).ask(
+                    m.Deactivate(name), timeout=member.agent_timeout_s
                 )
             )
 
@@ -202,25 +195,26 @@ class Activations:
             ActorStartFailed: Its constructor or ``on_start`` raised.
             ConfigError: Its class cannot be loaded here.
         """
+        member = self.member
         name = spec.name
         pending = self.activating.get(name)
         if pending is not None:
             if pending[0] != spec.token:
                 raise NameTaken(f"cluster actor {name!r} is being started here")
             try:
-                async with self.member.system.clock.timeout(budget_s):
+                async with member.system.clock.timeout(budget_s):
                     return await asyncio.shield(pending[1])
             except TimeoutError:
                 raise MembershipUnavailable(f"{name!r} is still starting here") from None
-        hosted = self.member.hosted.get(name)
+        hosted = member.hosted.get(name)
         if hosted is not None:
-            if self.member.tokens.get(name) == spec.token:
+            if member.tokens.get(name) == spec.token:
                 return (hosted.member_id, hosted.address, hosted.epoch)
             raise NameTaken(f"cluster actor {name!r} is already running")
         outcome: asyncio.Future[tuple[str, str, int]] = asyncio.get_running_loop().create_future()
         self.activating[name] = (spec.token, outcome)
         try:
-            result = await self._activate(spec, self.member.system.clock.now() + budget_s)
+            result = await self._activate(spec, member.system.clock.now() + budget_s)
         except BaseException as exc:
             outcome.set_exception(exc)
             outcome.exception()  # retrieved: nobody else may be waiting
@@ -250,20 +244,17 @@ class Activations:
         deadline: float,
         arriving: collections.deque[tuple[int, Any]],
     ) -> tuple[str, str, int]:
+        member = self.member
         name = spec.name
-        activation = await self.member.membership.claim(name)
+        activation = await member.membership.claim(name)
         if activation is None:
-            found = await self.member.membership.lookup(name)
-            if (
-                found is None
-                or found.member_id != self.member.member_id
-                or name in self.member.hosted
-            ):
+            found = await member.membership.lookup(name)
+            if found is None or found.member_id != member.member_id or name in member.hosted:
                 raise NameTaken(f"cluster actor {name!r} is already running")
             # Our own claim with nothing behind it (an earlier attempt whose claim
             # reached the store after it gave up): this activation may use it.
             activation = found
-        if self.member.system.clock.now() > deadline:
+        if member.system.clock.now() > deadline:
             await self.release(activation)  # if this fails, the orphan check will
             raise MembershipUnavailable(
                 f"claiming {name!r} took longer than the spawn could wait: released, not started"
@@ -271,7 +262,7 @@ class Activations:
         # Supervised by the root, not by this agent: the agent's restart budget must
         # not be shared by every cluster actor on the member.
         try:
-            ref = await self.member.hosting.spawn_at_root(
+            ref = await member.hosting.spawn_at_root(
                 cls, spec.args, spec.kwargs, name=name, restart=spec.restart
             )
         except BaseException:
@@ -284,33 +275,32 @@ class Activations:
             if epoch == activation.epoch:
                 await ref.tell(payload)
             else:
-                self.member.system.dead_letter(
-                    f"{name}@{epoch}", payload, "not a current activation"
-                )
-        self.member.epochs[name] = activation.epoch
-        self.member.hosted[name] = activation
-        self.member.tokens[name] = spec.token
-        cell = self.member.hosting.cell_of(ref)
+                member.system.dead_letter(f"{name}@{epoch}", payload, "not a current activation")
+        member.epochs[name] = activation.epoch
+        member.hosted[name] = activation
+        member.tokens[name] = spec.token
+        cell = member.hosting.cell_of(ref)
         if cell is not None:
-            self.member.directory.routes[name] = cell
-            self.member.hosting.on_stopped(ref, lambda: self.local_stopped(name, activation))
-        self.member.directory.changed()
+            member.directory.routes[name] = cell
+            member.hosting.on_stopped(ref, lambda: self.local_stopped(name, activation))
+        member.directory.changed()
         return (activation.member_id, activation.address, activation.epoch)
 
     async def release_orphans_forever(self) -> None:
         """Once a second: release our claims with no activation behind them (a claim
         that reached the store after its spawn gave up, a release that failed), when
         two checks in a row found the same one: within seconds, not at lease expiry."""
+        member = self.member
         while True:
-            await self.member.system.clock.sleep(1.0)
-            if self.member.ride.recovering or not self.member.membership.joined:
+            await member.system.clock.sleep(1.0)
+            if member.ride.recovering or not member.membership.joined:
                 self._orphan_suspects.clear()
                 continue
             now: dict[str, int] = {}
-            for name, activation in self.member.membership.activations().items():
+            for name, activation in member.membership.activations().items():
                 if (
-                    activation.member_id == self.member.member_id
-                    and name not in self.member.hosted
+                    activation.member_id == member.member_id
+                    and name not in member.hosted
                     and name not in self.activating
                 ):
                     now[name] = activation.epoch
@@ -328,13 +318,14 @@ class Activations:
 
     def local_stopped(self, name: str, activation: Activation) -> None:
         """A hosted actor stopped for good: give its name back to the cluster."""
-        if self.member.hosted.get(name) is activation:
-            self.member.hosted.pop(name)
-            self.member.tokens.pop(name, None)
-        if self.member.epochs.get(name) == activation.epoch:
-            del self.member.epochs[name]
-        if not self.member.closed and not self.member.leave.leaving:  # leaving releases them itself
-            self.member.background(self.release(activation))
+        member = self.member
+        if member.hosted.get(name) is activation:
+            member.hosted.pop(name)
+            member.tokens.pop(name, None)
+        if member.epochs.get(name) == activation.epoch:
+            del member.epochs[name]
+        if not member.closed and not member.leave.leaving:  # leaving releases them itself
+            member.background(self.release(activation))
 
     async def release(self, activation: Activation) -> None:
         try:
