@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from cfactor._core.cell import ActorCell
-from cfactor._core.replicas import RemoteReplica
+from cfactor._core.remote_replica import RemoteReplica
 from cfactor.cluster import messages as m
 from cfactor.cluster.messages import expect
 from cfactor.cluster.spec import ActorSpec

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from cfactor._core.cell import STOPPING
 from cfactor._core.keyed import KeyedReplicaSet
-from cfactor._core.replicas import RemoteReplica
+from cfactor._core.remote_replica import RemoteReplica
 from cfactor.cluster.messages import PLACEMENT
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cfactor as cf
-from cfactor._core.replicas import RemoteReplica, ReplicaSet
+from cfactor._core.remote_replica import RemoteReplica
+from cfactor._core.replicas import ReplicaSet
 from cfactor.membership import MemoryStore
 from cfactor.testing import MemoryNetwork, MemoryTransport
 from tests.cluster.actors import Counter, eventually
