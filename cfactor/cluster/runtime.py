@@ -111,6 +111,8 @@ class ClusterMember:
         #: The current incarnation (``Lifecycle.new_incarnation`` makes a new one).
         self.membership: Membership
         self.member_id = ""
+        #: The activations hosted here, by name: added by the spawn's hosting side,
+        #: adopted by a re-claim, removed by fencing, the leave and the actor's stop.
         self.hosted: dict[str, Activation] = {}
         #: Epochs of the activations hosted here; an envelope addressed to
         #: ``name@epoch`` with another epoch is stale and rejected (``Directory.admit``).
@@ -121,6 +123,7 @@ class ClusterMember:
         #: The spawn token of each hosted name (a retry of the same spawn finds it).
         self.tokens: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set by ``aclose`` once the hand-over is done: nothing rejoins or releases now.
         self.closed = False
         self.directory = Directory(self)
         self.spawner = Spawner(self)
