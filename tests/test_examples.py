@@ -87,3 +87,34 @@ def test_service_example_spreads_lookups_over_replicas() -> None:
     assert "24 lookups answered by 3 replicas" in out
     assert "subtotal 46.2, with tax 55.44" in out
     assert "asking for durian: KeyError" in out
+
+
+def test_simulating_your_own_actors_holds_and_finds_a_reintroduced_overdraft() -> None:
+    out = run_example("simulate_accounts.py", "--seeds", "20")
+    assert "20 seeds in" in out
+    assert "every invariant held" in out
+    assert "faults injected: " in out
+    assert "faults injected: none" not in out
+    broken = subprocess.run(
+        [sys.executable, str(EXAMPLES / "simulate_accounts.py"), "--seeds", "20", "--overdraft"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert broken.returncode == 1
+    assert "a balance never goes below zero" in broken.stdout
+    replay = "python examples/simulate_accounts.py --overdraft --seed "
+    assert replay in broken.stdout
+    # The replay command replays: the same seed fails the same way, with a trace hash.
+    seed = broken.stdout.split(replay)[1].split()[0]
+    again = subprocess.run(
+        [sys.executable, str(EXAMPLES / "simulate_accounts.py"), "--overdraft", "--seed", seed],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 1
+    assert f"seed {seed}: trace " in again.stdout
+    assert "a balance never goes below zero" in again.stdout

@@ -468,10 +468,14 @@ class ActorCell(Mailbox, SupervisorMixin):
                 return exc
             finally:
                 current_cell.reset(token)
+        if self.state != STARTING:
+            # Stopped while on_start ran: halt() found no instance to stop then, so stop
+            # this one now, or what on_start set up (a task, a timer) would outlive it.
+            await self._run_on_stop(instance)
+            return None
         self.instance = instance
-        if self.state == STARTING:  # not failed, exited or stopped meanwhile
-            self.state = ALIVE
-            self.schedule()
+        self.state = ALIVE
+        self.schedule()
         return None
 
     async def restart_instance(self) -> bool:
@@ -528,6 +532,17 @@ class ActorCell(Mailbox, SupervisorMixin):
         del child, group  # halting this cell stops every child
         self.fail(error)
 
+    async def _run_on_stop(self, instance: Actor) -> None:
+        if type(instance).on_stop is Actor.on_stop:
+            return
+        token = current_cell.set(self)
+        try:
+            await instance.on_stop()
+        except Exception as exc:
+            log.warning("on_stop of %r raised %r", self.name, exc, exc_info=exc)
+        finally:
+            current_cell.reset(token)
+
     async def halt(self) -> None:
         """Stop handling messages, stop the children, drop the instance.
 
@@ -540,14 +555,8 @@ class ActorCell(Mailbox, SupervisorMixin):
         await self.stop_children()
         instance = self.instance
         self.instance = None
-        if instance is not None and type(instance).on_stop is not Actor.on_stop:
-            token = current_cell.set(self)
-            try:
-                await instance.on_stop()
-            except Exception as exc:
-                log.warning("on_stop of %r raised %r", self.name, exc, exc_info=exc)
-            finally:
-                current_cell.reset(token)
+        if instance is not None:
+            await self._run_on_stop(instance)
 
     async def _wait_for_task(self, task: asyncio.Task[None]) -> None:
         """Let the current message finish; cancel it after ``stop_timeout_s``."""

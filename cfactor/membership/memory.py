@@ -127,6 +127,9 @@ class MemoryStore:
         #: Watchers hear of changes this much later (a slow store, for simulations); a
         #: claim waits for its own change to come back, so it is slowed as much.
         self.watch_delay_s = 0.0
+        #: Asked after each create is applied: True loses its answer (the caller sees
+        #: ``MembershipUnavailable``), etcd's ambiguous outcome, for simulations.
+        self.lose_reply: Callable[[str], bool] | None = None
 
     def __repr__(self) -> str:
         state = "available" if self._available else "unavailable"
@@ -224,6 +227,9 @@ class MemoryStore:
         self._data[key] = _Value(data, revision, revision, lease_id)
         lease.keys.add(key)
         self._record(StoreEvent(PUT, key, data, revision, revision))
+        if self.lose_reply is not None and self.lose_reply(key):
+            # etcd's ambiguous outcome: applied, but the client hears a timeout.
+            raise MembershipUnavailable("the store applied the request but its answer was lost")
         return revision
 
     def _delete_if(self, client: _Client, key: str, create_revision: int) -> int | None:

@@ -6,6 +6,7 @@ here is imported by the runtime itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
@@ -68,4 +69,54 @@ BUGS["stale-tells-vanish"] = (
 BUGS["ask-ignores-deadline"] = (
     "an ask whose deadline nothing enforces",
     _ask_ignores_deadline,
+)
+
+
+def _no_fencing() -> Callable[[], None]:
+    """Fencing turned off: a member whose lease lapsed (it was paused, or cut off from
+    the store) keeps its activations running while the names are placed elsewhere."""
+    from cfactor.cluster.lifecycle import Lifecycle  # noqa: PLC0415 - only when reintroducing
+    from cfactor.cluster.runtime import ClusterMember  # noqa: PLC0415 - only when reintroducing
+
+    fixed_fence, fixed_stop = Lifecycle.fence, ClusterMember.stop_local
+
+    def old_fence(self: Lifecycle) -> None:
+        if not self.member.closed:
+            self.member.background(self.rejoin_forever())
+
+    def old_stop(self: ClusterMember, name: str) -> None:
+        if name.startswith("$"):  # the runtime's own services still stop
+            fixed_stop(self, name)
+
+    Lifecycle.fence = old_fence  # type: ignore[method-assign]
+    ClusterMember.stop_local = old_stop  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Lifecycle.fence = fixed_fence  # type: ignore[method-assign]
+        ClusterMember.stop_local = fixed_stop  # type: ignore[method-assign]
+
+    return undo
+
+
+BUGS["no-fencing"] = ("a member that lost its lease keeps serving its names", _no_fencing)
+
+
+def _orphan_claims_stay() -> Callable[[], None]:
+    """Issue 10's "spawns that raise yet run" family: a claim that reached the store
+    after its spawn gave up stayed, with no actor behind it, until the lease ended."""
+    from cfactor.cluster.spawn import Activations  # noqa: PLC0415 - only when reintroducing
+
+    fixed = Activations.release_orphans_forever
+
+    async def old(self: Activations) -> None:
+        del self
+        await asyncio.Event().wait()  # never releases anything
+
+    Activations.release_orphans_forever = old  # type: ignore[method-assign]
+    return lambda: setattr(Activations, "release_orphans_forever", fixed)
+
+
+BUGS["orphan-claims-stay"] = (
+    "a claim whose spawn gave up stays with no actor behind it",
+    _orphan_claims_stay,
 )

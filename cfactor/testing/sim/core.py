@@ -13,32 +13,29 @@ on the memory transport and the memory store; only the wire and the clock are si
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import functools
 import gc
 import logging
 import random
 import time
 import traceback
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cfactor as cf
 from cfactor.membership import MemoryStore
 from cfactor.testing.memory import MemoryTransport
-from cfactor.testing.sim.ledger import LEDGER, Ledger, Violation
-from cfactor.testing.sim.loop import MEMBER, SimLoop
-from cfactor.testing.sim.network import FaultRates, SimNetwork, Trace
-from cfactor.testing.sim.workload import FLOW_EXPECTED, Doubler, Keeper, flow_app
+from cfactor.testing.sim.faults import Faults
+from cfactor.testing.sim.ledger import LEDGER, AskRecord, Ledger, Violation
+from cfactor.testing.sim.loop import MEMBER, SimLoop, SimulationError
+from cfactor.testing.sim.network import SimNetwork, Trace
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Coroutine
 
 log = logging.getLogger("cfactor.sim")
-
-FAULT_KINDS = ("crash", "pause", "partition", "one-way", "isolate", "store-outage", "store-slow")
 
 
 @dataclass
@@ -51,15 +48,25 @@ class SimConfig:
     tells_per_stream: int = 25
     asks: int = 30
     ask_timeout_s: float = 1.0
+    #: Named actors spawned while the faults go on.
+    late_spawns: int = 3
+    #: How often every member asks every named actor (the split-brain probe).
+    probe_interval_s: float = 2.0
     replicas: bool = True
     flow: bool = True
     faults: bool = True
     fault_window_s: float = 10.0
     ttl_s: float = 3.0
+    #: A user's workload instead of the built-in mix (``mixed.py``): ``async def
+    #: workload(sim)``, run while the faults go on; an object with an async ``setup(sim)``
+    #: method too gets that run first, before any fault.
+    workload: Workload | None = None
     #: The bound on one run, in virtual seconds.
     max_virtual_s: float = 300.0
     #: Drop single frames on live links (``--silent-drops``).
     silent_drops: bool = False
+    #: Repeat single frames on live links (``--duplicates``).
+    duplicates: bool = False
     #: After the faults heal, every named actor must answer again within this.
     replace_bound_s: float = 30.0
 
@@ -84,11 +91,22 @@ class SeedResult:
         return self.violation is None and self.error is None
 
 
+class MemberCrashed(SimulationError):
+    """The member a workload's action ran on crashed before the action ended."""
+
+
+Workload = Callable[["Simulation"], Awaitable[None]]
+T = TypeVar("T")
+
+
 class Member:
     """One simulated member: an ``ActorSystem`` and the context its code runs in."""
 
-    def __init__(self, name: str, context: contextvars.Context, system: cf.ActorSystem) -> None:
+    def __init__(
+        self, name: str, context: contextvars.Context, system: cf.ActorSystem, index: int
+    ) -> None:
         self.name = name
+        self.index = index
         self.context = context
         self.system = system
         self.address = f"mem://{name}"
@@ -120,12 +138,14 @@ class Simulation:
             now=loop.time, is_alive=lambda m: m not in loop.crashed, ask_slack_s=0.0025
         )
         self._incarnations: Counter[int] = Counter()
-        self._paused_at: dict[str, list[tuple[float, float]]] = {}
+        self.faults = Faults(self)
         #: Known weaknesses seen in this run (reported, not counted as passes).
         self.known: Counter[str] = Counter()
         self.phase = "not started"
         #: Tasks of a known weakness that never ended (kept out of the leftover check).
         self.stuck: set[asyncio.Task[Any]] = set()
+        #: Tasks of crashed members: they may never end (nothing of a dead process runs).
+        self.dead_tasks: set[asyncio.Task[Any]] = set()
 
     # -- members ----------------------------------------------------------------------
 
@@ -162,261 +182,24 @@ class Simulation:
             dead_letter(target, message, reason)
 
         system.dead_letter = counted  # type: ignore[method-assign]
-        member = Member(name, context, system)
+        member = Member(name, context, system, index)
         self.members[name] = member
         await self.in_member(member, system.start())
         self.trace.add(self.loop.time(), f"start {name}")
         return member
 
-    # -- faults -----------------------------------------------------------------------
-
     def _on_envelope(self, event: str, source: str, dest: str, envelope: Any) -> None:
         self.ledger.network(event, f"{source}>{dest}", envelope.payload)
 
-    def crash(self, member: Member) -> None:
-        self.trace.add(self.loop.time(), f"crash {member.name}")
-        self.ledger.crashes.append(self.loop.time())
-        self.loop.crash(member.name)
-        self.network.kill(member.address)
-        with contextlib.suppress(Exception):
-            self.store.disconnect(member.member_id)
-
-    def pause(self, member: Member) -> None:
-        self.trace.add(self.loop.time(), f"pause {member.name}")
-        self.loop.pause(member.name)
-        self.network.pause(member.address)
-        self._paused_at.setdefault(member.name, []).append((self.loop.time(), float("inf")))
-
-    def resume(self, member: Member) -> None:
-        if member.name not in self.loop.paused:
-            return
-        self.trace.add(self.loop.time(), f"resume {member.name}")
-        self.loop.resume(member.name)
-        self.network.resume(member.address)
-        start, _ = self._paused_at[member.name][-1]
-        self._paused_at[member.name][-1] = (start, self.loop.time())
-
-    def was_paused(self, name: str, start: float, end: float) -> bool:
-        return any(a <= end and b >= start for a, b in self._paused_at.get(name, ()))
-
-    async def inject_faults(self) -> None:
-        """The seed's fault schedule over the fault window, then everything healed."""
-        rng, config = self.rng, self.config
-        self.network.rates = FaultRates(
-            # Silent loss of single frames on a live link is off unless asked for: the
-            # real transport loses frames only with a connection, and the flow layer does
-            # not recover from a lost end-of-stream (docs/testing.md, "What it found").
-            drop=rng.choice((0.0, 0.001, 0.01)) if self.config.silent_drops else 0.0,
-            duplicate=rng.choice((0.0, 0.0, 0.002)),
-            delay=rng.choice((0.0, 0.05, 0.2)),
-            delay_max_s=rng.choice((0.005, 0.05, 0.3)),
-        )
-        events = sorted(
-            (rng.uniform(0.0, config.fault_window_s * 0.7), rng.choice(FAULT_KINDS))
-            for _ in range(rng.randint(1, 3))
-        )
-        start = self.loop.time()
-        undo: list[tuple[float, Callable[[], None]]] = []
-        for at, kind in events:
-            await asyncio.sleep(max(0.0, start + at - self.loop.time()))
-            live = self.live()
-            if len(live) < 3:
-                continue
-            victim = rng.choice(live)
-            other = rng.choice([m for m in live if m is not victim])
-            duration = rng.uniform(0.5, config.ttl_s * 2.5)
-            self.network.faults[kind] += 1
-            self.trace.add(
-                self.loop.time(), f"fault {kind} {victim.name} {other.name} {duration:.3f}"
-            )
-            match kind:
-                case "crash":
-                    self.crash(victim)
-                case "pause":
-                    self.pause(victim)
-                    undo.append(
-                        (self.loop.time() + duration, functools.partial(self.resume, victim))
-                    )
-                case "partition":
-                    self.network.partition(victim.address, other.address)
-                    undo.append((self.loop.time() + duration, self.network.heal))
-                case "one-way":
-                    self.network.partition(victim.address, other.address, both_ways=False)
-                    undo.append((self.loop.time() + duration, self.network.heal))
-                case "isolate":
-                    for m in live:
-                        if m is not victim:
-                            self.network.partition(victim.address, m.address)
-                    self.store.disconnect(victim.member_id)
-                    undo.append((self.loop.time() + duration, self.network.heal))
-                    undo.append(
-                        (
-                            self.loop.time() + duration,
-                            functools.partial(self.store.reconnect, victim.member_id),
-                        )
-                    )
-                case "store-outage":
-                    self.store.set_available(False)
-                    undo.append(
-                        (
-                            self.loop.time() + duration,
-                            functools.partial(self.store.set_available, available=True),
-                        )
-                    )
-                case "store-slow":
-                    self.store.watch_delay_s = rng.uniform(0.05, 0.5)
-                    undo.append(
-                        (
-                            self.loop.time() + duration,
-                            functools.partial(setattr, self.store, "watch_delay_s", 0.0),
-                        )
-                    )
-            for when, action in sorted(undo, key=lambda u: u[0]):
-                if when <= self.loop.time():
-                    action()
-            undo = [u for u in undo if u[0] > self.loop.time()]
-        for when, action in sorted(undo, key=lambda u: u[0]):
-            await asyncio.sleep(max(0.0, when - self.loop.time()))
-            action()
-        await asyncio.sleep(max(0.0, start + config.fault_window_s - self.loop.time()))
-        self.network.rates = FaultRates()
-        self.network.heal()
-        self.store.set_available(True)
-        self.store.watch_delay_s = 0.0
-        for member in self.live():
-            self.resume(member)
-            with contextlib.suppress(Exception):
-                self.store.reconnect(member.member_id)
-        self.trace.add(self.loop.time(), "healed")
-
-    # -- the workload -------------------------------------------------------------------
-
-    async def stream(self, index: int) -> None:
-        """Tells with sequence numbers from one member to one named actor."""
-        via = self.rng.choice(self.live())
-        target = f"k{self.rng.randrange(self.config.named)}"
-        name = f"s{index}"
-
-        async def send() -> None:
-            for seq in range(self.config.tells_per_stream):
-                message_id = f"{name}-{seq}"
-                self.ledger.tell_sent(message_id, target)
-                try:
-                    await via.system.ref(target).tell(("tell", name, seq, message_id))
-                except cf.CfactorError:
-                    self.ledger.tell_refused(message_id)
-                await asyncio.sleep(self.rng.uniform(0.0, 0.4))
-
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.in_member(via, send())
-
-    async def ask_one(self, index: int) -> None:
-        await asyncio.sleep(self.rng.uniform(0.0, self.config.fault_window_s))
-        live = self.live()
-        via = self.rng.choice(live)
-        replicated = self.config.replicas and self.rng.random() < 0.3
-        target = "pool" if replicated else f"k{self.rng.randrange(self.config.named)}"
-        timeout = self.config.ask_timeout_s
-        record = self.ledger.ask_started(target, timeout)
-
-        async def ask() -> str:
-            message = ("double", index) if replicated else ("ask", index)
-            try:
-                answer = await via.system.ref(target).ask(message, timeout=timeout)
-            except cf.CfactorError as exc:
-                return type(exc).__name__
-            expected = 2 * index if replicated else index + 1
-            if answer != expected:
-                raise Violation("answers are right", f"{target} answered {answer!r} to {message!r}")
-            return "ok"
-
-        task = self.in_member(via, ask())
-        try:
-            outcome = await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise
-            outcome = "crashed"
-        if outcome == "crashed" or self.was_paused(via.name, record.sent, record.sent + timeout):
-            record.ended, record.outcome = self.loop.time(), f"{outcome} (excused)"
-        else:
-            self.ledger.ask_ended(record, outcome)
-
-    async def run_flow(self) -> None:
-        await asyncio.sleep(self.rng.uniform(0.0, self.config.fault_window_s / 2))
-        via = self.rng.choice(self.live())
-        app = flow_app(self.seed % 100_000)
-
-        async def run() -> None:
-            try:
-                result = await app.run(via.system, progress=False)
-            except cf.CfactorError as exc:
-                self.trace.add(self.loop.time(), f"flow failed typed: {type(exc).__name__}")
-                return
-            output = result.output
-            got = sum(output) if isinstance(output, list) else output
-            if got != FLOW_EXPECTED:
-                raise Violation(
-                    "a flow run is right or fails typed", f"sum {got!r}, expected {FLOW_EXPECTED}"
-                )
-            self.trace.add(self.loop.time(), "flow ok")
-
-        task = self.in_member(via, run())
-        await asyncio.wait({task}, timeout=60.0)
-        if not task.done():
-            if not self.network.faults["cut"] + self.network.faults["drop"]:
-                raise Violation("a flow run ends", "no end 60 virtual s after it started")
-            # Known, not yet fixed: a flow whose frame (an end of stream) was lost on a
-            # live link waits for it forever. Counted and reported, not passed over.
-            self.known["flow stalled after a frame was lost"] += 1
-            self.trace.add(self.loop.time(), "flow stalled (known)")
-            task.cancel()
-            await asyncio.wait({task}, timeout=10.0)
-            if not task.done():
-                self.known["a stalled flow run does not end when cancelled"] += 1
-                self.stuck.add(task)
-                return
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def until_all_answer(self) -> None:
-        """After the heal, every named actor answers from a live member within the bound."""
-        healed = self.loop.time()
-        last = ""
-        for i in range(self.config.named):
-            while True:
-                via = self.rng.choice(self.live())
-                task = self.in_member(via, self._ask(via, f"k{i}", ("ask", -1), 1.0))
-                try:
-                    if await task == 0:
-                        break
-                except (cf.CfactorError, asyncio.CancelledError) as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                self.ledger.checks += 1
-                if self.loop.time() - healed > self.config.replace_bound_s:
-                    raise Violation(
-                        "re-placement within its bound",
-                        f"k{i} does not answer {self.config.replace_bound_s:g} s after the faults "
-                        f"healed (last: {last}; the store has it on "
-                        f"{self._activation_of(f'k{i}')})",
-                    )
-                await asyncio.sleep(0.5)
-
-    @staticmethod
-    async def _ask(via: Member, name: str, message: Any, timeout: float) -> Any:
-        return await via.system.ref(name).ask(message, timeout=timeout)
-
-    def _activation_of(self, name: str) -> str:
-        for member in self.live():
-            runtime: Any = member.system.cluster
-            found = runtime.membership.activations().get(name)
-            return (
-                "nothing"
-                if found is None
-                else f"{found.address} "
-                f"(crashed: {found.address.removeprefix('mem://') in self.loop.crashed})"
-            )
-        return "?"
+    async def settles(self, task: asyncio.Task[Any], member: Member, timeout: float) -> bool:
+        """Wait until ``task`` is done or its member crashed (a dead process's tasks
+        never end: nothing of it runs); False if neither within ``timeout``."""
+        deadline = self.loop.time() + timeout
+        while not task.done() and member.name not in self.loop.crashed:
+            if self.loop.time() >= deadline:
+                return False
+            await asyncio.wait({task}, timeout=min(0.5, deadline - self.loop.time()))
+        return True
 
     async def run(self) -> None:
         """The whole run, bounded in virtual time: a phase that never ends is a finding."""
@@ -425,8 +208,7 @@ class Simulation:
         if not run.done():
             waiting = self._waiting()
             run.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
+            await asyncio.wait({run}, timeout=30.0)  # a run that ignores it is left as is
             raise Violation(
                 "every phase ends",
                 f"still in phase {self.phase!r} after {self.config.max_virtual_s:g} virtual s; "
@@ -443,7 +225,7 @@ class Simulation:
                 continue
             frames = task.get_stack(limit=1)
             code = frames[-1].f_code if frames else None
-            if code is not None and "testing/sim" in code.co_filename:
+            if code is not None and code.co_qualname.startswith("Simulation."):
                 where.append(f"{code.co_qualname} line {frames[-1].f_lineno}")
         return ", ".join(sorted(where)[:6]) or "none of its own"
 
@@ -453,29 +235,81 @@ class Simulation:
         self.phase = "start"
         for index in range(config.members):
             await self.start_member(index)
-        for i in range(config.named):
-            via = self.rng.choice(self.live())
-            await self.in_member(via, via.system.spawn(Keeper, name=f"k{i}"))
-        if config.replicas:
-            via = self.rng.choice(self.live())
-            replicas = cf.Replicas(
-                min=1, max=3, target_depth=2.0, scale_out_window_s=0.5, scale_in_cooldown_s=2.0
-            )
-            await self.in_member(via, via.system.spawn(Doubler, name="pool", replicas=replicas))
-        self.phase = "load and faults"
-        work: list[Awaitable[None]] = [self.stream(i) for i in range(config.streams)]
-        work += [self.ask_one(i) for i in range(config.asks)]
-        if config.flow:
-            work.append(self.run_flow())
+        workload = config.workload
+        if workload is None:
+            from cfactor.testing.sim.mixed import Mixed  # noqa: PLC0415 - it imports this module
+
+            workload = Mixed()
+        setup = getattr(workload, "setup", None)
+        if setup is not None:  # before the faults start
+            self.phase = "setup"
+            await setup(self)
+        self.phase = "workload and faults"
+        work: list[Awaitable[None]] = [workload(self)]
         if config.faults:
-            work.append(self.inject_faults())
+            work.append(self.faults.run())
+        else:
+            self.faults.heal_all()
         await asyncio.gather(*work)
-        self.phase = "re-placement"
-        await self.until_all_answer()
         await asyncio.sleep(2 * config.ttl_s)  # in-flight tells land or are counted
         self.ledger.check_end()
+        self.check_claims()
         self.phase = "shutdown"
         await self.shutdown()
+
+    # -- for a user's workload (docs/testing.md) ------------------------------------------
+
+    async def on(self, member: Member, action: Callable[[cf.ActorSystem], Awaitable[T]]) -> T:
+        """``await action(member.system)`` as ``member``'s code: paused with it, ended
+        by its crash (``MemberCrashed``)."""
+
+        async def call() -> T:
+            return await action(member.system)
+
+        task = self.in_member(member, call())
+        await self.settles(task, member, self.config.max_virtual_s)
+        if not task.done() or task.cancelled():
+            raise MemberCrashed(f"{member.name} crashed while it ran {action!r}")
+        result: T = task.result()
+        return result
+
+    async def ask(
+        self, member: Member, name: str, message: Any, timeout: float | None = None
+    ) -> Any:
+        """Ask ``name`` from ``member``; the ask must end by its deadline (checked).
+
+        Raises:
+            CfactorError: The ask failed, typed (``AskTimeout``, ``ActorNotFound``...).
+            MemberCrashed: ``member`` crashed meanwhile.
+        """
+        timeout = self.config.ask_timeout_s if timeout is None else timeout
+        record = self.ledger.ask_started(name, timeout)
+        try:
+            answer = await self.on(member, lambda s: s.ref(name).ask(message, timeout=timeout))
+        except cf.CfactorError as exc:
+            self._ask_ended(record, member, type(exc).__name__)
+            raise
+        except MemberCrashed:
+            record.ended, record.outcome = self.loop.time(), "crashed (excused)"
+            raise
+        self._ask_ended(record, member, "ok")
+        return answer
+
+    def _ask_ended(self, record: AskRecord, member: Member, outcome: str) -> None:
+        if self.faults.was_paused(member.name, record.sent, record.sent + record.timeout):
+            record.ended, record.outcome = self.loop.time(), f"{outcome} (excused)"
+        else:
+            self.ledger.ask_ended(record, outcome)
+
+    def check(self, condition: object, invariant: str, detail: str = "") -> None:
+        """A user's invariant: a ``Violation`` (and the seed's report) if not true."""
+        self.ledger.checks += 1
+        if not condition:
+            raise Violation(invariant, detail or "does not hold")
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of virtual time."""
+        await asyncio.sleep(seconds)
 
     async def shutdown(self) -> None:
         """Close every live member; then nothing of the runtime may be left running."""
@@ -485,10 +319,28 @@ class Simulation:
         for _ in range(3):
             await asyncio.sleep(0)
 
+    def check_claims(self) -> None:
+        """Every name the store says is active has an actor on that member (a claim with
+        no actor behind it makes the name unreachable until the member leaves)."""
+        by_address = {m.address: m for m in self.live()}
+        runtime: Any = self.live()[0].system.cluster
+        for name, activation in runtime.membership.activations().items():
+            self.ledger.checks += 1
+            member = by_address.get(activation.address)
+            host: Any = member.system.cluster if member is not None else None
+            if host is None or name not in host.hosted:
+                raise Violation(
+                    "a claimed name has an actor",
+                    f"the store has {name!r} on {activation.address} (epoch "
+                    f"{activation.epoch}), which hosts no activation of it",
+                )
+
     def check_nothing_left(self) -> None:
         me = asyncio.current_task()
         left = [
-            t for t in asyncio.all_tasks() if t is not me and not t.done() and t not in self.stuck
+            t
+            for t in asyncio.all_tasks()
+            if t is not me and not t.done() and t not in self.stuck and t not in self.dead_tasks
         ]
         self.ledger.checks += 1
         if left:

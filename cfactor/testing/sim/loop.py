@@ -126,7 +126,9 @@ class SimLoop(asyncio.BaseEventLoop):
         """
         self.crashed.add(member)
         self.paused.discard(member)
-        self._held.pop(member, None)
+        # Held callbacks run after all: among them are the steps of the tasks cancelled
+        # below, which would otherwise never unwind.
+        self._ready.extend(self._held.pop(member, []))
         for timer in self._scheduled:
             if not timer.cancelled() and self.member_of(timer) == member:
                 timer.cancel()

@@ -118,17 +118,21 @@ class SimNetwork(MemoryNetwork):
 
     # -- faults the simulation turns on and off -----------------------------------------
 
-    def partition(self, a: str, b: str, *, both_ways: bool = True) -> None:
-        self.cut.add((a, b))
-        if both_ways:
-            self.cut.add((b, a))
+    def partition(self, a: str, b: str, *, both_ways: bool = True) -> set[tuple[str, str]]:
+        """Cut the link from ``a`` to ``b`` (and back); the links cut, for ``heal``."""
+        cut = {(a, b), (b, a)} if both_ways else {(a, b)}
+        self.cut |= cut
         self.faults["partition"] += 1
-        self.trace.add(
-            asyncio.get_running_loop().time(), f"partition {a} {'<' if both_ways else ''}-> {b}"
-        )
+        arrow = "<->" if both_ways else "->"
+        self.trace.add(asyncio.get_running_loop().time(), f"partition {a} {arrow} {b}")
+        return cut
 
-    def heal(self) -> None:
-        self.cut.clear()
+    def heal(self, links: set[tuple[str, str]] | None = None) -> None:
+        """Join ``links`` again (default: every link)."""
+        if links is None:
+            self.cut.clear()
+        else:
+            self.cut -= links
 
     def pause(self, address: str) -> None:
         self.paused.add(address)

@@ -6,6 +6,8 @@ Every one writes what it does into the run's ledger (``LEDGER``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import cfactor as cf
@@ -27,8 +29,18 @@ class Keeper(cf.Actor):
 
     async def on_start(self) -> None:
         self.activation = LEDGER.get().started(self.ref.name, MEMBER.get() or "?")
+        # Work of its own, as with a timer: an activation that should have stopped and
+        # did not shows itself here even when nobody sends to it any more.
+        self.ticking = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(cf.CfactorError):
+                self.ref.tell_nowait(("tick",))
 
     async def on_stop(self) -> None:
+        self.ticking.cancel()
         if self.activation is not None:
             LEDGER.get().stopped(self.activation)
 
@@ -41,6 +53,8 @@ class Keeper(cf.Actor):
                 return None
             case ("ask", int(x)):
                 return x + 1
+            case ("tick",):
+                return None
         raise ValueError(f"unknown message {message!r}")
 
 
