@@ -109,7 +109,7 @@ async def run_outage(kind: str, outage_s: float = 30.0) -> dict[str, Any]:
                 except cf.CfactorError as exc:
                     kept[name] = type(exc).__name__
             tally["same_instance"] = kept
-            tally["reclaimed_here"] = getattr(c.runtime, "reclaimed", "n/a")
+            tally["reclaimed_here"] = c.runtime.ride.reclaimed
     finally:
         await asyncio.to_thread(etcd.close)
     tally["errors"] = dict(tally["errors"])

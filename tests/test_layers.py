@@ -459,3 +459,50 @@ def test_the_flow_message_rule_catches(source: str) -> None:
 )
 def test_the_flow_message_rule_allows(source: str) -> None:
     assert string_tagged_messages(source) == []
+
+
+CLUSTER = RUNTIME / "cluster"
+
+
+def run_time_imports_of(path: Path) -> set[str]:
+    """The modules ``path`` imports when it runs: at its top level, not under
+    ``if TYPE_CHECKING:`` and not inside functions (a deliberate lazy import)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("name", ["policy.py", "outage.py", "messages.py"])
+def test_the_clusters_pure_modules_import_nothing_that_runs(name: str) -> None:
+    # Sans-IO, as autoscale/policy.py: the placement choice, the outage bookkeeping and
+    # the protocol are values in, values out, tested without a member or a loop.
+    allowed = {"__future__", "typing", "dataclasses", "cfactor.errors", "cfactor.wire"}
+    allowed |= {"cfactor.cluster.messages"}
+    found = run_time_imports_of(CLUSTER / name)
+    assert found <= allowed, found - allowed
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in CLUSTER.glob("*.py") if p.name not in {"runtime.py", "__init__.py"}),
+    ids=lambda p: p.name,
+)
+def test_the_cluster_parts_know_the_member_only_as_a_type(path: Path) -> None:
+    # runtime.py wires the parts (docs/cluster.md, "Modules"); a part that imported it
+    # would be wiring too, and an import cycle away from breaking.
+    assert "cfactor.cluster.runtime" not in run_time_imports_of(path)
+
+
+def test_the_cluster_rules_catch(tmp_path: Path) -> None:
+    part = tmp_path / "part.py"
+    part.write_text(
+        "from typing import TYPE_CHECKING\nimport asyncio\n"
+        "from cfactor.cluster.runtime import ClusterMember\n"
+        "if TYPE_CHECKING:\n    from cfactor.abc import Clock\n"
+        "def later():\n    import aetcd\n"
+    )
+    assert run_time_imports_of(part) == {"typing", "asyncio", "cfactor.cluster.runtime"}

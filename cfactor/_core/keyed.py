@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from cfactor._core.cell import ActorCell
     from cfactor._core.mailbox import Item
-    from cfactor._core.replicas import RemoteReplica
+    from cfactor._core.remote_replica import RemoteReplica
 
 
 #: How many partitions a keyed group hashes keys into. Partitions, not single keys, are

@@ -19,8 +19,9 @@ outside the core (``cfactor.autoscale``) and reaches the group through
 ``KeyedReplicaSet`` (``cfactor/_core/keyed.py``) routes by key (``cf.Replicas(key=...)``):
 the backlog is split into partitions by a stable hash of the key, each served by one
 replica at a time.
-In a cluster, a replica may run on another member (``RemoteReplica``: the backlog
-stays here and hands it messages as remote asks); the core only sees a ref.
+In a cluster, a replica may run on another member (``RemoteReplica``,
+``cfactor/_core/remote_replica.py``: the backlog stays here and hands it messages as
+remote asks); the core only sees a ref.
 """
 
 from __future__ import annotations
@@ -31,24 +32,21 @@ import math
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from cfactor._core.cell import ALIVE, STOPPED, STOPPING, ActorCell
+from cfactor._core.cell import ALIVE, STOPPING, ActorCell
 from cfactor._core.mailbox import Mailbox, MailboxStatistics
 from cfactor._core.ref import ActorRef
+from cfactor._core.remote_replica import RemoteReplica
 from cfactor.abc import RefAddress
 from cfactor.errors import (
-    ActorNotFound,
     ActorStopped,
     AskTimeout,
-    CfactorError,
     ConfigError,
     MailboxFull,
     MemberUnreachable,
-    RemoteActorError,
 )
 
 if TYPE_CHECKING:
     from collections import deque
-    from collections.abc import Callable
 
     from cfactor._core.actor import Actor
     from cfactor._core.keyed import Partition
@@ -57,128 +55,6 @@ if TYPE_CHECKING:
     from cfactor._core.system import ActorSystem
 
 log = logging.getLogger("cfactor.replicas")
-
-
-class RemoteReplica:
-    """A replica on another cluster member, as the owning group sees it.
-
-    Duck-typed like the ``ActorCell`` of a local replica for what the group uses:
-    ``append`` + ``schedule`` hand it a message (sent as a remote ask; the answer
-    completes the message's ``Done``, which frees the slot), ``state``, ``begin_stop``
-    and ``terminate``. The group's backlog stays with the owner; this replica only
-    ever holds ``in_flight`` messages, so its mailbox there never overflows.
-
-    If its member is lost (the ask fails with ``MemberUnreachable``, its replica is gone,
-    or the cluster says the member left: ``lost``), it is forgotten: its state becomes
-    stopped, and the messages it held **fail** (asks raise ``MemberUnreachable``, tells are
-    counted as dead letters). They are not re-queued: one may have been handled
-    already, and a replicated actor delivers at most once, like ``tell``.
-    """
-
-    __slots__ = ("address", "current", "group", "on_stopped", "pending", "ref", "state", "stopping")
-
-    def __init__(self, group: ReplicaSet, ref: ActorRef, address: str) -> None:
-        self.group = group
-        self.ref = ref
-        self.address = address
-        self.state = ALIVE
-        #: Never "in progress" as far as the owner knows (the far member runs it).
-        self.current: Item | None = None
-        self.pending: dict[Done, asyncio.Task[None]] = {}
-        self.stopping: asyncio.Future[None] | None = None
-        #: Called once it stopped for good (a keyed group moves its partitions).
-        self.on_stopped: list[Callable[[], None]] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.ref.name
-
-    def append(self, item: tuple[Any, Done]) -> None:
-        message, done = item
-        loop = self.group.system.loop
-        self.pending[done] = loop.create_task(self._send(message, done))
-
-    def schedule(self) -> None:
-        """Nothing to do: ``append`` sent the message already."""
-
-    async def _send(self, message: Any, done: Done) -> None:
-        try:
-            result = await self.ref.ask(message, math.inf)
-        except (MemberUnreachable, ActorNotFound) as exc:
-            # The member or the replica is gone: everything it holds fails with it.
-            self.pending.pop(done, None)
-            done.set_exception(MemberUnreachable(f"replica of {self.group.name!r}: {exc}"))
-            self.lost(f"{exc}")
-            return
-        except CfactorError as exc:  # the handler raised, or the message cannot travel
-            self.pending.pop(done, None)
-            if done.reply is None and not isinstance(exc, RemoteActorError | ActorStopped):
-                # A tell that never reached the replica (a handler's failure is logged
-                # where it ran; a stop's leftovers are counted by Done).
-                log.warning("a tell to %r did not reach its replica: %r", self.group.name, exc)
-                self.group.system.dead_letter(self.group.name, message, f"{exc}")
-            done.set_exception(exc)
-            return
-        self.pending.pop(done, None)
-        done.set_result(result)
-
-    def lost(self, why: str, *, stop_far: bool = True) -> None:
-        """Forget this replica: it stops counting, and what it held fails (see above).
-
-        Unless it was stopped already, it is also told to stop, in case its member
-        is still there (a transient failure must not leave an orphan running).
-        """
-        if self.state >= STOPPED:
-            return
-        if stop_far and self.stopping is None:
-            self.group.system.spawn_background(self._stop_quietly())
-        self.state = STOPPED
-        pending, self.pending = self.pending, {}
-        if pending:
-            log.warning(
-                "replica %s of %r at %s is lost (%s): %d messages it held failed",
-                self.name,
-                self.group.name,
-                self.address,
-                why,
-                len(pending),
-            )
-        error = MemberUnreachable(f"the replica of {self.group.name!r} at {self.address} is lost")
-        for done, task in pending.items():
-            task.cancel()
-            done.set_exception(error)
-        if self.stopping is not None and not self.stopping.done():
-            self.stopping.set_result(None)
-        callbacks, self.on_stopped = self.on_stopped, None
-        for callback in callbacks or ():
-            callback()
-
-    def begin_stop(self) -> asyncio.Future[None]:
-        """Stop the far replica (drained: it holds nothing more from us)."""
-        stopping = self.stopping
-        if stopping is None:
-            stopping = self.stopping = self.group.system.loop.create_future()
-            if self.state >= STOPPED:
-                stopping.set_result(None)
-            else:
-                self.state = STOPPING
-                self.group.system.spawn_background(self._stop())
-        return stopping
-
-    async def _stop(self) -> None:
-        await self._stop_quietly()
-        self.lost("stopped", stop_far=False)
-
-    async def _stop_quietly(self) -> None:
-        try:
-            await self.group.system.clock.wait_for(
-                self.ref.stop(), self.group.system.stop_timeout_s + 1.0
-            )
-        except (CfactorError, TimeoutError) as exc:
-            log.info("stopping replica %s at %s: %r", self.name, self.address, exc)
-
-    async def terminate(self) -> None:
-        await asyncio.shield(self.begin_stop())
 
 
 class Replica:

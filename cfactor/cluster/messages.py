@@ -9,15 +9,35 @@ crash of the agent. Members of one cluster run the same cfactor version; this is
 cluster protocol 2 (docs/wire.md: protocol 1 used positional tuples).
 
 Answers to a request that can fail are the success type or ``Refused``, an expected
-error with its type's name (``check_reply`` raises it again on the asking side).
+error with its type's name: ``refusal`` makes one, ``check_reply`` and ``expect`` raise
+it again on the asking side.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
+from cfactor.errors import (
+    ActorNotFound,
+    ActorStartFailed,
+    CfactorError,
+    ConfigError,
+    MembershipUnavailable,
+    NameTaken,
+    RemoteActorError,
+    wire_error_type,
+)
 from cfactor.wire import message
+
+#: The leader role placement is elected for.
+PLACEMENT = "placement"
+#: The agent every member runs (activates actors here, answers for this member).
+AGENT = "$cluster"
+#: The placement actor, on the elected leader only.
+PLACER = "$placement"
+#: The store's record kind that keeps each named actor's spec (``ActorSpec``).
+SPECS = "specs"
 
 _NUMBER = (int, float)
 
@@ -281,3 +301,40 @@ PlacementRequest = (
     | ChooseReplica
     | Loads
 )
+
+
+#: The refusals a cluster actor's caller sees as themselves; any other error it
+#: answers with (rebuilt through the wire table in cfactor.errors) is reported as
+#: MembershipUnavailable, as the cluster's operations document.
+_REFUSALS = (NameTaken, MembershipUnavailable, ConfigError, ActorNotFound, ActorStartFailed)
+
+
+_A = TypeVar("_A")
+
+
+def refusal(exc: CfactorError) -> Refused:
+    """An expected failure as an answer (its wire name and message)."""
+    if isinstance(exc, RemoteActorError):
+        return Refused(exc.type_name.rpartition(".")[2], exc.message)
+    return Refused(type(exc).__name__, str(exc))
+
+
+def check_reply(reply: Any) -> None:
+    """Raise the typed error a cluster actor answered with, if it did."""
+    if isinstance(reply, Refused):
+        cls = wire_error_type(reply.type_name)
+        if cls is None or not issubclass(cls, _REFUSALS):
+            cls = MembershipUnavailable
+        raise cls(reply.message)
+
+
+def expect(reply: Any, kind: type[_A]) -> _A:
+    """``reply`` as the answer ``kind``; the typed error it carries if it is a refusal.
+
+    Raises:
+        MembershipUnavailable: Neither (a member of another version, or a bug).
+    """
+    if isinstance(reply, kind):
+        return reply
+    check_reply(reply)
+    raise MembershipUnavailable(f"expected {kind.__name__}, got {reply!r:.100}")

@@ -16,16 +16,16 @@ payload is any msgpack value plus three ext types:
 - ``2`` actor ref: ``[address, name, uid]``;
 - ``3`` message: ``[registered name, {init field: value}]`` of a registered dataclass.
 
-Which dataclasses travel is the registry's business (``cfactor/wire/registry.py``). The
-full description, and the reasons behind it, are in ``docs/wire.md``.
+Which dataclasses travel is the registry's business (``cfactor/wire/registry.py``); the
+checks of values and frames, and the words of the codec's refusals, are in
+``cfactor/wire/checks.py``. The full description, and the reasons behind it, are in
+``docs/wire.md``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import re
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
@@ -38,6 +38,24 @@ from cfactor.errors import (
     MessageNotSerializable,
     ProtocolError,
     UnsupportedVersion,
+)
+from cfactor.wire.checks import (
+    COPY_LIMIT,
+    KINDS,
+    TIMESTAMP_HINT,
+    array_count,
+    bad_ext,
+    byte_buffer,
+    check_header,
+    checked_list,
+    checked_pairs,
+    describe,
+    envelope_of,
+    exc_text,
+    may_hold_timestamp,
+    ref_address,
+    ref_fields,
+    unsupported,
 )
 from cfactor.wire.registry import MessageRegistry, default_registry, message
 
@@ -67,30 +85,20 @@ _EXT_CODES: Final = frozenset({EXT_TUPLE, EXT_REF, EXT_MESSAGE})
 _ExtType: Final = msgpack.ExtType
 _new_tuple: Final = tuple.__new__
 _unpackb: Final = msgpack.unpackb
-_KINDS: Final[dict[int, Kind]] = {int(kind): kind for kind in Kind}
 _WIRE_KINDS: Final[dict[Kind, int]] = {kind: int(kind) for kind in Kind}
 
-# A received frame longer than this is read through a memoryview rather than copied
-# (to drop its version byte, or out of a caller's view).
-_COPY_LIMIT: Final = 4096
 # After a frame bigger than this its packer is replaced (see ``_check_big``).
 _RETAIN_LIMIT: Final = 256 * 1024
 _PACKER_BUF_SIZE: Final = 64 * 1024
 
-# msgpack turns ext type -1 into ``msgpack.Timestamp`` inside the C unpacker, without
-# calling our ext hook, and packs a Timestamp without calling ``default``. Either way
-# the bytes then hold the type byte 0xff right after a fixext4/fixext8 header or a
-# length of 4, 8 or 12. A memchr for 0xff clears most frames; a small frame that has
-# one is cleared by this pattern. A large one is checked value by value instead: re
-# scans at about 3 ns per byte, slower than the checks themselves.
-_TIMESTAMP_HINT: Final = re.compile(rb"[\x04\x08\x0c\xd6\xd7]\xff")
-_HINT_LIMIT: Final = 1024
 _Timestamp: Final = msgpack.Timestamp
 _CONTAINERS: Final = frozenset({list, tuple, dict})
 
-# Builtins that the packer (with strict types) only takes exactly: a subclass such as
-# an IntEnum or a NamedTuple would arrive as its base type, so it is refused instead.
-_NATIVE_TYPES: Final = (int, float, str, bytes, bytearray, list, dict, tuple)
+_MAX_PREFIXES: Final = 1024
+# Packs the five fixed fields of a plain envelope plus a nil payload, whose last byte
+# (the nil) is cut off to leave the head: a 6-array header, kind, target, nil, 0, nil.
+_pack_head: Final = msgpack.Packer(use_bin_type=True).pack
+_FIXARRAY: Final = [bytes([0x90 | count]) for count in range(16)]
 
 # -- codec ------------------------------------------------------------------------------
 
@@ -252,12 +260,12 @@ class MsgpackCodec:
             or cid < 0
             or (deadline is not None and (type(deadline) is not float or math.isnan(deadline)))
         ):
-            deadline = _check_header(envelope)
+            deadline = check_header(envelope)
         return self._encode_value(
             [
                 _WIRE_KINDS[kind],
                 envelope.target,
-                None if sender is None else _ref_fields(sender),
+                None if sender is None else ref_fields(sender),
                 cid,
                 deadline,
                 envelope.payload,
@@ -296,7 +304,7 @@ class MsgpackCodec:
             # msgpack reports cycles and lists nested over 1024 deep as
             # "recursion limit exceeded", a ValueError.
             raise MessageNotSerializable(f"cannot encode the message: {exc}") from exc
-        if 255 in data and _may_hold_timestamp(data) and self._holds_timestamp(value):
+        if 255 in data and may_hold_timestamp(data) and self._holds_timestamp(value):
             raise MessageNotSerializable(
                 "cannot send a msgpack Timestamp over the wire; send a float or int"
             )
@@ -366,11 +374,11 @@ class MsgpackCodec:
             fields = {field: getattr(value, field) for field in known.fields}
             return _new_tuple(_ExtType, (EXT_MESSAGE, self._pack([known.name, fields])))
         if cls is RefAddress:
-            return _new_tuple(_ExtType, (EXT_REF, self._pack(_ref_fields(value))))
+            return _new_tuple(_ExtType, (EXT_REF, self._pack(ref_fields(value))))
         get_address = getattr(cls, "__cfactor_address__", None)
         if get_address is not None:
-            return _new_tuple(_ExtType, (EXT_REF, self._pack(_ref_fields(get_address(value)))))
-        raise MessageNotSerializable(_unsupported(value))
+            return _new_tuple(_ExtType, (EXT_REF, self._pack(ref_fields(get_address(value)))))
+        raise MessageNotSerializable(unsupported(value))
 
     def _holds_timestamp(self, value: Any) -> bool:
         # Only reached when the bytes hold 0xff. Walks with an explicit stack (the
@@ -420,7 +428,7 @@ class MsgpackCodec:
                 refused its fields.
         """
         if type(frame) is not bytes:
-            frame = _byte_buffer(frame)
+            frame = byte_buffer(frame)
         size = len(frame)
         # Checked before a byte is unpacked: an oversized frame costs nothing more.
         if size > self._max_frame_size:
@@ -435,17 +443,17 @@ class MsgpackCodec:
             )
         try:
             # Inlined ``_unpack``: this is the path every received message takes.
-            body = frame[1:] if size <= _COPY_LIMIT else memoryview(frame)[1:]
-            if type(frame) is memoryview or (255 in frame and _may_hold_timestamp(frame)):
-                return _envelope(self._unpack_checked(body))
-            return _envelope(_unpackb(body, ext_hook=self._hook, strict_map_key=False))
+            body = frame[1:] if size <= COPY_LIMIT else memoryview(frame)[1:]
+            if type(frame) is memoryview or (255 in frame and may_hold_timestamp(frame)):
+                return envelope_of(self._unpack_checked(body))
+            return envelope_of(_unpackb(body, ext_hook=self._hook, strict_map_key=False))
         except ProtocolError:
             raise
         except Exception as exc:
             # Whatever msgpack, a hook or a message's constructor raised on these
             # bytes (including MemoryError and RecursionError), the caller sees one
             # type: a bad frame is counted and dropped, never crashes the member.
-            raise MalformedFrame(f"malformed frame: {_exc_text(exc)}") from exc
+            raise MalformedFrame(f"malformed frame: {exc_text(exc)}") from exc
 
     @staticmethod
     def join_items(items: list[bytes]) -> bytes:
@@ -485,8 +493,8 @@ class MsgpackCodec:
                 items, or has bytes after its last item.
         """
         if type(batch) is not bytes:
-            batch = bytes(_byte_buffer(batch))
-        count = _array_count(batch)
+            batch = bytes(byte_buffer(batch))
+        count = array_count(batch)
         if not 0 < count <= max_items:
             raise MalformedFrame(
                 f"a batch must be a msgpack array of 1 to {max_items} items, "
@@ -495,7 +503,7 @@ class MsgpackCodec:
         # A batch no longer than max_frame_size cannot hold an item over it.
         if len(batch) < self._max_frame_size:
             try:
-                if 255 in batch and _TIMESTAMP_HINT.search(batch) is not None:
+                if 255 in batch and TIMESTAMP_HINT.search(batch) is not None:
                     items = self._unpack_checked(batch)
                 else:
                     items = _unpackb(batch, ext_hook=self._hook, strict_map_key=False)
@@ -504,9 +512,9 @@ class MsgpackCodec:
             else:
                 result: list[Envelope | ProtocolError] = []
                 append = result.append
-                kinds = _KINDS
+                kinds = KINDS
                 for fields in items:
-                    # ``_envelope`` inlined for the common shape (no sender, no
+                    # ``envelope_of`` inlined for the common shape (no sender, no
                     # deadline); anything else takes the full check.
                     if type(fields) is list and len(fields) == 6:
                         kind, target, sender, cid, deadline, payload = fields
@@ -523,7 +531,7 @@ class MsgpackCodec:
                                 append(Envelope(wire_kind, target, None, cid, None, payload))
                                 continue
                     try:
-                        append(_envelope(fields))
+                        append(envelope_of(fields))
                     except ProtocolError as exc:
                         append(exc)
                 return result
@@ -546,7 +554,7 @@ class MsgpackCodec:
                 except ProtocolError as exc:
                     result.append(exc)
         except Exception as exc:
-            error = MalformedFrame(f"malformed batch item: {_exc_text(exc)}")
+            error = MalformedFrame(f"malformed batch item: {exc_text(exc)}")
             result.extend([error] * (count - len(result)))
             return result
         if unpacker.tell() != len(batch):
@@ -559,13 +567,13 @@ class MsgpackCodec:
                 f"frame of {len(item) + 1} bytes exceeds max_frame_size={self._max_frame_size}"
             )
         try:
-            if 255 in item and _may_hold_timestamp(item):
-                return _envelope(self._unpack_checked(item))
-            return _envelope(_unpackb(item, ext_hook=self._hook, strict_map_key=False))
+            if 255 in item and may_hold_timestamp(item):
+                return envelope_of(self._unpack_checked(item))
+            return envelope_of(_unpackb(item, ext_hook=self._hook, strict_map_key=False))
         except ProtocolError:
             raise
         except Exception as exc:
-            raise MalformedFrame(f"malformed frame: {_exc_text(exc)}") from exc
+            raise MalformedFrame(f"malformed frame: {exc_text(exc)}") from exc
 
     def decode_payload(self, data: bytes | bytearray | memoryview) -> Any:
         """Decode bytes written by :meth:`encode_payload`, trusting nothing in them.
@@ -581,7 +589,7 @@ class MsgpackCodec:
             MalformedFrame: ``data`` is not one valid payload value.
         """
         if type(data) is not bytes:
-            data = _byte_buffer(data)
+            data = byte_buffer(data)
         if len(data) > self._max_frame_size:
             raise FrameTooLarge(
                 f"payload of {len(data)} bytes exceeds max_frame_size={self._max_frame_size}"
@@ -591,14 +599,14 @@ class MsgpackCodec:
         except ProtocolError:
             raise
         except Exception as exc:
-            raise MalformedFrame(f"malformed payload: {_exc_text(exc)}") from exc
+            raise MalformedFrame(f"malformed payload: {exc_text(exc)}") from exc
 
     def _unpack(self, data: bytes | bytearray | memoryview) -> Any:
         # unpackb bounds every claimed length by len(data), so a header that claims
         # gigabytes fails instead of allocating; nested ext data is bounded the same
         # way by its own length. ``255 in data`` is a memchr, but on a memoryview it
         # would iterate byte by byte, so a (large) view is always checked.
-        if type(data) is memoryview or (255 in data and _may_hold_timestamp(data)):
+        if type(data) is memoryview or (255 in data and may_hold_timestamp(data)):
             return self._unpack_checked(data)
         return _unpackb(data, ext_hook=self._hook, strict_map_key=False)
 
@@ -609,10 +617,10 @@ class MsgpackCodec:
             data,
             ext_hook=self._checked_hooks[0],
             strict_map_key=False,
-            list_hook=_checked_list,
-            object_pairs_hook=_checked_pairs,
+            list_hook=checked_list,
+            object_pairs_hook=checked_pairs,
         )
-        return _checked_list([value])[0]
+        return checked_list([value])[0]
 
     # msgpack calls these for each ext value it meets; ``depth`` counts the ext values
     # enclosing it, itself included. Two methods rather than a flag, so the hook is a
@@ -620,7 +628,7 @@ class MsgpackCodec:
 
     def _decode_ext(self, depth: int, code: int, data: bytes) -> Any:
         if depth > self._max_depth or code not in _EXT_CODES:
-            raise _bad_ext(depth, code, self._max_depth)
+            raise bad_ext(depth, code, self._max_depth)
         value = _unpackb(data, ext_hook=self._hooks[depth], strict_map_key=False)
         if code == EXT_TUPLE and type(value) is list:
             return tuple(value)
@@ -628,29 +636,29 @@ class MsgpackCodec:
 
     def _decode_ext_checked(self, depth: int, code: int, data: bytes) -> Any:
         if depth > self._max_depth or code not in _EXT_CODES:
-            raise _bad_ext(depth, code, self._max_depth)
+            raise bad_ext(depth, code, self._max_depth)
         value = _unpackb(
             data,
             ext_hook=self._checked_hooks[depth],
             strict_map_key=False,
-            list_hook=_checked_list,
-            object_pairs_hook=_checked_pairs,
+            list_hook=checked_list,
+            object_pairs_hook=checked_pairs,
         )
         return self._finish_ext(code, value)
 
     def _finish_ext(self, code: int, value: Any) -> Any:
         if code == EXT_TUPLE:
             if type(value) is not list:
-                raise MalformedFrame(f"a tuple must hold an array, not {_describe(value)}")
+                raise MalformedFrame(f"a tuple must hold an array, not {describe(value)}")
             return tuple(value)
         if code == EXT_REF:
-            address = _ref_address(value, "an actor ref")
+            address = ref_address(value, "an actor ref")
             return address if self._make_ref is None else self._make_ref(address)
         return self._decode_message(value)
 
     def _decode_message(self, value: Any) -> Any:
         if type(value) is not list or len(value) != 2:
-            raise MalformedFrame(f"a message must hold [name, fields], not {_describe(value)}")
+            raise MalformedFrame(f"a message must hold [name, fields], not {describe(value)}")
         name, fields = value
         if type(name) is not str or type(fields) is not dict:
             raise MalformedFrame("a message must hold [name: str, fields: map]")
@@ -663,198 +671,7 @@ class MsgpackCodec:
         try:
             return cls(**fields)
         except Exception as exc:
-            raise MalformedFrame(f"message {name!r} rejected its fields: {_exc_text(exc)}") from exc
-
-
-# -- helpers ----------------------------------------------------------------------------
-
-
-def _byte_buffer(frame: Any) -> bytes | bytearray | memoryview:
-    # len() and [0] of a memoryview count items, not bytes, unless it is a flat view
-    # of unsigned bytes; cast makes it one without copying. A small view is copied
-    # after all: that is cheaper than what reading it through the view costs later.
-    if type(frame) is bytearray:
-        return frame
-    try:
-        view = memoryview(frame).cast("B")
-    except (TypeError, ValueError) as exc:
-        raise MalformedFrame(f"a frame must be a contiguous bytes-like object: {exc}") from exc
-    return bytes(view) if len(view) <= _COPY_LIMIT else view
-
-
-_MAX_PREFIXES: Final = 1024
-# Packs the five fixed fields of a plain envelope plus a nil payload, whose last byte
-# (the nil) is cut off to leave the head: a 6-array header, kind, target, nil, 0, nil.
-_pack_head: Final = msgpack.Packer(use_bin_type=True).pack
-
-
-_FIXARRAY: Final = [bytes([0x90 | count]) for count in range(16)]
-
-
-def _array_count(data: bytes) -> int:
-    # The item count a msgpack array header claims, or -1 if ``data`` does not start
-    # with one: read before unpacking, so a huge claim costs nothing.
-    if not data:
-        return -1
-    first = data[0]
-    if 0x90 <= first <= 0x9F:
-        return first & 0x0F
-    if first == 0xDC and len(data) >= 3:
-        return int.from_bytes(data[1:3], "big")
-    if first == 0xDD and len(data) >= 5:
-        return int.from_bytes(data[1:5], "big")
-    return -1
-
-
-def _bad_ext(depth: int, code: int, max_depth: int) -> MalformedFrame:
-    if depth > max_depth:
-        return MalformedFrame(f"tuples, refs or messages nested deeper than max_depth={max_depth}")
-    return MalformedFrame(f"unknown ext type code {code}")
-
-
-def _envelope(fields: Any) -> Envelope:
-    # Checks the shape of a decoded frame strictly: every field has exactly one
-    # type on the wire (a bool is not an int here, though Python says it is).
-    if type(fields) is not list or len(fields) != 6:
-        raise MalformedFrame(
-            "a frame must hold an array of 6 fields "
-            "[kind, target, sender, correlation_id, deadline, payload], "
-            f"not {_describe(fields)}"
-        )
-    kind, target, sender, cid, deadline, payload = fields
-    wire_kind = _KINDS.get(kind) if type(kind) is int else None
-    if wire_kind is None:
-        raise MalformedFrame(f"unknown envelope kind {_describe(kind)}")
-    if type(target) is not str:
-        raise MalformedFrame(f"envelope target must be a str, not {_describe(target)}")
-    if sender is not None:
-        sender = _ref_address(sender, "envelope sender")
-    if type(cid) is not int or cid < 0:
-        raise MalformedFrame(f"correlation_id must be an int >= 0, not {_describe(cid)}")
-    if deadline is not None:
-        if type(deadline) is int:
-            deadline = float(deadline)
-        elif type(deadline) is not float or math.isnan(deadline):
-            raise MalformedFrame(f"deadline must be nil or a number, not {_describe(deadline)}")
-    return Envelope(wire_kind, target, sender, cid, deadline, payload)
-
-
-def _check_header(envelope: Envelope) -> float | None:
-    # The slow path of ``encode``: find what is wrong with the header, or convert
-    # an int deadline to the float the wire carries.
-    if type(envelope.kind) is not Kind:
-        raise MessageNotSerializable(
-            f"envelope kind must be a cfactor.abc.Kind, not {_describe(envelope.kind)}"
-        )
-    if type(envelope.target) is not str:
-        raise MessageNotSerializable(
-            f"envelope target must be a str, not {type(envelope.target).__name__}"
-        )
-    cid = envelope.correlation_id
-    if type(cid) is not int or cid < 0:
-        raise MessageNotSerializable(f"correlation_id must be an int >= 0, not {_describe(cid)}")
-    deadline = envelope.deadline
-    if deadline is None:
-        return None
-    if type(deadline) is int:
-        return float(deadline)
-    if type(deadline) is not float or math.isnan(deadline):
-        raise MessageNotSerializable(
-            f"deadline must be None or a number of seconds, not {_describe(deadline)}"
-        )
-    return deadline
-
-
-def _ref_fields(address: Any) -> list[Any]:
-    # A ref's address as the wire carries it. Checked here, where the error can name
-    # the culprit, rather than by the packer's generic complaint.
-    if isinstance(address, tuple) and len(address) == 3:
-        host, name, uid = address
-        if type(host) is str and type(name) is str and type(uid) is int:
-            return [host, name, uid]
-    raise MessageNotSerializable(
-        f"an actor ref's address must be a RefAddress(address: str, name: str, uid: int), "
-        f"not {_describe(address)}"
-    )
-
-
-def _ref_address(value: Any, what: str) -> RefAddress:
-    if type(value) is list and len(value) == 3:
-        host, name, uid = value
-        if type(host) is str and type(name) is str and type(uid) is int:
-            return _new_tuple(RefAddress, (host, name, uid))
-    raise MalformedFrame(f"{what} must be [address: str, name: str, uid: int]")
-
-
-def _may_hold_timestamp(data: bytes | bytearray) -> bool:
-    return len(data) > _HINT_LIMIT or _TIMESTAMP_HINT.search(data) is not None
-
-
-def _checked_list(items: list[Any]) -> list[Any]:
-    if _Timestamp in map(type, items):
-        raise MalformedFrame("msgpack Timestamp (ext type -1) is not part of the wire format")
-    return items
-
-
-def _checked_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    result = dict(pairs)
-    if _Timestamp in map(type, result) or _Timestamp in map(type, result.values()):
-        raise MalformedFrame("msgpack Timestamp (ext type -1) is not part of the wire format")
-    return result
-
-
-def _type_name(cls: type[Any]) -> str:
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _unsupported(value: Any) -> str:
-    cls = type(value)
-    name = _type_name(cls)
-    if cls is int:
-        return (
-            f"cannot send the int {value if value.bit_length() <= 128 else '...'} over the "
-            "wire: ints must fit in 64 bits (-2**63 to 2**64 - 1)"
-        )
-    if isinstance(value, (set, frozenset)):
-        return f"cannot send a value of type {name!r} over the wire; send a list or tuple instead"
-    if dataclasses.is_dataclass(cls):
-        return (
-            f"cannot send a value of type {name!r} over the wire: the dataclass is not "
-            "registered; decorate it with @cfactor.wire.message"
-        )
-    for base in _NATIVE_TYPES:
-        if isinstance(value, base):
-            return (
-                f"cannot send a value of type {name!r} over the wire: it is a subclass of "
-                f"{base.__name__}, which would arrive as a plain {base.__name__}; convert it, "
-                "or send a dataclass registered with @cfactor.wire.message"
-            )
-    return (
-        f"cannot send a value of type {name!r} over the wire; "
-        "register dataclasses with @cfactor.wire.message"
-    )
-
-
-def _describe(value: Any) -> str:
-    # Short and safe to log: hostile frames may hold megabyte strings.
-    if value is None or type(value) is bool:
-        return repr(value)
-    if type(value) is int or type(value) is float:
-        text = repr(value)
-        return text if len(text) <= 40 else f"an {type(value).__name__}"
-    return f"a value of type {type(value).__name__}"
-
-
-def _exc_text(exc: BaseException) -> str:
-    # Runs inside an ``except`` clause of the decode boundary, on exceptions from user
-    # code (constructors, make_ref), so it must not raise itself.
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except Exception:
-        text = f"{type(exc).__name__} (unprintable)"
-    return text if len(text) <= 300 else text[:297] + "..."
+            raise MalformedFrame(f"message {name!r} rejected its fields: {exc_text(exc)}") from exc
 
 
 __all__ = [

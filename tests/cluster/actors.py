@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cfactor as cf
 from cfactor._core.cell import STOPPING
-from cfactor._core.replicas import RemoteReplica, ReplicaSet
+from cfactor._core.remote_replica import RemoteReplica
+
+if TYPE_CHECKING:
+    from cfactor._core.replicas import ReplicaSet
 
 
 class Counter(cf.Actor):

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import cfactor as cf
-from cfactor._core.replicas import RemoteReplica, ReplicaSet
+from cfactor._core.remote_replica import RemoteReplica
+from cfactor._core.replicas import ReplicaSet
 from cfactor.membership import MemoryStore
 from cfactor.testing import MemoryNetwork, MemoryTransport
 from tests.cluster.actors import Counter, eventually
@@ -52,7 +53,7 @@ class Cluster:
         """As SIGKILL: its messages stop and its lease lapses."""
         self.network.kill(system.address)
         runtime: Any = system.cluster
-        runtime._closed = True
+        runtime.closed = True
         for task in runtime._tasks:
             task.cancel()
         self.store.expire(self.member_id(system))
@@ -352,14 +353,14 @@ async def test_a_forgotten_remote_replica_is_stopped_where_it_runs() -> None:
         first = group.replicas[0].cell
         assert isinstance(first, RemoteReplica)
         host: Any = b.cluster
-        assert len(host.hosted_replicas) == 1
+        assert len(host.replicas.hosted) == 1
         first.lost("a transient failure, as far as the test knows")  # e.g. a missed heartbeat
         assert group.count == 0
         # Not left running as an orphan there; the autoscaler brings one back (min 1).
-        await eventually(lambda: _true(first.name not in host.hosted_replicas))
+        await eventually(lambda: _true(first.name not in host.replicas.hosted))
         await eventually(lambda: _true(group.count == 1))
         assert await ref.ask("again") == "again"
-        assert len(host.hosted_replicas) == 1
+        assert len(host.replicas.hosted) == 1
 
 
 async def _true(value: bool) -> bool:

@@ -78,7 +78,7 @@ class VirtualCluster:
         runtime: Any = system.cluster
         self.network.kill(system.address)
         self.store.disconnect(runtime.member_id)
-        runtime._closed = True
+        runtime.closed = True
         for task in runtime._tasks:
             task.cancel()
         self.systems.remove(system)

@@ -117,7 +117,7 @@ async def test_etcd_paused_for_30_s_breaks_no_existing_ref() -> None:
         assert dict(load.errors) == {}, load.first
         assert load.ok > 1000
         await check_same_instances(c, load)
-        assert c.runtime.reclaimed == 1  # "here" was re-claimed, not re-placed
+        assert c.runtime.ride.reclaimed == 1  # "here" was re-claimed, not re-placed
         assert await eventually(lambda: c.me.spawn(Counter, name="after"), timeout=10)  # type: ignore[union-attr]
 
 
@@ -140,7 +140,7 @@ async def test_etcd_killed_and_restarted_after_15_s_breaks_no_existing_ref() -> 
         assert dict(load.errors) == {}, load.first
         assert load.ok > 500
         await check_same_instances(c, load)
-        assert c.runtime.reclaimed == 0  # the lease survived: nothing to re-claim
+        assert c.runtime.ride.reclaimed == 0  # the lease survived: nothing to re-claim
         await c.me.spawn(Counter, name="after")  # type: ignore[union-attr]
 
 

@@ -169,7 +169,7 @@ async def test_spawn_outcome_unknown_retry_and_orphan_claims(tmp_path: Path) -> 
 
         assert await until(free, timeout=6.0)
         print(f"orphan claim released after {loop.time() - started:.2f} s")
-        assert runtime.orphans_released == 1
+        assert runtime.activations.orphans_released == 1
         await c.me.spawn(Recorder, "/dev/null", name="orphan")  # the name is free
 
 

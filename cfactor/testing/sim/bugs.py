@@ -75,24 +75,25 @@ BUGS["ask-ignores-deadline"] = (
 def _no_fencing() -> Callable[[], None]:
     """Fencing turned off: a member whose lease lapsed (it was paused, or cut off from
     the store) keeps its activations running while the names are placed elsewhere."""
+    from cfactor.cluster.lifecycle import Lifecycle  # noqa: PLC0415 - only when reintroducing
     from cfactor.cluster.runtime import ClusterMember  # noqa: PLC0415 - only when reintroducing
 
-    fixed_fence, fixed_stop = ClusterMember._fence, ClusterMember._stop_local
+    fixed_fence, fixed_stop = Lifecycle.fence, ClusterMember.stop_local
 
-    def old_fence(self: ClusterMember) -> None:
-        if not self._closed:
-            self._background(self._rejoin_forever())
+    def old_fence(self: Lifecycle) -> None:
+        if not self.member.closed:
+            self.member.background(self.rejoin_forever())
 
     def old_stop(self: ClusterMember, name: str) -> None:
         if name.startswith("$"):  # the runtime's own services still stop
             fixed_stop(self, name)
 
-    ClusterMember._fence = old_fence  # type: ignore[method-assign]
-    ClusterMember._stop_local = old_stop  # type: ignore[method-assign]
+    Lifecycle.fence = old_fence  # type: ignore[method-assign]
+    ClusterMember.stop_local = old_stop  # type: ignore[method-assign]
 
     def undo() -> None:
-        ClusterMember._fence = fixed_fence  # type: ignore[method-assign]
-        ClusterMember._stop_local = fixed_stop  # type: ignore[method-assign]
+        Lifecycle.fence = fixed_fence  # type: ignore[method-assign]
+        ClusterMember.stop_local = fixed_stop  # type: ignore[method-assign]
 
     return undo
 
@@ -103,16 +104,16 @@ BUGS["no-fencing"] = ("a member that lost its lease keeps serving its names", _n
 def _orphan_claims_stay() -> Callable[[], None]:
     """Issue 10's "spawns that raise yet run" family: a claim that reached the store
     after its spawn gave up stayed, with no actor behind it, until the lease ended."""
-    from cfactor.cluster.runtime import ClusterMember  # noqa: PLC0415 - only when reintroducing
+    from cfactor.cluster.spawn import Activations  # noqa: PLC0415 - only when reintroducing
 
-    fixed = ClusterMember._release_orphans_forever
+    fixed = Activations.release_orphans_forever
 
-    async def old(self: ClusterMember) -> None:
+    async def old(self: Activations) -> None:
         del self
         await asyncio.Event().wait()  # never releases anything
 
-    ClusterMember._release_orphans_forever = old  # type: ignore[method-assign]
-    return lambda: setattr(ClusterMember, "_release_orphans_forever", fixed)
+    Activations.release_orphans_forever = old  # type: ignore[method-assign]
+    return lambda: setattr(Activations, "release_orphans_forever", fixed)
 
 
 BUGS["orphan-claims-stay"] = (
