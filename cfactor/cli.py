@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--name", default="local", help="the cluster's name (default: local)")
     status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     status.set_defaults(handler=_status)
+
+    from cfactor.deploy.command import add_parser  # noqa: PLC0415 - argparse only
+
+    add_parser(commands, UsageError)
     return parser
 
 
