@@ -95,7 +95,7 @@ def image_files(spec: DeploySpec) -> list[File]:
     return [
         dockerfile(spec),
         File(".dockerignore", ignore),
-        File(f"app/{spec.app.name}", spec.app.read_text()),
+        File(f"app/{spec.app.name}", spec.app.read_text(encoding="utf-8")),
     ]
 
 
@@ -120,6 +120,6 @@ def write(files: list[File], out: Path, *, force: bool = False) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Created with its final mode, so a secret is never readable by others.
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file.mode)
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(file.text)
         target.chmod(file.mode)  # O_CREAT ignores the mode for an existing file
