@@ -116,6 +116,12 @@ def add_parser(
             help="what the Dockerfile pip-installs (default: this cfactor version, "
             "with the cluster extra)",
         )
+        parser.add_argument(
+            "--wheel",
+            metavar="FILE",
+            help="a cfactor wheel to build into the image (from `pip wheel --no-deps .` in "
+            "a cfactor checkout) instead of installing from PyPI",
+        )
         if target == "k8s":
             parser.add_argument(
                 "--namespace", default="default", help="the namespace (default: default)"
@@ -152,6 +158,7 @@ def _generate(args: argparse.Namespace) -> int:
         namespace=getattr(args, "namespace", "default"),
         etcd=(args.etcd,) if args.etcd else (),
         install=args.install or DEFAULT_INSTALL,
+        wheel=Path(args.wheel) if args.wheel else None,
     )
     keys = KeyPair.load(args.keys) if args.keys else KeyPair.generate()
     files = GENERATORS[args.deploy_target](spec, keys)

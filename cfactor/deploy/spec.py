@@ -29,11 +29,13 @@ _UNITS = {
 #: An image reference: no spaces, no quotes, no shell characters.
 _IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
 
+_WHEEL = re.compile(r"^cfactor-[A-Za-z0-9_.+!-]+\.whl$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
 
 #: Where the app file and the keys live inside the image and containers.
 APP_DIR = "/app"
 KEYS_DIR = "/etc/cfactor/keys"
+WHEELS_DIR = "/wheels"
 #: The key pair's file names in the Secret, the keys/ directory and the containers.
 KEY_FILE = "cluster.key"
 PUBLIC_FILE = "cluster.pub"
@@ -130,6 +132,8 @@ class DeploySpec:
         namespace: The Kubernetes namespace of every object.
         etcd: External etcd client URLs; empty to run an etcd in the deployment.
         install: What the Dockerfile pip-installs.
+        wheel: A cfactor wheel to copy into the image and install (with the cluster
+            extra) instead of ``install``: for a cfactor built from source.
 
     Raises:
         ConfigError: A value a deployment cannot use (each message names the option).
@@ -145,6 +149,7 @@ class DeploySpec:
     namespace: str = "default"
     etcd: tuple[str, ...] = ()
     install: str = DEFAULT_INSTALL
+    wheel: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "app", check_app(self.app))
@@ -172,6 +177,14 @@ class DeploySpec:
         memory_bytes(self.memory)
         if self.etcd:
             object.__setattr__(self, "etcd", check_etcd_urls(",".join(self.etcd)))
+        if self.wheel is not None:
+            wheel = Path(self.wheel)
+            if not wheel.is_file() or wheel.suffix != ".whl" or not _WHEEL.match(wheel.name):
+                raise ConfigError(f"--wheel must be a cfactor wheel file (.whl), got {wheel}")
+            if self.install != DEFAULT_INSTALL:
+                raise ConfigError("give --wheel or --install, not both")
+            object.__setattr__(self, "wheel", wheel)
+            object.__setattr__(self, "install", f"{WHEELS_DIR}/{wheel.name}[cluster]")
         if not self.install.strip():
             raise ConfigError("--install must name what pip installs, got nothing")
 

@@ -19,7 +19,7 @@ import yaml
 
 import cfactor as cf
 from cfactor.deploy import DeploySpec, compose_files, write
-from cfactor.deploy.spec import KEY_FILE
+from cfactor.deploy.spec import DEFAULT_INSTALL, KEY_FILE
 
 if TYPE_CHECKING:
     from cfactor.deploy import KeyPair
@@ -164,3 +164,33 @@ def test_the_image_holds_the_app_and_installs_cfactor_with_etcd(
     assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in dockerfile
     assert f'ARG CFACTOR_INSTALL="cfactor[cluster]=={cf.__version__}"' in dockerfile
     assert "COPY app/ /app/" in dockerfile
+
+
+def test_a_cfactor_wheel_is_built_into_the_image(tmp_path: Path, app: Path, keys: KeyPair) -> None:
+    wheel = tmp_path / "cfactor-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK\x03\x04 not really a wheel")
+    out = tmp_path / "out"
+    write(compose_files(DeploySpec(app, wheel=wheel), keys), out)
+    assert (out / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
+    lines = (out / "Dockerfile").read_text().splitlines()
+    copy = lines.index("COPY wheels/ /wheels/")
+    arg = lines.index(f'ARG CFACTOR_INSTALL="/wheels/{wheel.name}[cluster]"')
+    install = lines.index('RUN pip install --no-cache-dir "$CFACTOR_INSTALL"')
+    assert copy < arg < install
+
+
+@pytest.mark.parametrize(
+    ("name", "install", "message"),
+    [
+        ("other-1.0-py3-none-any.whl", "", "--wheel must be a cfactor wheel"),
+        ("cfactor-0.1.0.tar.gz", "", "--wheel must be a cfactor wheel"),
+        ("cfactor-0.1.0-py3-none-any.whl", "cfactor==0.1.0", "not both"),
+    ],
+)
+def test_a_wrong_wheel_is_refused(
+    tmp_path: Path, app: Path, name: str, install: str, message: str
+) -> None:
+    wheel = tmp_path / name
+    wheel.write_bytes(b"x")
+    with pytest.raises(cf.ConfigError, match=message):
+        DeploySpec(app, wheel=wheel, install=install or DEFAULT_INSTALL)
