@@ -17,6 +17,7 @@ _EPILOG = {
         writes (into --out):
           Dockerfile, .dockerignore   the image: cfactor with etcd, and APP.py at /app
           app/APP.py                  a copy of your app file (the build context)
+          wheels/                     the cfactor wheel, with --wheel
           compose.yaml                etcd, the members (--replicas), and a `run` service
           keys/cluster.key, .pub      the cluster's CURVE key pair (secret: mode 600)
 
@@ -28,6 +29,7 @@ _EPILOG = {
         writes (into --out):
           Dockerfile, .dockerignore   the image: cfactor with etcd, and APP.py at /app
           app/APP.py                  a copy of your app file (the build context)
+          wheels/                     the cfactor wheel, with --wheel
           k8s/00-namespace.yaml       the namespace (unless it is `default`)
           k8s/10-secret.yaml          the CURVE key pair, a Secret (mode 600)
           k8s/20-etcd.yaml            etcd: headless Service + StatefulSet (not with --etcd)
@@ -67,9 +69,13 @@ def add_parser(
         parser = targets.add_parser(
             target,
             help=summary,
-            description=f"Write {summary.split(':')[0]}, a Dockerfile and the cluster's "
-            "keys for APP.py. Members listen on 0.0.0.0 and advertise the address their "
-            "peers reach them at (the pod or container IP).",
+            description=textwrap.fill(
+                f"Write {summary.split(':')[0]}, a Dockerfile and the cluster's keys for "
+                "APP.py. Members listen on 0.0.0.0 and advertise the address their peers "
+                "reach them at (the pod or container IP). Nothing is contacted: the files "
+                "are written, and docs/deploy.md explains each.",
+                width=88,
+            ),
             epilog=textwrap.dedent(_EPILOG[target]),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
