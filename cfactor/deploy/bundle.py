@@ -12,6 +12,7 @@ from cfactor.errors import ConfigError
 from cfactor.security import Curve
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from cfactor.deploy.spec import DeploySpec
@@ -104,8 +105,21 @@ def image_files(spec: DeploySpec) -> list[File]:
     return files
 
 
-def write(files: list[File], out: Path, *, force: bool = False) -> None:
+def write(
+    files: list[File], out: Path, *, force: bool = False, owned: Sequence[str] = ()
+) -> list[str]:
     """Write ``files`` under ``out`` (created if missing).
+
+    Args:
+        files: What to write.
+        out: The output directory.
+        force: Overwrite files that exist.
+        owned: Paths the generator writes in some deployments (``k8s/20-etcd.yaml``).
+            One an earlier run left that is not part of this deployment is removed when
+            ``force`` is true: ``kubectl apply -f k8s/`` would apply it otherwise.
+
+    Returns:
+        The paths removed.
 
     Raises:
         ConfigError: A file would be overwritten and ``force`` is false (nothing is
@@ -120,6 +134,12 @@ def write(files: list[File], out: Path, *, force: bool = False) -> None:
             raise ConfigError(
                 f"{out / existing[0]}{more} exist; pass --force to overwrite, or --out elsewhere"
             )
+    written = {file.path for file in files}
+    removed = [path for path in owned if path not in written and (out / path).is_file()]
+    if not force and removed:
+        raise ConfigError(f"{out / removed[0]} exists; pass --force to remove it")
+    for path in removed:
+        (out / path).unlink()
     for file in files:
         target = out / file.path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -129,3 +149,4 @@ def write(files: list[File], out: Path, *, force: bool = False) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         target.chmod(file.mode)  # O_CREAT ignores the mode for an existing file
+    return removed

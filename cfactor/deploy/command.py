@@ -150,7 +150,7 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from cfactor.deploy import GENERATORS, DeploySpec, KeyPair, write  # noqa: PLC0415
+    from cfactor.deploy import GENERATORS, DeploySpec, KeyPair, k8s, write  # noqa: PLC0415
     from cfactor.deploy.spec import DEFAULT_INSTALL  # noqa: PLC0415
 
     spec = DeploySpec(
@@ -169,7 +169,8 @@ def _generate(args: argparse.Namespace) -> int:
     keys = KeyPair.load(args.keys) if args.keys else KeyPair.generate()
     files = GENERATORS[args.deploy_target](spec, keys)
     out = Path(args.out)
-    write(files, out, force=args.force)
+    owned = k8s.FILES if args.deploy_target == "k8s" else ()
+    removed = write(files, out, force=args.force, owned=owned)
     etcd = ", ".join(spec.etcd) if spec.etcd else "its own etcd"
     print(
         f"wrote {len(files)} files to {out}/ for {spec.app.name}: cluster {spec.cluster_name}, "
@@ -178,6 +179,8 @@ def _generate(args: argparse.Namespace) -> int:
     for file in files:
         note = "  (secret, mode 600)" if file.mode == 0o600 else ""
         print(f"  {file.path}{note}")
+    for path in removed:
+        print(f"removed {out / path}: not part of this deployment")
     print("next:")
     if args.deploy_target == "compose":
         print(f"  cd {out} && docker compose up -d --build")

@@ -289,6 +289,17 @@ def run_job(spec: DeploySpec) -> Manifest:
     }
 
 
+#: Every manifest file a deployment may have: those of an earlier run that this one does
+#: not write are removed (``--force``), or ``kubectl apply -f k8s/`` would apply them.
+FILES = (
+    "k8s/00-namespace.yaml",
+    "k8s/10-secret.yaml",
+    "k8s/20-etcd.yaml",
+    "k8s/30-members.yaml",
+    "k8s/40-run-job.yaml",
+)
+
+
 def manifests(spec: DeploySpec, keys: KeyPair) -> dict[str, list[Manifest]]:
     """The objects by file, in the order ``kubectl apply -f`` reads the files."""
     out: dict[str, list[Manifest]] = {}
@@ -299,6 +310,7 @@ def manifests(spec: DeploySpec, keys: KeyPair) -> dict[str, list[Manifest]]:
         out["k8s/20-etcd.yaml"] = etcd(spec)
     out["k8s/30-members.yaml"] = members(spec)
     out["k8s/40-run-job.yaml"] = [run_job(spec)]
+    assert set(out) <= set(FILES)
     return out
 
 

@@ -29,6 +29,8 @@ _UNITS = {
 #: An image reference: no spaces, no quotes, no shell characters.
 _IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
 
+#: Object names add suffixes to the cluster's name ("-member", "-etcd-0"): 40 leaves room.
+_LONGEST_NAME = 40
 _WHEEL = re.compile(r"^cfactor-[A-Za-z0-9_.+!-]+\.whl$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
 
@@ -154,11 +156,11 @@ class DeploySpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "app", check_app(self.app))
         if not self.cluster_name:
-            object.__setattr__(self, "cluster_name", dns_label(self.app.stem))
+            default = dns_label(self.app.stem)[:_LONGEST_NAME].strip("-") or "app"
+            object.__setattr__(self, "cluster_name", default)
         if not self.image:
             object.__setattr__(self, "image", f"{self.cluster_name}:latest")
-        if not _DNS_LABEL.match(self.cluster_name) or len(self.cluster_name) > 40:
-            # 40, not 63: object names add suffixes such as "-member" and "-etcd-0".
+        if not _DNS_LABEL.match(self.cluster_name) or len(self.cluster_name) > _LONGEST_NAME:
             raise ConfigError(
                 "--cluster-name must be lower-case letters, digits and '-', at most 40 "
                 f"characters, starting and ending with a letter or digit, got {self.cluster_name!r}"

@@ -194,3 +194,22 @@ def test_the_generated_commands_are_ones_the_cli_accepts(app: Path) -> None:
         assert args.handler is not None
         assert set(unknown[::2]) <= pending, unknown
         assert args.name == spec.cluster_name
+
+
+def test_force_removes_a_manifest_this_deployment_no_longer_has(
+    app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["deploy", "k8s", str(app), "--namespace", "x", "--out", str(out)]) == 0
+    assert (out / "k8s" / "20-etcd.yaml").exists()
+    mine = out / "k8s" / "50-my-policy.yaml"
+    mine.write_text("kind: NetworkPolicy\n")
+    capsys.readouterr()
+    argv = ["deploy", "k8s", str(app), "--etcd", "http://e:2379", "--out", str(out), "--force"]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    # Left there, `kubectl apply -f k8s/` would start an etcd and a namespace nobody uses.
+    assert not (out / "k8s" / "20-etcd.yaml").exists()
+    assert not (out / "k8s" / "00-namespace.yaml").exists()
+    assert f"removed {out / 'k8s' / '20-etcd.yaml'}: not part of this deployment" in stdout
+    assert mine.exists()  # a file of the user's own is left alone

@@ -262,3 +262,11 @@ def test_bad_options_are_config_errors_naming_the_option(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         DeploySpec(app, **options)
+
+
+def test_the_default_cluster_name_comes_from_the_file_name(tmp_path: Path) -> None:
+    app = tmp_path / ("My_Very_Long_Application_Name_" * 3 + ".py")
+    app.write_text("")
+    spec = DeploySpec(app)
+    assert spec.cluster_name == "my-very-long-application-name-my-very-lo"
+    assert spec.image == f"{spec.cluster_name}:latest"
