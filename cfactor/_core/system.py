@@ -197,6 +197,7 @@ class ActorSystem:
         #: What layers above keep per system (see ``extension``); None once closed.
         self._extensions: dict[str, _Closeable] | None = {}
         self._dead_letters = 0
+        self._dead_letter_watchers: list[Callable[[str, Any, str], None]] = []
         self._dead_letters_logged = 0
         self._dead_letter_log_at = float("-inf")
         self._restarts = 0
@@ -595,9 +596,18 @@ class ActorSystem:
             return SystemClosed(f"the actor system was closed ({error})")
         return error
 
+    def watch_dead_letters(self, watcher: Callable[[str, Any, str], None]) -> Callable[[], None]:
+        """Call ``watcher(target, message, reason)`` for every dead letter from now on
+        (Akka's dead-letter subscription; the simulation's ledger uses it). Returns the
+        function that stops it."""
+        self._dead_letter_watchers.append(watcher)
+        return lambda: self._dead_letter_watchers.remove(watcher)
+
     def dead_letter(self, target: str, message: Any, reason: str) -> None:
         """Count a message that reached no actor; log at debug level, at most once a second."""
         self._dead_letters += 1
+        for watcher in self._dead_letter_watchers:
+            watcher(target, message, reason)
         now = self.clock.now()
         if now - self._dead_letter_log_at >= 1.0:
             unlogged = self._dead_letters - self._dead_letters_logged

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
-import logging
 import random
 import time
 import traceback
@@ -34,8 +33,6 @@ from cfactor.testing.sim.network import SimNetwork, Trace
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
-
-log = logging.getLogger("cfactor.sim")
 
 
 @dataclass
@@ -175,13 +172,7 @@ class Simulation:
             seed=self.rng.getrandbits(32),
         )
         ledger = self.ledger
-        dead_letter = system.dead_letter
-
-        def counted(target: str, message: Any, reason: str) -> None:
-            ledger.dead_letter(message)
-            dead_letter(target, message, reason)
-
-        system.dead_letter = counted  # type: ignore[method-assign]
+        system.watch_dead_letters(lambda _target, message, _reason: ledger.dead_letter(message))
         member = Member(name, context, system, index)
         self.members[name] = member
         await self.in_member(member, system.start())
@@ -225,7 +216,8 @@ class Simulation:
                 continue
             frames = task.get_stack(limit=1)
             code = frames[-1].f_code if frames else None
-            if code is not None and code.co_qualname.startswith("Simulation."):
+            # The driver's own tasks (not the runtime's, nor the actors' ticks).
+            if code is not None and code.co_qualname.startswith(("Simulation.", "Mixed.")):
                 where.append(f"{code.co_qualname} line {frames[-1].f_lineno}")
         return ", ".join(sorted(where)[:6]) or "none of its own"
 

@@ -89,8 +89,6 @@ class SimLoop(asyncio.BaseEventLoop):
         self.crashed: set[str] = set()
         self._held: dict[str, list[events.Handle]] = {}
         self._tasks: dict[str, dict[asyncio.Task[Any], None]] = {}
-        #: Called with each handle run, for tracing (``None``: off).
-        self.on_iteration: Callable[[int], None] | None = None
 
     # -- time -------------------------------------------------------------------------
 
@@ -237,5 +235,3 @@ class SimLoop(asyncio.BaseEventLoop):
                     self._held[member].append(handle)
                     continue
             handle._run()
-        if self.on_iteration is not None:
-            self.on_iteration(len(batch))

@@ -1,7 +1,9 @@
-"""An actor stopped while its ``on_start`` still runs gets its ``on_stop`` too.
+"""Two things the simulation needed from the core.
 
-Found by the simulation (seed 1077): a placement actor stopped while its ``on_start``
-waited on the store left the task its ``on_start`` then started running forever.
+An actor stopped while its ``on_start`` still runs gets its ``on_stop`` too (found by
+the simulation, seed 1077: a placement actor stopped while its ``on_start`` waited on
+the store left the task its ``on_start`` then started running forever). Dead letters
+can be watched (the simulation's ledger accounts for every one).
 """
 
 from __future__ import annotations
@@ -53,3 +55,21 @@ async def test_an_actor_stopped_during_on_start_still_gets_on_stop() -> None:
         assert log == ["start begins", "start ends", "stop"]
         leftover = [t for t in asyncio.all_tasks() if "Event.wait" in repr(t.get_coro())]
         assert not leftover
+
+
+class Echo(cf.Actor):
+    async def receive(self, message: object) -> object:
+        return message
+
+
+async def test_dead_letters_can_be_watched_until_the_watch_is_stopped() -> None:
+    seen: list[tuple[str, object, str]] = []
+    async with cf.ActorSystem() as system:
+        ref = await system.spawn(Echo, name="echo")
+        await ref.stop()
+        stop_watching = system.watch_dead_letters(lambda *letter: seen.append(letter))
+        await ref.tell("first")
+        stop_watching()
+        await ref.tell("second")
+        assert system.statistics().dead_letters == 2
+    assert seen == [("echo", "first", "the actor is stopped")]
