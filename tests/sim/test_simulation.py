@@ -17,6 +17,18 @@ from cfactor.testing.sim.bugs import BUGS, reintroduce
 CI_SEEDS = 200
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m cfactor.testing.sim ARGS`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "cfactor.testing.sim", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
 @pytest.mark.timeout(600)  # ~20 s alone; the machine is shared
 def test_two_hundred_seeds_of_the_mixed_workload_hold_every_invariant(
     caplog: pytest.LogCaptureFixture,
@@ -47,14 +59,7 @@ def test_a_seed_replays_to_the_same_trace_and_another_seed_does_not() -> None:
 def test_the_trace_does_not_follow_pythonhashseed(seed: int) -> None:
     hashes = set()
     for hash_seed in ("1", "2"):
-        out = subprocess.run(
-            [sys.executable, "-m", "cfactor.testing.sim", "--seed", str(seed)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "PYTHONHASHSEED": hash_seed},
-            check=False,
-        )
+        out = run_cli("--seed", str(seed), env={**os.environ, "PYTHONHASHSEED": hash_seed})
         line = next(x for x in out.stdout.splitlines() if x.startswith(f"seed {seed}: trace "))
         hashes.add(line.split()[3])
     assert len(hashes) == 1, hashes
@@ -119,25 +124,13 @@ def test_the_command_line_refuses_bad_input_with_a_clear_message() -> None:
         (["--bug", "nonsense"], "invalid choice"),
         (["--seeds", "3", "--seed", "4"], "not allowed with argument"),
     ):
-        out = subprocess.run(
-            [sys.executable, "-m", "cfactor.testing.sim", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = run_cli(*args)
         assert out.returncode == 2, args
         assert says in out.stderr, out.stderr
 
 
 def test_the_command_line_reports_rate_checks_and_faults() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "cfactor.testing.sim", "--seeds", "3"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = run_cli("--seeds", "3")
     assert out.returncode == 0, out.stdout + out.stderr
     summary = out.stdout.splitlines()
     assert any(line.startswith("3 seeds in ") and "seeds/s" in line for line in summary)
